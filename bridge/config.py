@@ -157,6 +157,8 @@ class ConferenceConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class WebConfig:
+    enabled: bool = True
+    """Start the HTTPS portal (gunicorn) alongside the engine with ``bridge run``."""
     listen: str = "127.0.0.1:8443"
     """``ip:port`` of the HTTPS portal."""
     tls_cert: str = ""
