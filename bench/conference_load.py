@@ -1,0 +1,227 @@
+"""The standard SIPp conference load against the appliance (issue 9). Run by hand, as root:
+
+    .venv/bin/python bench/conference_load.py                    # every size below
+    .venv/bin/python bench/conference_load.py 1x200 40x5         # chosen sizes
+    .venv/bin/python bench/conference_load.py --legs 500 1000    # big single-room... sizes ("as many as sustained")
+
+It writes a config with meet-me rooms 1001..1040 (no PIN) into a temporary data dir, starts ``bridge run``
+(SIP on a free port, SMPP and the portal off), and for each size runs ``bench/load/run_load.sh`` — the
+bridge-agnostic load from ``../shared/peers/load`` copied verbatim: N SIPp calls into R rooms, continuous 20 ms
+PCMU, an RTP sink scoring what the bridge sends back and a /proc CPU sampler. After each CPU window it asks
+the engine's control API for the mixer's tick lateness. Figures are printed as a table next to the
+reference measured for a widely deployed C bridge on this kind of machine with exactly this load
+(0.21 % of one core per participant at 1x200, 0.26 % at 40x5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOAD = ROOT / "bench" / "load"
+BRIDGE = ROOT / ".venv" / "bin" / "bridge"
+SIZES = ["1x10", "1x50", "1x100", "1x200", "10x5", "40x5"]
+REFERENCE = {"1x200": 0.21, "40x5": 0.26}  # % of one core per participant, C bridge, same load, same machine kind
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(data_dir: Path, sip_port: int, control_port: int) -> Path:
+    rooms = "\n".join(
+        f'[[room]]\nnumber = "{1000 + r}"\nname = "Load room {r}"\nmax_members = 2500\n' for r in range(1, 41)
+    )
+    path = data_dir / "bridge.toml"
+    path.write_text(
+        f"""
+[node]
+name = "bench"
+data_dir = "{data_dir}"
+[smpp]
+enabled = false
+[sip]
+listen = "127.0.0.1:{sip_port}"
+public_address = "127.0.0.1"
+rtp_ports = "40000-49999"
+antiflood_requests = 100000
+rtp_timeout_s = 120
+[[trunk_group]]
+name = "load"
+gateways = ["127.0.0.1:25060"]
+[conference]
+max_participants = 2500
+[web]
+enabled = false
+[control]
+listen = "127.0.0.1:{control_port}"
+token = "bench"
+[cdr]
+push_enabled = false
+feed_listen = ""
+{rooms}
+"""
+    )
+    return path
+
+
+def control_status(control_port: int) -> dict[str, object]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{control_port}/status", headers={"Authorization": "Bearer bench"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return dict(json.load(response))
+
+
+def wait_until_idle(control_port: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        mixer = control_status(control_port).get("mixer", {})
+        if isinstance(mixer, dict) and mixer.get("participants", 0) == 0:
+            return
+        time.sleep(1)
+    raise SystemExit("the bridge still has participants after the load ended")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sizes", nargs="*", help="RxP sizes (rooms x per room); default: the standard set")
+    parser.add_argument("--legs", nargs="*", type=int, default=[], help="extra single-room sizes, e.g. 500 1000 2000")
+    parser.add_argument("--hold-ms", type=int, default=0, help="call hold time (default: fits the window)")
+    parser.add_argument("--window", type=int, default=20, help="CPU window in seconds")
+    parser.add_argument("--silent", action="store_true", help="replay silence instead of the tone")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: SIPp play_pcap_audio needs a raw socket")
+    for tool in ("sipp",):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found: run `make deps`")
+    sizes = [tuple(map(int, s.split("x"))) for s in (args.sizes or ([] if args.legs else SIZES))]
+    sizes += [(r, legs // r) for legs in args.legs for r in (max(1, legs // 50),)]
+
+    work = Path(tempfile.mkdtemp(prefix="confload-"))
+    load_dir = work / "load"
+    shutil.copytree(LOAD, load_dir)
+    pcap = "pcmu_silence_180s.pcap" if args.silent else "pcmu_tone_180s.pcap"
+    silence = ["--silence"] if args.silent else []
+    subprocess.run(
+        [sys.executable, "make_pcmu_pcap.py", "--seconds", "180", "--out", pcap, *silence],
+        cwd=load_dir,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    sip_port, control_port = free_udp_port(), free_tcp_port()
+    config = write_config(work, sip_port, control_port)
+    env = {**os.environ, "BRIDGE_CONFIG": str(config)}
+    subprocess.run([str(BRIDGE), "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL)
+    log = open(work / "bridge.log", "w")
+    bridge = subprocess.Popen([str(BRIDGE), "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    results = []
+    try:
+        for _ in range(100):
+            try:
+                control_status(control_port)
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            raise SystemExit(f"bridge did not start; see {work / 'bridge.log'}")
+        for rooms, per_room in sizes:
+            n = rooms * per_room
+            rate = 50 if n > 200 else 20
+            ramp = -(-n // rate)
+            hold_ms = args.hold_ms or (ramp + 5 + args.window + 8) * 1000
+            check = f"curl -s -H 'Authorization: Bearer bench' http://127.0.0.1:{control_port}/status"
+            run_env = {
+                **os.environ,
+                "SERVER": f"127.0.0.1:{sip_port}",
+                "HOLD_MS": str(hold_ms),
+                "RATE": str(rate),
+                "WINDOW": str(args.window),
+                "OUTDIR": str(work / "runs"),
+                "CHECK_CMD": check,
+                **({"SCENARIO": "uac_pcmu_conf_silent.xml"} if args.silent else {}),
+            }
+            label = f"{rooms}x{per_room}"
+            print(f"== {label}: {n} calls at {rate}/s, hold {hold_ms / 1000:.0f} s", flush=True)
+            out = subprocess.run(
+                ["bash", "run_load.sh", str(bridge.pid), str(rooms), str(per_room), label],
+                cwd=load_dir,
+                env=run_env,
+                capture_output=True,
+                text=True,
+            )
+            lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+            if out.returncode != 0 or not lines:
+                print(out.stdout[-2000:], out.stderr[-2000:])
+                results.append({"label": label, "error": f"run_load.sh exited {out.returncode}"})
+                continue
+            summary = json.loads(lines[-1])
+            try:
+                status = json.loads((Path(summary["run"]) / "check.out").read_text())
+                summary["tick_lateness_p99_ms"] = status.get("mixer", {}).get("lateness_p99_ms")
+            except (OSError, ValueError):
+                summary["tick_lateness_p99_ms"] = None
+            results.append(summary)
+            wait_until_idle(control_port)
+    finally:
+        bridge.send_signal(signal.SIGTERM)
+        try:
+            bridge.wait(30)
+        except subprocess.TimeoutExpired:
+            bridge.kill()
+    print_table(results)
+    print(f"\nraw runs: {work / 'runs'}  bridge log: {work / 'bridge.log'}")
+
+
+def print_table(results: list[dict[str, object]]) -> None:
+    cols = [
+        ("label", "size"),
+        ("bridge_cpu_pct", "cpu%"),
+        ("bridge_cpu_pct_per_participant", "cpu%/part"),
+        ("sipp_cpu_pct", "sipp%"),
+        ("calls_ok", "ok"),
+        ("calls_failed", "fail"),
+        ("rx_pps_mean", "rx pps"),
+        ("rx_seq_lost", "lost"),
+        ("rx_iat_p99_ms", "iat p99"),
+        ("rx_iat_max_ms", "iat max"),
+        ("tick_lateness_p99_ms", "tick p99"),
+    ]
+    print("\n" + "  ".join(f"{title:>9}" for _, title in cols) + "  vs C bridge")
+    for row in results:
+        if "error" in row:
+            print(f"{row['label']:>9}  {row['error']}")
+            continue
+        cells = "  ".join(f"{_fmt(row.get(key)):>9}" for key, _ in cols)
+        ref = REFERENCE.get(str(row["label"]))
+        per = row.get("bridge_cpu_pct_per_participant")
+        ratio = f"{ref / per:.1f}x less CPU ({ref} %)" if ref and isinstance(per, float) and per > 0 else ""
+        print(f"{cells}  {ratio}")
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+if __name__ == "__main__":
+    main()
