@@ -108,6 +108,7 @@ def _error_message(exc: urllib.error.HTTPError) -> str:
         decoded = json.loads(exc.read() or b"{}")
     except (ValueError, OSError):
         return exc.reason if isinstance(exc.reason, str) else str(exc.code)
-    if isinstance(decoded, dict) and isinstance(decoded.get("error"), str):
-        return decoded["error"]
+    message = decoded.get("error") if isinstance(decoded, dict) else None
+    if isinstance(message, str):
+        return message
     return str(exc.reason)
