@@ -366,6 +366,27 @@ class SmsMessage(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
+class SmsPart(Base):
+    """One received part of a concatenated MO, kept until the whole message is assembled (or times out).
+
+    Parts are persisted before their deliver_sm_resp, so an acknowledged part survives a crash; ``done``
+    parts are kept for a while so that an SMSC redelivering one after assembly is recognised.
+    """
+
+    __tablename__ = "sms_part"
+    __table_args__ = (UniqueConstraint("source", "destination", "ref", "total", "seq"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    destination: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    data_coding: Mapped[int] = mapped_column(Integer, default=0)
+    payload: Mapped[str] = mapped_column(Text, default="")  # hex of the part's user data (without UDH)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
 class CdrFile(Base):
     """An hourly CDR file written to the local spool."""
 
