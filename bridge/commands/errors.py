@@ -1,0 +1,28 @@
+"""The command language's one base exception: it carries the SMS reply that explains the problem."""
+
+from __future__ import annotations
+
+
+class CommandError(Exception):
+    """A command cannot be carried out; ``reply`` is the SMS text telling the sender why.
+
+    ``word`` is the command word it concerns (``"UC"``), or ``""`` when the word itself was not understood.
+    """
+
+    def __init__(self, reply: str, word: str = "") -> None:
+        super().__init__(reply)
+        self.reply = reply
+        self.word = word
+
+
+class ParseError(CommandError):
+    """The text is not a well-formed command (found without looking at the database)."""
+
+
+class ProvisioningError(CommandError):
+    """An Instant Conference cannot be provisioned (slot out of range, no free PIN, too many numbers)."""
+
+
+def quote(text: str, limit: int = 20) -> str:
+    """``'text'`` shortened for an error reply, so a long token cannot push the reply past one SMS."""
+    return "'" + (text if len(text) <= limit else text[: limit - 3] + "...") + "'"

@@ -1,0 +1,526 @@
+"""Command handlers: carry out one parsed command for one subscriber over a SQLAlchemy session.
+
+Each handler first resolves and checks everything (reads only), raising :class:`CommandError` with the
+reply text, and only then changes the database, so a refused command leaves nothing half done. Nothing
+commits; the session is flushed so the caller's transaction sees the changes.
+
+Names (nicknames, group names) match case-insensitively. A target name is looked up as a user first,
+then as a group; creating a group named like a user (or the reverse) is refused so targets stay
+unambiguous. Groups may contain groups: flattening follows them once each (cycle-safe) and creating a
+loop with ``GC`` is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bridge.commands import parser as p
+from bridge.commands.actions import Action, LaunchConference, SmsBlast
+from bridge.commands.errors import CommandError, ProvisioningError, quote
+from bridge.commands.help import LIST_LIMIT, fit_list, help_text
+from bridge.commands.provisioning import Member, assign_ic, common_dnis, find_ic, set_ic_members
+from bridge.config import Config
+from bridge.db.models import Contact, Group, GroupMember, IcMember, InstantConference, Subscriber
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a handler works with: the session, the commanding subscriber, the config and the time."""
+
+    session: Session
+    subscriber: Subscriber
+    config: Config
+    now: dt.datetime
+
+
+Outcome = tuple[str, tuple[Action, ...]]
+
+
+# --- look-ups ---------------------------------------------------------------------------------------
+
+
+def find_contact(session: Session, subscriber_id: int, nickname: str) -> Contact | None:
+    return session.scalars(
+        select(Contact).where(Contact.subscriber_id == subscriber_id, func.lower(Contact.nickname) == nickname.lower())
+    ).first()
+
+
+def find_group(session: Session, subscriber_id: int, name: str) -> Group | None:
+    return session.scalars(
+        select(Group).where(Group.subscriber_id == subscriber_id, func.lower(Group.name) == name.lower())
+    ).first()
+
+
+def resolve(ctx: Context, word: str, targets: Iterable[p.Target]) -> list[Member]:
+    """Targets -> contacts, groups and E.164 numbers; an unknown name is an error naming it."""
+    members: list[Member] = []
+    seen: set[Any] = set()
+    for target in targets:
+        member: Member
+        if isinstance(target, p.Phone):
+            member = target.number
+        else:
+            found = find_contact(ctx.session, ctx.subscriber.id, target.name) or find_group(
+                ctx.session, ctx.subscriber.id, target.name
+            )
+            if found is None:
+                raise CommandError(f"{word}: no such user or group {quote(target.name)}", word)
+            member = found
+        key = member if isinstance(member, str) else (type(member).__name__, member.id)
+        if key not in seen:
+            seen.add(key)
+            members.append(member)
+    return members
+
+
+def flatten(members: Iterable[Member]) -> list[str]:
+    """E.164 numbers of ``members`` in order, groups expanded recursively (each group once), de-duplicated."""
+    numbers: list[str] = []
+    visited: set[int] = set()
+
+    def add(number: str) -> None:
+        if number not in numbers:
+            numbers.append(number)
+
+    def walk(member: Member) -> None:
+        if isinstance(member, str):
+            add(member)
+        elif isinstance(member, Contact):
+            add(member.phone)
+        elif member.id not in visited:
+            visited.add(member.id)
+            for gm in member.members:
+                if gm.contact is not None:
+                    add(gm.contact.phone)
+                elif gm.phone:
+                    add(gm.phone)
+                elif gm.member_group is not None:
+                    walk(gm.member_group)
+
+    for member in members:
+        walk(member)
+    return numbers
+
+
+def ic_members(ic: InstantConference) -> list[Member]:
+    members: list[Member] = []
+    for m in ic.members:
+        if m.contact is not None:
+            members.append(m.contact)
+        elif m.group is not None:
+            members.append(m.group)
+        elif m.phone:
+            members.append(m.phone)
+    return members
+
+
+def dial_list(mobile: str, numbers: Iterable[str]) -> tuple[str, ...]:
+    """The subscriber's mobile first, then ``numbers`` without duplicates."""
+    ordered = [mobile]
+    for number in numbers:
+        if number not in ordered:
+            ordered.append(number)
+    return tuple(ordered)
+
+
+def ic_dial_list(ic: InstantConference) -> tuple[str, ...]:
+    """Who to call when ``ic`` is launched (by SMS, DNIS + activation PIN or the portal): subscriber first."""
+    return dial_list(ic.subscriber.mobile, flatten(ic_members(ic)))
+
+
+def _groups_within(group: Group) -> set[int]:
+    """Ids of every group reachable from ``group`` (itself included)."""
+    seen: set[int] = set()
+    stack = [group]
+    while stack:
+        current = stack.pop()
+        if current.id in seen:
+            continue
+        seen.add(current.id)
+        stack.extend(gm.member_group for gm in current.members if gm.member_group is not None)
+    return seen
+
+
+def label(member: Member) -> str:
+    if isinstance(member, str):
+        return member
+    if isinstance(member, Contact):
+        return member.nickname
+    return f"{member.name}(group)"
+
+
+def _person(contact: Contact) -> str:
+    return f"{contact.first_name} {contact.last_name}".strip()
+
+
+def _contact_line(contact: Contact) -> str:
+    return f"{contact.nickname} {contact.phone} {_person(contact)}".strip()
+
+
+# --- users ------------------------------------------------------------------------------------------
+
+
+def _user_groups(ctx: Context, cmd: p.CreateUser) -> tuple[list[Group | str], list[Group]]:
+    """Groups to add the user to (existing, or names of new groups) and to remove it from."""
+    word = cmd.word
+    add: list[Group | str] = []
+    for name in cmd.add_groups:
+        group = find_group(ctx.session, ctx.subscriber.id, name)
+        if group is None:
+            if name.lower() == cmd.nickname.lower() or find_contact(ctx.session, ctx.subscriber.id, name):
+                raise CommandError(f"{word}: {quote(name)} is a user's nickname, not a group", word)
+            add.append(name)
+        else:
+            add.append(group)
+    remove: list[Group] = []
+    for name in cmd.remove_groups:
+        group = find_group(ctx.session, ctx.subscriber.id, name)
+        if group is None:
+            raise CommandError(f"{word}: no such group {quote(name)}", word)
+        remove.append(group)
+    return add, remove
+
+
+def _apply_user_groups(ctx: Context, contact: Contact, add: list[Group | str], remove: list[Group]) -> list[str]:
+    notes: list[str] = []
+    for item in add:
+        group = item
+        if isinstance(group, str):
+            group = Group(subscriber_id=ctx.subscriber.id, name=group)
+            ctx.session.add(group)
+            notes.append(f"+{group.name}(new)")
+        else:
+            notes.append(f"+{group.name}")
+        if not any(gm.contact_id == contact.id for gm in group.members):
+            position = max((gm.position for gm in group.members), default=-1) + 1
+            group.members.append(GroupMember(position=position, contact_id=contact.id))
+    for group in remove:
+        for gm in [gm for gm in group.members if gm.contact_id == contact.id]:
+            group.members.remove(gm)
+        notes.append(f"-{group.name}")
+    ctx.session.flush()
+    return notes
+
+
+def create_user(ctx: Context, cmd: p.CreateUser) -> Outcome:
+    if find_contact(ctx.session, ctx.subscriber.id, cmd.nickname):
+        raise CommandError(f"UC: nickname {quote(cmd.nickname)} exists - use UE to edit", "UC")
+    if find_group(ctx.session, ctx.subscriber.id, cmd.nickname):
+        raise CommandError(f"UC: {quote(cmd.nickname)} is a group name; pick another nickname", "UC")
+    add, remove = _user_groups(ctx, cmd)
+    contact = Contact(
+        subscriber_id=ctx.subscriber.id,
+        nickname=cmd.nickname,
+        phone=cmd.phone,
+        first_name=cmd.first_name,
+        last_name=cmd.last_name,
+    )
+    ctx.session.add(contact)
+    ctx.session.flush()
+    notes = _apply_user_groups(ctx, contact, add, remove)
+    return _with_notes(f"UC: added {_contact_line(contact)}", notes), ()
+
+
+def edit_user(ctx: Context, cmd: p.CreateUser) -> Outcome:
+    contact = find_contact(ctx.session, ctx.subscriber.id, cmd.nickname)
+    if contact is None:
+        raise CommandError(f"UE: no such user {quote(cmd.nickname)} - use UC to add", "UE")
+    add, remove = _user_groups(ctx, cmd)
+    contact.phone, contact.first_name, contact.last_name = cmd.phone, cmd.first_name, cmd.last_name
+    ctx.session.flush()
+    notes = _apply_user_groups(ctx, contact, add, remove)
+    return _with_notes(f"UE: updated {_contact_line(contact)}", notes), ()
+
+
+def _with_notes(text: str, notes: Sequence[str]) -> str:
+    return fit_list(text + "; groups ", notes) if notes else text
+
+
+def _detach(ctx: Context, *, contact_id: int | None = None, group_id: int | None = None) -> list[str]:
+    """Remove a contact or group from every group and IC that lists it; returns where it was."""
+    session = ctx.session
+    where: list[str] = []
+    if contact_id is not None:
+        gm_filter = GroupMember.contact_id == contact_id
+        ic_filter = IcMember.contact_id == contact_id
+    else:
+        gm_filter = GroupMember.member_group_id == group_id
+        ic_filter = IcMember.group_id == group_id
+    for gm in session.scalars(select(GroupMember).where(gm_filter)).all():
+        if gm.group.name not in where:
+            where.append(gm.group.name)
+        gm.group.members.remove(gm)
+    for im in session.scalars(select(IcMember).where(ic_filter)).all():
+        where.append(f"IC{im.conference.slot}")
+        im.conference.members.remove(im)
+    session.flush()
+    return where
+
+
+def delete_user(ctx: Context, cmd: p.DeleteUser) -> Outcome:
+    if isinstance(cmd.target, p.Name):
+        contact = find_contact(ctx.session, ctx.subscriber.id, cmd.target.name)
+        if contact is None:
+            raise CommandError(f"UD: no such user {quote(cmd.target.name)}", "UD")
+    else:
+        matches = ctx.session.scalars(
+            select(Contact)
+            .where(Contact.subscriber_id == ctx.subscriber.id, Contact.phone == cmd.target.number)
+            .order_by(Contact.nickname)
+        ).all()
+        if not matches:
+            raise CommandError(f"UD: no user has number {cmd.target.number}", "UD")
+        if len(matches) > 1:
+            names = [c.nickname for c in matches]
+            raise CommandError(
+                fit_list(f"UD: {len(matches)} users have {cmd.target.number}: ", names, tail=" - use UD <nick>"),
+                "UD",
+            )
+        contact = matches[0]
+    where = _detach(ctx, contact_id=contact.id)
+    ctx.session.delete(contact)
+    ctx.session.flush()
+    text = f"UD: deleted {contact.nickname} {contact.phone}"
+    return (fit_list(text + "; removed from ", where) if where else text), ()
+
+
+def lookup_users(ctx: Context, cmd: p.LookupUsers) -> Outcome:
+    contacts = ctx.session.scalars(
+        select(Contact).where(Contact.subscriber_id == ctx.subscriber.id).order_by(func.lower(Contact.nickname))
+    ).all()
+    if not contacts:
+        return "UL: you have no users yet - add one with UC <nick> <phone> <first>.<last>", ()
+    query = cmd.query.strip().lower()
+    digits = "".join(ch for ch in query if ch.isdigit())
+    only_digits = bool(digits) and all(ch.isdigit() or ch in "+-(). " for ch in query)
+
+    def matches(contact: Contact) -> bool:
+        if not query:
+            return True
+        if query in contact.nickname.lower() or query in _person(contact).lower():
+            return True
+        return only_digits and digits in contact.phone
+
+    found = [c for c in contacts if matches(c)]
+    if not found:
+        return f"UL: no user matches {quote(cmd.query)}", ()
+    return fit_list(f"UL: {len(found)} found: ", [_contact_line(c) for c in found], limit=LIST_LIMIT, sep="; "), ()
+
+
+# --- groups -----------------------------------------------------------------------------------------
+
+
+def define_group(ctx: Context, cmd: p.DefineGroup) -> Outcome:
+    if find_contact(ctx.session, ctx.subscriber.id, cmd.name):
+        raise CommandError(f"GC: {quote(cmd.name)} is a user's nickname; pick another group name", "GC")
+    group = find_group(ctx.session, ctx.subscriber.id, cmd.name)
+    members = resolve(ctx, "GC", cmd.members)
+    for member in members:
+        if isinstance(member, Group):
+            if group is not None and member.id == group.id:
+                raise CommandError(f"GC: group {quote(group.name)} cannot contain itself", "GC")
+            if group is not None and group.id in _groups_within(member):
+                raise CommandError(
+                    f"GC: {quote(member.name)} already contains {quote(group.name)}; that would make a loop", "GC"
+                )
+    created = group is None
+    if group is None:
+        group = Group(subscriber_id=ctx.subscriber.id, name=cmd.name)
+        ctx.session.add(group)
+    else:
+        group.members.clear()
+    ctx.session.flush()
+    for position, member in enumerate(members):
+        if isinstance(member, Contact):
+            group.members.append(GroupMember(position=position, contact_id=member.id))
+        elif isinstance(member, Group):
+            group.members.append(GroupMember(position=position, member_group_id=member.id))
+        else:
+            group.members.append(GroupMember(position=position, phone=member))
+    ctx.session.flush()
+    verb = "created" if created else "replaced"
+    return fit_list(f"GC: group {group.name} {verb}: ", [label(m) for m in members]), ()
+
+
+def _group_labels(group: Group) -> list[str]:
+    labels: list[str] = []
+    for gm in group.members:
+        if gm.contact is not None:
+            labels.append(f"{gm.contact.nickname} {gm.contact.phone}")
+        elif gm.member_group is not None:
+            labels.append(f"{gm.member_group.name}(group)")
+        elif gm.phone:
+            labels.append(gm.phone)
+    return labels
+
+
+def list_group(ctx: Context, cmd: p.ListGroup) -> Outcome:
+    if cmd.name is None:
+        groups = ctx.session.scalars(
+            select(Group).where(Group.subscriber_id == ctx.subscriber.id).order_by(func.lower(Group.name))
+        ).all()
+        if not groups:
+            return "GL: you have no groups yet - create one with GC <group> <nick/phone/group> ...", ()
+        return fit_list("GL: ", [f"{g.name}({len(g.members)})" for g in groups], limit=LIST_LIMIT), ()
+    group = find_group(ctx.session, ctx.subscriber.id, cmd.name)
+    if group is None:
+        raise CommandError(f"GL: no such group {quote(cmd.name)}", "GL")
+    labels = _group_labels(group)
+    if not labels:
+        return f"GL: {group.name} is empty", ()
+    return fit_list(f"GL {group.name} ({len(labels)}): ", labels, limit=LIST_LIMIT), ()
+
+
+def delete_group(ctx: Context, cmd: p.DeleteGroup) -> Outcome:
+    group = find_group(ctx.session, ctx.subscriber.id, cmd.name)
+    if group is None:
+        raise CommandError(f"GD: no such group {quote(cmd.name)}", "GD")
+    where = _detach(ctx, group_id=group.id)
+    name = group.name
+    ctx.session.delete(group)
+    ctx.session.flush()
+    text = f"GD: deleted group {name} (its users stay)"
+    return (fit_list(text + "; removed from ", where) if where else text), ()
+
+
+# --- conferences ------------------------------------------------------------------------------------
+
+
+def _check_size(ctx: Context, word: str, numbers: Sequence[str]) -> None:
+    limit = ctx.config.conference.max_participants
+    if len(numbers) > limit:
+        raise CommandError(f"{word}: {len(numbers)} people exceed the limit of {limit} per conference", word)
+
+
+def _rejoin(ctx: Context, ic: InstantConference) -> str:
+    common = common_dnis(ctx.session, ctx.config)
+    return f" Rejoin: {common} PIN {ic.user_pin}" if common else f" User PIN {ic.user_pin}"
+
+
+def launch_adhoc(ctx: Context, cmd: p.LaunchAdHoc) -> Outcome:
+    adhoc = sum(isinstance(t, p.Phone) for t in cmd.targets)
+    limit = ctx.config.conference.max_adhoc
+    if adhoc > limit:
+        raise CommandError(f"IC: at most {limit} ad hoc numbers, got {adhoc}", "IC")
+    members = resolve(ctx, "IC", cmd.targets)
+    numbers = dial_list(ctx.subscriber.mobile, flatten(members))
+    if len(numbers) < 2:
+        raise CommandError("IC: nobody to call besides you", "IC")
+    _check_size(ctx, "IC", numbers)
+    action = LaunchConference(subscriber_id=ctx.subscriber.id, numbers=numbers)
+    others = len(numbers) - 1
+    return fit_list(f"IC: calling you and {others} other{'s' if others > 1 else ''}: ", [label(m) for m in members]), (
+        action,
+    )
+
+
+def launch_ic(ctx: Context, cmd: p.LaunchIc) -> Outcome:
+    slot = cmd.slot
+    ic = find_ic(ctx.session, ctx.subscriber.id, slot)
+    if ic is None:
+        raise CommandError(f"IC{slot}: not defined - create it with CC{slot} <nick/phone/group> ...", "IC")
+    numbers = ic_dial_list(ic)
+    if len(numbers) < 2:
+        raise CommandError(f"IC{slot}: has nobody to call - redefine it with CC{slot} <nick/phone/group> ...", "IC")
+    _check_size(ctx, "IC", numbers)
+    action = LaunchConference(subscriber_id=ctx.subscriber.id, numbers=numbers, ic_id=ic.id)
+    others = len(numbers) - 1
+    return f"IC{slot}: calling you and {others} other{'s' if others > 1 else ''}.{_rejoin(ctx, ic)}", (action,)
+
+
+def define_ic(ctx: Context, cmd: p.DefineIc) -> Outcome:
+    slot = cmd.slot
+    adhoc = sum(isinstance(t, p.Phone) for t in cmd.targets)
+    limit = ctx.config.conference.max_adhoc
+    if adhoc > limit:
+        raise CommandError(f"CC{slot}: at most {limit} ad hoc numbers, got {adhoc}", "CC")
+    members = resolve(ctx, "CC", cmd.targets)
+    _check_size(ctx, "CC", dial_list(ctx.subscriber.mobile, flatten(members)))
+    created = find_ic(ctx.session, ctx.subscriber.id, slot) is None
+    try:
+        ic = assign_ic(ctx.session, ctx.subscriber, slot, ctx.config)
+        set_ic_members(ctx.session, ic, members, ctx.config)
+    except ProvisioningError as exc:
+        raise CommandError(exc.reply, "CC") from exc
+    ic.updated_at = _naive_utc(ctx.now)
+    ctx.session.flush()
+    launch = f" Launch: IC{slot}"
+    if ic.dnis is not None:
+        launch += f" or call {ic.dnis.number} PIN {ic.activation_pin}"
+    tail = "." + launch + "." + _rejoin(ctx, ic)
+    verb = "created" if created else "redefined"
+    return fit_list(f"CC{slot}: IC{slot} {verb}: ", [label(m) for m in members], tail=tail), ()
+
+
+def list_ic(ctx: Context, cmd: p.ListIc) -> Outcome:
+    if cmd.slot is None:
+        ics = ctx.session.scalars(
+            select(InstantConference)
+            .where(InstantConference.subscriber_id == ctx.subscriber.id)
+            .order_by(InstantConference.slot)
+        ).all()
+        if not ics:
+            return "LC: no ICs yet - create one with CC1 <nick/phone/group> ...", ()
+        return fit_list("LC: your ICs: ", [f"IC{ic.slot}({len(ic.members)})" for ic in ics], limit=LIST_LIMIT), ()
+    slot = cmd.slot
+    ic = find_ic(ctx.session, ctx.subscriber.id, slot)
+    if ic is None:
+        raise CommandError(f"LC{slot}: IC{slot} is not defined - create it with CC{slot} <nick/phone/group> ...", "LC")
+    members = ic_members(ic)
+    tail = "."
+    if ic.dnis is not None:
+        tail += f" Call {ic.dnis.number} PIN {ic.activation_pin}."
+    tail += _rejoin(ctx, ic)
+    labels = [label(m) for m in members] or ["(nobody)"]
+    return fit_list(f"IC{slot}: ", labels, limit=LIST_LIMIT, tail=tail), ()
+
+
+# --- SMS blast and help -----------------------------------------------------------------------------
+
+
+def blast(ctx: Context, cmd: p.Blast) -> Outcome:
+    members = resolve(ctx, "SB", cmd.targets)
+    numbers = tuple(n for n in flatten(members) if n != ctx.subscriber.mobile)
+    if not numbers:
+        raise CommandError("SB: nobody to text besides you", "SB")
+    _check_size(ctx, "SB", numbers)
+    action = SmsBlast(subscriber_id=ctx.subscriber.id, numbers=numbers, text=cmd.text)
+    count = len(numbers)
+    return fit_list(f"SB: texting {count} number{'s' if count > 1 else ''}: ", [label(m) for m in members]), (action,)
+
+
+def show_help(ctx: Context, cmd: p.Help) -> Outcome:
+    conf = ctx.config.conference
+    return help_text(cmd.topic, verbose=cmd.verbose, max_slot=conf.max_ics_per_subscriber, max_adhoc=conf.max_adhoc), ()
+
+
+def _naive_utc(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo else now
+
+
+HANDLERS: dict[type[p.Command], Callable[[Context, Any], Outcome]] = {
+    p.CreateUser: create_user,
+    p.EditUser: edit_user,
+    p.DeleteUser: delete_user,
+    p.LookupUsers: lookup_users,
+    p.DefineGroup: define_group,
+    p.ListGroup: list_group,
+    p.DeleteGroup: delete_group,
+    p.LaunchAdHoc: launch_adhoc,
+    p.LaunchIc: launch_ic,
+    p.DefineIc: define_ic,
+    p.ListIc: list_ic,
+    p.Blast: blast,
+    p.Help: show_help,
+}
+
+
+def handle(ctx: Context, command: p.Command) -> Outcome:
+    """Carry out ``command``; raises :class:`CommandError` with the reply when it cannot."""
+    return HANDLERS[type(command)](ctx, command)
