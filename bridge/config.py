@@ -99,6 +99,8 @@ class SipConfig:
     """OPTIONS keepalive interval to trunk gateways; a gateway that does not answer is marked down."""
     user_agent: str = "bridge"
     """User-Agent / Server header."""
+    invite_timeout_s: float = 4.0
+    """Seconds an outbound INVITE may go without any response before the call advances to the next route."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,6 +133,16 @@ class DnisConfig:
     """The common dial-in number (callers enter a user PIN)."""
     pool: list[str] = field(default_factory=list)
     """Numbers assigned one per Instant Conference (a list; ``"A-B"`` ranges are expanded)."""
+    digit_timeout_s: float = 4.0
+    """PIN IVR: silence after a digit that ends the entry (``#`` ends it at once)."""
+    first_digit_timeout_s: float = 15.0
+    """PIN IVR: silence before the first digit that counts as a wrong entry."""
+    throttle_failures: int = 3
+    """Calls from one number that end in "wrong PIN" within ``throttle_window_s`` before it is refused."""
+    throttle_window_s: float = 600.0
+    """Window of the per-number failure count."""
+    throttle_block_s: float = 900.0
+    """How long a throttled number is refused (SIP 403) after its last failure."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,6 +151,8 @@ class ConferenceConfig:
     """Seconds a conference survives after the subscriber left."""
     callback_retries: int = 3
     """Calls back to a subscriber who dropped."""
+    callback_delay_s: float = 5.0
+    """Seconds between the subscriber dropping (or a callback failing) and the next callback."""
     ring_timeout_s: float = 45.0
     """Seconds an outbound call may ring before it is cancelled."""
     max_participants: int = 100
@@ -428,6 +442,9 @@ def _validate(config: Config) -> None:
     parse_port_range(config.sip.rtp_ports, "sip.rtp_ports")
     if config.sip.antiflood_requests < 1 or config.sip.antiflood_window_s <= 0:
         raise ConfigError("sip.antiflood_requests: limit and window must be positive")
+    for key in ("invite_timeout_s", "options_interval_s", "rtp_timeout_s"):
+        if getattr(config.sip, key) <= 0:
+            raise ConfigError(f"sip.{key}: must be positive")
     names: set[str] = set()
     for i, trunk in enumerate(config.trunk_group):
         where = f"trunk_group[{i}]"
@@ -455,6 +472,13 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"conference.{key}: must be positive")
     if conf.max_participants < 2:
         raise ConfigError("conference.max_participants: must be at least 2")
+    if conf.callback_delay_s < 0:
+        raise ConfigError("conference.callback_delay_s: must not be negative")
+    for key in ("digit_timeout_s", "first_digit_timeout_s", "throttle_window_s", "throttle_block_s"):
+        if getattr(config.dnis, key) <= 0:
+            raise ConfigError(f"dnis.{key}: must be positive")
+    if config.dnis.throttle_failures < 1:
+        raise ConfigError("dnis.throttle_failures: must be at least 1")
     if conf.callback_retries < 0 or conf.max_adhoc < 0 or conf.pin_attempts < 1:
         raise ConfigError("conference.callback_retries: counts must not be negative")
     parse_host_port(config.web.listen, "web.listen")
