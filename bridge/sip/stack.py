@@ -1,0 +1,545 @@
+"""The sippy adapter: the only module that touches sippy, and only from sippy's own thread.
+
+sippy 2.5 runs its reactor (``ED2``, a process-wide singleton) in one thread; its objects are not thread-safe.
+:class:`SippyRuntime` starts that thread once per process (sippy is *imported* inside it, because ``ED2`` binds
+to the importing thread) and never stops it; each :class:`SipStack` (one per :class:`SipService`) owns a
+transaction manager on its own UDP socket and is driven only through :meth:`SippyRuntime.call`.
+
+Direction of the traffic:
+
+* asyncio -> sippy: the service calls ``runtime.call(stack.method, ...)`` (``ED2.callFromThread``).
+* sippy -> asyncio: the stack calls ``post(event)``, which the service implements with
+  ``loop.call_soon_threadsafe``; the events are the small frozen dataclasses below (no sippy objects cross).
+
+What the stack decides on its own, before anything reaches the engine (RFC 3261 §8.2 / §21.4): antiflood
+(requests beyond the per-source budget are dropped silently), a request sippy cannot parse gets 400 when its
+request line is readable (else it is dropped), out-of-dialog requests from addresses that are not trunk
+gateways get 403, an INVITE for a number the engine does not serve gets 404, OPTIONS gets 200, other
+out-of-dialog methods get 405. Accepted INVITEs get 100 (sippy) and 180 (us) and are posted as
+:class:`Incoming`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.sip import SipError
+from bridge.sip.antiflood import Antiflood
+
+log = logging.getLogger(__name__)
+
+# --- events posted to the asyncio side --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StackEvent:
+    token: int
+    """The dialog the event is about (the number the service gave when it created it, or one we allocated for
+    an inbound call); 0 for events not tied to a dialog."""
+
+
+@dataclass(frozen=True)
+class Incoming(StackEvent):
+    call_id: str
+    calling: str
+    called: str
+    display_name: str
+    source: str
+    sdp: str
+
+
+@dataclass(frozen=True)
+class Progress(StackEvent):
+    status: int
+    sdp: str
+
+
+@dataclass(frozen=True)
+class Connected(StackEvent):
+    sdp: str
+
+
+@dataclass(frozen=True)
+class Failed(StackEvent):
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Disconnected(StackEvent):
+    """The dialog ended on the far side's initiative (BYE, CANCEL) or by sippy itself (timeouts)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Info(StackEvent):
+    content_type: str
+    body: str
+
+
+@dataclass(frozen=True)
+class Reoffer(StackEvent):
+    """A re-INVITE with a new offer; the service must call :meth:`SipStack.answer_update` or ``reject_update``."""
+
+    sdp: str
+
+
+@dataclass(frozen=True)
+class OptionsReply(StackEvent):
+    gateway: str
+    probe: int
+    status: int
+
+
+# --- the sippy thread -------------------------------------------------------------------------------
+
+
+class SippyRuntime:
+    """Process-wide sippy reactor thread (started on first use, then kept: sippy cannot restart ``ED2``)."""
+
+    _lock = threading.Lock()
+    _ed2: Any = None
+    _thread: threading.Thread | None = None
+
+    @classmethod
+    def ensure(cls) -> None:
+        with cls._lock:
+            if cls._thread is not None:
+                return
+            ready = threading.Event()
+            failure: list[BaseException] = []
+
+            def run() -> None:
+                try:
+                    from sippy.Core.EventDispatcher import ED2
+
+                    cls._ed2 = ED2
+                except BaseException as exc:  # pragma: no cover - broken install
+                    failure.append(exc)
+                    ready.set()
+                    return
+                ready.set()
+                while True:  # ED2.loop returns only on breakLoop, which we never call
+                    try:
+                        ED2.loop()
+                    except Exception:  # pragma: no cover - sippy already logs per-callback errors
+                        log.exception("sippy loop crashed; restarting it")
+
+            cls._thread = threading.Thread(target=run, name="sippy", daemon=True)
+            cls._thread.start()
+            ready.wait(10)
+            if failure or cls._ed2 is None:
+                cls._thread = None
+                raise SipError(f"cannot start the sippy reactor: {failure[0] if failure else 'timeout'}")
+
+    @classmethod
+    def call(cls, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` in the sippy thread (exceptions are logged there, never raised here)."""
+        cls._ed2.callFromThread(_guarded, fn, *args)
+
+
+def _guarded(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("SIP stack: %s failed", getattr(fn, "__name__", fn))
+
+
+class _NullSipLogger:
+    """sippy wants a logger with ``write``; ours goes to :mod:`logging` at DEBUG (sippy's own is chatty)."""
+
+    def write(self, *args: Any, **kwargs: Any) -> None:
+        if log.isEnabledFor(logging.DEBUG - 5):
+            log.log(logging.DEBUG - 5, "%s", "".join(str(a) for a in args))
+
+
+_REQUEST_LINE = re.compile(r"^([A-Za-z]+) (\S+) SIP/2\.0$")
+_COPY_HEADERS = ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")
+
+
+def bad_request_reply(text: str, reason: str = "Bad Request") -> bytes | None:
+    """A 400 for a request sippy refused, built from the raw text (``None`` if the request line is unreadable
+    or the request is an ACK, which is never answered). Only the headers RFC 3261 §8.2.6.2 copies are used."""
+    lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
+    match = _REQUEST_LINE.match(lines[0].strip()) if lines else None
+    if match is None or match.group(1).upper() == "ACK":
+        return None
+    copied = [ln for ln in lines[1:] if ln.partition(":")[0].strip().lower() in _COPY_HEADERS]
+    if not any(ln.partition(":")[0].strip().lower() in ("via", "v") for ln in copied):
+        return None  # nowhere to send it (RFC 3261 §18.2.2 routes responses by Via)
+    head = [f"SIP/2.0 400 {reason}", *copied, "Content-Length: 0"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class DialRequest:
+    """Everything the stack needs to send one INVITE (one route attempt)."""
+
+    token: int
+    call_id: str
+    called: str
+    calling: str
+    display_name: str
+    host: str
+    port: int
+    sdp: str
+    username: str
+    password: str
+    extra_headers: tuple[tuple[str, str], ...]
+
+
+class SipStack:
+    """One SIP endpoint on one UDP socket. Every method runs in the sippy thread (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        public_address: str,
+        user_agent: str,
+        acl: frozenset[str],
+        accept_number: Callable[[str], bool],
+        antiflood: Antiflood,
+        post: Callable[[StackEvent], None],
+    ) -> None:
+        self.host, self.port = host, port
+        self.public_address = public_address
+        self.user_agent = user_agent
+        self.acl = acl
+        self.accept_number = accept_number
+        self.antiflood = antiflood
+        self.post = post
+        self._uas: dict[int, Any] = {}
+        self._next_in = -1  # inbound dialogs get negative tokens, outbound ones come from the service (> 0)
+        self._tm: Any = None
+        self.counters = {"requests": 0, "flood_dropped": 0, "bad_requests": 0, "forbidden": 0, "not_found": 0}
+
+    # -- life cycle (sippy thread) --
+
+    def open(self, done: Callable[[BaseException | None], None]) -> None:
+        """Bind the socket and create the transaction manager; ``done(error)`` is called in this thread."""
+        try:
+            from sippy.SipConf import SipConf
+            from sippy.SipTransactionManager import SipTransactionManager
+
+            SipConf.my_uaname = self.user_agent
+            SipConf.my_address = self.public_address  # From/Via defaults; process-wide in sippy
+            SipConf.my_port = self.port
+            stack = self
+
+            class _Tm(SipTransactionManager):  # type: ignore[misc]
+                def handleIncoming(self, data_in: Any, ra: Any, server: Any, rtime: Any) -> None:
+                    try:
+                        if stack._screen(data_in, ra, server):
+                            super().handleIncoming(data_in, ra, server, rtime)
+                    except Exception:  # malformed input must never take the stack down
+                        log.exception("SIP stack: error while handling a datagram from %s", ra)
+
+            gc = {"_sip_address": self.host, "_sip_port": self.port, "_sip_logger": _NullSipLogger()}
+            self._tm = _Tm(gc, self._on_request)
+            gc["_sip_tm"] = self._tm
+            self._gc = gc
+        except BaseException as exc:
+            done(exc)
+            return
+        done(None)
+
+    def close(self, done: Callable[[], None]) -> None:
+        """Forget every dialog and release the socket (callers hang up the live legs first)."""
+        try:
+            self._uas.clear()
+            if self._tm is not None:
+                self._tm.cp_timer.cancel()
+                self._tm.l4r.shutdown()
+                self._tm = None
+        finally:
+            done()
+
+    # -- incoming datagrams --
+
+    def _screen(self, data: Any, ra: Any, server: Any) -> bool:
+        """Antiflood and pre-parse of requests; True if sippy should process the datagram."""
+        if not isinstance(data, bytes | bytearray):
+            return True
+        if data.startswith(b"SIP/2.0 "):
+            return True  # responses match our own transactions; sippy drops strays
+        if len(data) < 32:
+            return False  # keepalive CRLFs and junk (sippy ignores these too)
+        self.counters["requests"] += 1
+        if not self.antiflood.allow(ra.address[0], time.monotonic()):
+            self.counters["flood_dropped"] += 1
+            return False
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            text = bytes(data).decode("utf-8", "replace")
+            self._reject_unparsable(text, ra, server, "Bad Request - not UTF-8")
+            return False
+        from sippy.SipRequest import SipRequest
+
+        try:
+            req = SipRequest(text)
+            req.getTIds()
+            for name in ("via", "from", "to", "cseq", "call-id"):
+                req.getHFBody(name)
+            req.getRURI()
+            req.getHFBody("via").getAddr()
+            req.getHFBody("to").getTag()
+            if req.getMethod() == "INVITE":
+                req.getHFBody("contact").getUrl()
+        except Exception as exc:
+            self._reject_unparsable(text, ra, server, "Bad Request", getattr(exc, "sip_response", None))
+            return False
+        return True
+
+    def _reject_unparsable(self, text: str, ra: Any, server: Any, reason: str, ready: Any = None) -> None:
+        self.counters["bad_requests"] += 1
+        reply = None
+        if ready is not None:
+            try:
+                reply = str(ready.localStr(server.getSIPaddr())).encode()
+            except Exception:
+                reply = None
+        if reply is None:
+            reply = bad_request_reply(text, reason)
+        if reply is not None:
+            server.send_to(reply, ra.address)
+
+    def _on_request(self, req: Any, t: Any) -> Any:
+        """Out-of-dialog requests (sippy routes in-dialog ones to their UA)."""
+        method = req.getMethod()
+        source = str(req.getSource()[0])
+        if req.getHFBody("to").getTag() is not None:
+            return (req.genResponse(481, "Call Leg/Transaction Does Not Exist"), None, None)
+        if source not in self.acl:
+            self.counters["forbidden"] += 1
+            return (req.genResponse(403, "Forbidden"), None, None)
+        if method == "OPTIONS":
+            resp = req.genResponse(200, "OK")
+            self._allow(resp)
+            return (resp, None, None)
+        if method != "INVITE":
+            resp = req.genResponse(405, "Method Not Allowed")
+            self._allow(resp)
+            return (resp, None, None)
+        called = str(req.getRURI().username or "")
+        try:
+            accepted = bool(called) and self.accept_number(called)
+        except Exception:
+            log.exception("accept_number(%r) failed", called)
+            accepted = False
+        if not accepted:
+            self.counters["not_found"] += 1
+            return (req.genResponse(404, "Not Found"), None, None)
+        calling = _calling_number(req)
+        display = ""
+        try:
+            display = str(req.getHFBody("from").getUri().name or "")
+        except Exception:
+            display = ""
+        token = self._next_in
+        self._next_in -= 1
+        info = (str(req.getHFBody("call-id")), calling, called, display, source)
+        ua = self._new_ua(token, inbound=info)
+        return ua.recvRequest(req, t)
+
+    def _allow(self, resp: Any) -> None:
+        from sippy.SipHeader import SipHeader
+
+        resp.appendHeader(SipHeader(name="allow", bodys="INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"))
+
+    # -- dialogs --
+
+    def _contact(self, user: str = "") -> Any:
+        from sippy.SipAddress import SipAddress
+        from sippy.SipContact import SipContact
+        from sippy.SipURL import SipURL
+
+        url = SipURL(username=user or None, host=self.public_address, port=self.port)
+        return SipContact(address=SipAddress(url=url))
+
+    def _new_ua(
+        self,
+        token: int,
+        *,
+        inbound: tuple[str, str, str, str, str] | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        next_hop: tuple[str, int] | None = None,
+    ) -> Any:
+        from sippy.UA import UA
+
+        def on_event(event: Any, ua: Any) -> None:
+            try:
+                self._on_ua_event(token, event, ua, inbound)
+            except Exception:
+                log.exception("SIP stack: error handling %s for dialog %d", type(event).__name__, token)
+
+        def on_dead(ua: Any, *args: Any) -> None:
+            self._uas.pop(token, None)
+
+        ua = UA(
+            self._gc,
+            on_event,
+            username=username,
+            password=password,
+            nh_address=next_hop,
+            dead_cbs=(on_dead,),
+        )
+        ua.lContact = self._contact()
+        ua.local_ua = None
+        self._uas[token] = ua
+        return ua
+
+    def _on_ua_event(self, token: int, event: Any, ua: Any, inbound: tuple[str, str, str, str, str] | None) -> None:
+        from sippy.CCEvents import (
+            CCEventConnect,
+            CCEventDisconnect,
+            CCEventFail,
+            CCEventInfo,
+            CCEventPreConnect,
+            CCEventRedirect,
+            CCEventRing,
+            CCEventTry,
+            CCEventUpdate,
+        )
+
+        if isinstance(event, CCEventTry):
+            if inbound is None:
+                return
+            body = event.getData()[3]
+            ua.recvEvent(CCEventRing((180, "Ringing", None)))
+            call_id, calling, called, display, source = inbound
+            self.post(Incoming(token, call_id, calling, called, display, source, _body_text(body)))
+        elif isinstance(event, CCEventRing):
+            code, _reason, body = event.getData()
+            self.post(Progress(token, int(code), _body_text(body)))
+        elif isinstance(event, CCEventConnect | CCEventPreConnect):
+            if inbound is not None:
+                return  # the ACK of our 200 (or of a re-INVITE answer): nothing to tell
+            code, _reason, body = event.getData()
+            self.post(Connected(token, _body_text(body)))
+        elif isinstance(event, CCEventFail | CCEventRedirect):
+            data = event.getData() or (0, "")
+            self.post(Failed(token, int(data[0]) if data[0] else 0, str(data[1]) if len(data) > 1 else ""))
+        elif isinstance(event, CCEventDisconnect):
+            reason = ""
+            if event.reason_rfc3326 is not None:
+                reason = str(event.reason_rfc3326)
+            self.post(Disconnected(token, reason or "normal"))
+        elif isinstance(event, CCEventInfo):
+            body = event.getData()
+            ctype = ""
+            if body is not None and body.mtype is not None:
+                ctype = str(body.mtype.name if hasattr(body.mtype, "name") else body.mtype)
+            self.post(Info(token, ctype, _body_text(body)))
+        elif isinstance(event, CCEventUpdate):
+            self.post(Reoffer(token, _body_text(event.getData())))
+
+    # -- commands from the service (sippy thread) --
+
+    def dial(self, request: DialRequest) -> None:
+        from sippy.CCEvents import CCEventTry
+        from sippy.MsgBody import MsgBody
+        from sippy.SipCallId import SipCallId
+        from sippy.SipHeader import SipHeader
+
+        ua = self._new_ua(
+            request.token,
+            username=request.username or None,
+            password=request.password or None,
+            next_hop=(request.host, request.port),
+        )
+        call_id = SipCallId(body=request.call_id)
+        event = CCEventTry(
+            (call_id, request.calling, request.called, MsgBody(request.sdp), None, request.display_name or None)
+        )
+        event.extra_headers = tuple(SipHeader(name=name, bodys=value) for name, value in request.extra_headers)
+        ua.recvEvent(event)
+
+    def answer(self, token: int, sdp: str) -> None:
+        from sippy.CCEvents import CCEventConnect
+        from sippy.MsgBody import MsgBody
+
+        ua = self._uas.get(token)
+        if ua is not None:
+            ua.recvEvent(CCEventConnect((200, "OK", MsgBody(sdp))))
+
+    answer_update = answer
+
+    def reject(self, token: int, status: int, reason: str) -> None:
+        from sippy.CCEvents import CCEventFail
+
+        ua = self._uas.get(token)
+        if ua is not None:
+            ua.recvEvent(CCEventFail((status, reason)))
+
+    reject_update = reject
+
+    def hangup(self, token: int) -> None:
+        """BYE, CANCEL or a final error, whatever the dialog state needs (sippy decides)."""
+        ua = self._uas.get(token)
+        if ua is not None and not ua.isDead():
+            ua.disconnect()
+
+    def options(self, gateway: str, host: str, port: int, probe: int) -> None:
+        """Send one out-of-dialog OPTIONS (keepalive); any final response is posted as :class:`OptionsReply`."""
+        from sippy.SipAddress import SipAddress
+        from sippy.SipCallId import SipCallId
+        from sippy.SipFrom import SipFrom
+        from sippy.SipRequest import SipRequest
+        from sippy.SipURL import SipURL
+
+        if self._tm is None:
+            return
+        fr0m = SipFrom(address=SipAddress(url=SipURL(username="keepalive", host=self.public_address, port=self.port)))
+        fr0m.genTag()
+        req = SipRequest(
+            method="OPTIONS",
+            ruri=SipURL(host=host, port=port),
+            fr0m=fr0m,
+            callid=SipCallId(),
+            contact=self._contact(),
+            target=((host, port), "udp"),
+        )
+
+        def on_response(resp: Any) -> None:
+            code = int(resp.getSCode()[0])
+            if code >= 200:
+                self.post(OptionsReply(0, gateway, probe, code))
+
+        self._tm.newTransaction(req, resp_cb=on_response)
+
+    def live_dialogs(self) -> int:
+        return len(self._uas)
+
+
+def _body_text(body: Any) -> str:
+    if body is None:
+        return ""
+    try:
+        return str(body.localStr()) if not isinstance(body, str) else body
+    except Exception:
+        return str(body)
+
+
+def _calling_number(req: Any) -> str:
+    """Calling party: the user of P-Asserted-Identity (RFC 3325), else of From."""
+    for name in ("p-asserted-identity", "from"):
+        try:
+            bodies = req.getHFBodys(name)
+            if bodies:
+                user = bodies[0].getUrl().username
+                if user:
+                    return str(user)
+        except Exception:
+            continue
+    return ""

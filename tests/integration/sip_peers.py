@@ -1,0 +1,456 @@
+"""Helpers for the SIP integration tests and bench/sip_calls.py: free ports, SIPp scenarios and runner, RTP pcap
+writer for SIPp's play_pcap_audio, and a running :class:`SipService` with an event recorder.
+
+SIPp scenarios are generated from the templates below into the test's tmp directory (so the expected status,
+digest credentials or INFO digits are parameters, not copies of XML). A missing ``sipp`` binary makes the
+tests fail (``FileNotFoundError``), never skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import struct
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge.config import Config, from_dict
+from bridge.sip.events import LegEvent
+from bridge.sip.service import SipService
+
+SIPP = shutil.which("sipp") or "sipp"
+
+
+def free_udp_port(host: str = "127.0.0.1", *, even: bool = False) -> int:
+    """A UDP port nobody uses right now (bind port 0, read it, close). ``even``: an even port whose +1 is free."""
+    while True:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+        if not even:
+            s.close()
+            return int(port)
+        if port % 2 == 0 and port < 65534:
+            try:
+                t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                t.bind((host, port + 1))
+                t.close()
+                s.close()
+                return int(port)
+            except OSError:
+                pass
+        s.close()
+
+
+def rtp_range(size: int = 40) -> str:
+    """A ``low-high`` RTP range of ``size`` ports starting at a currently free even port."""
+    low = free_udp_port(even=True)
+    low = min(low, 65535 - size)
+    low -= low % 2
+    return f"{low}-{low + size - 1}"
+
+
+def make_config(
+    *,
+    sip_port: int,
+    trunk_groups: list[dict[str, Any]],
+    rtp: str | None = None,
+    sip: dict[str, Any] | None = None,
+    ring_timeout_s: float = 20.0,
+) -> Config:
+    return from_dict(
+        {
+            "sip": {
+                "listen": f"127.0.0.1:{sip_port}",
+                "rtp_ports": rtp or rtp_range(),
+                "options_interval_s": 30.0,
+                **(sip or {}),
+            },
+            "trunk_group": trunk_groups,
+            "dnis": {"common": "5550100", "pool": ["5550101-5550110"]},
+            "conference": {"ring_timeout_s": ring_timeout_s},
+        }
+    )
+
+
+class Recorder:
+    """Collects the service's events; ``wait_for`` awaits a predicate over them."""
+
+    def __init__(self) -> None:
+        self.events: list[LegEvent] = []
+        self._changed = asyncio.Event()
+        self.hooks: list[Callable[[LegEvent], None]] = []
+
+    def __call__(self, event: LegEvent) -> None:
+        self.events.append(event)
+        for hook in self.hooks:
+            hook(event)
+        self._changed.set()
+
+    def of(self, kind: type[LegEvent]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+        async def waiter() -> None:
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(waiter(), timeout)
+
+
+async def started_service(config: Config, recorder: Recorder, **kwargs: Any) -> SipService:
+    service = SipService(config, on_event=recorder, **kwargs)
+    await service.start()
+    return service
+
+
+# --- SIPp ------------------------------------------------------------------------------------------------
+
+SDP_OFFER = """v=0
+o=sipp 1 1 IN IP[local_ip_type] [local_ip]
+s=sipp
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a=ptime:20
+a=sendrecv
+"""
+
+_UAC_HEAD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="{name}">
+  <send retrans="500">
+    <![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "Caller" <sip:{from_user}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
+{extra_headers}Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{sdp}
+    ]]>
+  </send>
+"""
+
+
+def uac_refused_scenario(status: int) -> str:
+    """INVITE [service]; expect exactly ``status`` (ACK it); anything else fails the call."""
+    return (
+        _UAC_HEAD.format(name=f"uac_{status}", from_user="sipp", extra_headers="", sdp=SDP_OFFER)
+        + f"""  <recv response="100" optional="true"/>
+  <recv response="{status}"/>
+  <send>
+    <![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "Caller" <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"""
+    )
+
+
+def uac_dtmf_scenario(*, pcap: str, pause_ms: int, info_digits: str, calling: str) -> str:
+    """Call [service] with P-Asserted-Identity ``calling``, play ``pcap`` (audio + RFC 4733), send each of
+    ``info_digits`` as SIP INFO (alternating application/dtmf-relay and application/dtmf), then BYE."""
+    infos = []
+    for i, digit in enumerate(info_digits):
+        if i % 2 == 0:
+            ctype, body = "application/dtmf-relay", f"Signal={digit}\r\nDuration=160\r\n"
+        else:
+            ctype, body = "application/dtmf", digit
+        infos.append(
+            f"""  <send retrans="500">
+    <![CDATA[
+INFO sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "Caller" <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: {10 + i} INFO
+Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
+Max-Forwards: 70
+Content-Type: {ctype}
+Content-Length: [len]
+
+{body}
+    ]]>
+  </send>
+  <recv response="200"/>
+  <pause milliseconds="100"/>
+"""
+        )
+    pai = f"P-Asserted-Identity: <sip:{calling}@[local_ip]>\n"
+    return (
+        _UAC_HEAD.format(name="uac_dtmf", from_user="anonymous", extra_headers=pai, sdp=SDP_OFFER)
+        + f"""  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send>
+    <![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "Caller" <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <nop>
+    <action>
+      <exec play_pcap_audio="{pcap}"/>
+    </action>
+  </nop>
+  <pause milliseconds="{pause_ms}"/>
+{"".join(infos)}  <send retrans="500">
+    <![CDATA[
+BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "Caller" <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 50 BYE
+Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" crlf="true"/>
+</scenario>
+"""
+    )
+
+
+def uas_scenario(*, challenge: int | None = None, realm: str = "trunk.example") -> str:
+    """Answer INVITEs (optionally challenging the first with 401/407 and checking the retry carries
+    credentials), wait for the caller's BYE. Also answers OPTIONS keepalives is not needed: SIPp's -aa does."""
+    auth = ""
+    if challenge is not None:
+        hdr = "WWW-Authenticate" if challenge == 401 else "Proxy-Authenticate"
+        want = "Authorization:" if challenge == 401 else "Proxy-Authorization:"
+        auth = f"""  <recv request="INVITE"/>
+  <send>
+    <![CDATA[
+SIP/2.0 {challenge} {"Unauthorized" if challenge == 401 else "Proxy Authentication Required"}
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+{hdr}: Digest realm="{realm}", nonce="[call_number]abc{challenge}", algorithm=MD5
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="ACK"/>
+  <recv request="INVITE">
+    <action>
+      <ereg regexp="Digest" search_in="hdr" header="{want}" check_it="true" assign_to="dummy"/>
+    </action>
+  </recv>
+"""
+    else:
+        auth = """  <recv request="INVITE"/>
+"""
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="uas">
+{auth}  <send>
+    <![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag02[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag02[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+{SDP_OFFER}
+    ]]>
+  </send>
+  <recv request="ACK"/>
+  <recv request="BYE" timeout="60000"/>
+  <send>
+    <![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"""
+
+
+def sipp_common(local_port: int, media_port: int, *, ip: str = "127.0.0.1", timeout_s: int = 60) -> list[str]:
+    return [
+        "-i", ip, "-p", str(local_port), "-mi", ip, "-mp", str(media_port),
+        "-nostdin", "-timeout", str(timeout_s), "-timeout_error", "-trace_err", "-aa",
+    ]  # fmt: skip
+
+
+def start_sipp(scenario: str, workdir: Path, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    """Write ``scenario`` to ``workdir/name.xml`` and start SIPp on it (errors in ``workdir/name*.log``)."""
+    path = workdir / f"{name}.xml"
+    path.write_text(scenario)
+    log = open(workdir / f"{name}.out", "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        [SIPP, "-sf", str(path), *args], cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+async def wait_process(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """Wait for a process without blocking the event loop; kill it on timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while proc.poll() is None:
+        if loop.time() > deadline:
+            proc.kill()
+            proc.wait()
+            raise TimeoutError(f"{proc.args[:3]} still running after {timeout} s")
+        await asyncio.sleep(0.05)
+    return int(proc.returncode)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def sipp_errors(workdir: Path) -> str:
+    return "\n".join(p.read_text(errors="replace")[-2000:] for p in sorted(workdir.glob("*errors.log")))
+
+
+# --- audio / pcap (same algorithm as ../shared/peers/sip/rtp_tools.py) -----------------------------------
+
+RATE = 8000
+PTIME = 160
+DTMF_CODES = "0123456789*#ABCD"
+_SEG_END = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
+
+
+def lin2ulaw(pcm: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    x = np.asarray(pcm, dtype=np.int32) >> 2
+    mask = np.where(x < 0, 0x7F, 0xFF)
+    x = np.minimum(np.abs(x), 8159) + 33
+    seg = np.searchsorted(_SEG_END, x)
+    u = np.where(seg >= 8, 0x7F, (seg << 4) | ((x >> (seg + 1)) & 0x0F))
+    return (u ^ mask).astype(np.uint8)
+
+
+def tone(freq: float, secs: float, amp: int = 8000) -> np.ndarray[Any, Any]:
+    t = np.arange(int(secs * RATE)) / RATE
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def dominant_freq(pcm: np.ndarray[Any, Any], rate: int = RATE) -> tuple[float, float]:
+    """Frequency of the strongest FFT bin and the share of energy within +-20 Hz of it."""
+    x = np.asarray(pcm, dtype=np.float64)
+    x = x - x.mean()
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / rate)
+    k = int(np.argmax(spec[1:]) + 1)
+    band = np.abs(freqs - freqs[k]) <= 20
+    return float(freqs[k]), float(spec[band].sum() / spec.sum())
+
+
+def _rtp(pt: int, seq: int, ts: int, ssrc: int, payload: bytes, marker: bool = False) -> bytes:
+    return struct.pack(">BBHII", 0x80, (0x80 if marker else 0) | pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
+
+
+def write_pcap(path: Path, packets: list[tuple[float, bytes]]) -> None:
+    def ipv4(n: int) -> bytes:
+        hdr = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + n, 0, 0, 64, 17, 0, bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
+        s = sum(struct.unpack(">10H", hdr))
+        s = (s & 0xFFFF) + (s >> 16)
+        return hdr[:10] + struct.pack(">H", ~((s & 0xFFFF) + (s >> 16)) & 0xFFFF) + hdr[12:]
+
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for t, rtp in packets:
+            udp = struct.pack(">HHHH", 6000, 6000, 8 + len(rtp), 0) + rtp
+            frame = b"\x00" * 12 + b"\x08\x00" + ipv4(len(udp)) + udp
+            f.write(struct.pack("<IIII", int(t), int(round((t % 1) * 1e6)), len(frame), len(frame)))
+            f.write(frame)
+
+
+def write_tone_dtmf_pcap(path: Path, audio: np.ndarray[Any, Any], digits: str, event_pt: int = 101) -> float:
+    """One RTP stream: u-law audio, then RFC 4733 events (3 end packets each); returns the play time in s."""
+    pkts: list[tuple[float, bytes]] = []
+    seq, ts, t, ssrc = 1, 0, 0.0, 0x1234ABCD
+    ul = lin2ulaw(audio).tobytes()
+    for i in range(0, len(ul) - PTIME + 1, PTIME):
+        pkts.append((t, _rtp(0, seq, ts, ssrc, ul[i : i + PTIME], marker=(i == 0))))
+        seq, ts, t = seq + 1, ts + PTIME, t + 0.02
+    silence = bytes([0xFF]) * PTIME
+    for d in digits:
+        ev, n = DTMF_CODES.index(d), 10
+        for k in range(1, n + 1):
+            pkts.append((t, _rtp(event_pt, seq, ts, ssrc, struct.pack(">BBH", ev, 10, k * PTIME), marker=(k == 1))))
+            seq, t = seq + 1, t + 0.02
+        for _ in range(3):
+            pkts.append((t, _rtp(event_pt, seq, ts, ssrc, struct.pack(">BBH", ev, 0x80 | 10, n * PTIME))))
+            seq += 1
+        t += 0.02
+        ts += n * PTIME
+        for _ in range(10):
+            pkts.append((t, _rtp(0, seq, ts, ssrc, silence)))
+            seq, ts, t = seq + 1, ts + PTIME, t + 0.02
+    write_pcap(path, pkts)
+    return t
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """User + system CPU seconds of a process (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
