@@ -105,7 +105,7 @@ def assign_ic(session: Session, subscriber: Subscriber, slot: int, config: Confi
         if ic.dnis_id is None and dnis is not None:
             if ic.activation_pin in _activation_pins(session, dnis.id, ic.id):
                 ic.activation_pin = generate_pin(len(ic.user_pin), _activation_pins(session, dnis.id, ic.id))
-            ic.dnis_id = dnis.id
+            ic.dnis = dnis
             session.flush()
         return ic
     digits = config.conference.pin_digits
@@ -115,7 +115,7 @@ def assign_ic(session: Session, subscriber: Subscriber, slot: int, config: Confi
         subscriber_id=subscriber.id,
         slot=slot,
         name=f"IC{slot}",
-        dnis_id=dnis.id if dnis else None,
+        dnis=dnis,
         activation_pin=activation,
         user_pin=user,
         participant_sms=config.conference.participant_sms,
