@@ -826,7 +826,13 @@ def queue_sms(session: Session, *, destination: str, text: str, source: str) -> 
 
 def _codec(sip_leg: Any) -> str:
     rtp = getattr(sip_leg, "rtp", None)
-    codec = getattr(rtp, "codec", None) if rtp is not None else None
+    codec: Any = None
+    stats = getattr(rtp, "stats", None)
+    if callable(stats):
+        try:
+            codec = stats().get("codec")
+        except Exception:  # stats are best effort
+            codec = None
     return codec if isinstance(codec, str) and codec in ("PCMU", "PCMA") else "PCMU"
 
 

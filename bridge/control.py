@@ -1,0 +1,252 @@
+"""The engine's local control API (CONTRACTS §3): JSON over HTTP/1.1 on loopback, bearer token.
+
+A deliberately tiny HTTP server on ``asyncio.start_server`` (aiohttp is not a dependency): one request
+per connection (``Connection: close``), bodies up to 64 KiB, a 5 s read deadline. Handlers run on the
+engine's loop thread, so they call the conference service directly. The router is pure
+(:func:`route`), so it is tested without sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bridge.config import Config, parse_host_port
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+READ_TIMEOUT_S = 5.0
+TOKEN_FILE = "control.token"
+
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+}
+
+
+def control_token(config: Config) -> str:
+    """``control.token`` from the config, else ``<data_dir>/control.token`` (created with mode 0600)."""
+    if config.control.token:
+        return config.control.token
+    path = config.data_path / TOKEN_FILE
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+        if token:
+            return token
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+class ControlTarget(Protocol):
+    """What the API drives: the engine (status) and its conference service."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def conferences(self) -> list[dict[str, Any]]: ...
+
+    def conference(self, run_id: int) -> dict[str, Any]: ...
+
+    def launch(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def end(self, run_id: int) -> None: ...
+
+    def set_recording(self, run_id: int, on: bool) -> None: ...
+
+    def set_locked(self, run_id: int, locked: bool) -> None: ...
+
+    def dial(self, run_id: int, number: str) -> None: ...
+
+    def set_muted(self, run_id: int, leg_id: int, muted: bool) -> None: ...
+
+    def kick(self, run_id: int, leg_id: int) -> None: ...
+
+
+class ApiError(Exception):
+    """A request error with its HTTP status (400, 404, 409)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: dict[str, Any]
+
+
+_CONF = re.compile(r"^/conferences/(\d+)(?:/(end|recording|lock|dial))?$")
+_LEG = re.compile(r"^/conferences/(\d+)/legs/(\d+)/(mute|kick)$")
+
+
+def route(target: ControlTarget, method: str, path: str, body: dict[str, Any], errors: ErrorMap) -> Response:
+    """Dispatch one authorised request; domain errors are mapped to statuses through ``errors``."""
+    try:
+        return _route(target, method, path.split("?", 1)[0], body)
+    except ApiError as exc:
+        return Response(exc.status, {"error": str(exc)})
+    except Exception as exc:
+        status = errors(exc)
+        if status is None:
+            log.exception("control API: %s %s failed", method, path)
+            return Response(500, {"error": "internal error"})
+        return Response(status, {"error": str(exc)})
+
+
+ErrorMap = Callable[[Exception], int | None]
+
+
+def _route(target: ControlTarget, method: str, path: str, body: dict[str, Any]) -> Response:
+    if path == "/status":
+        _method(method, "GET")
+        return Response(200, target.status())
+    if path == "/conferences":
+        if method == "GET":
+            return Response(200, {"conferences": target.conferences()})
+        _method(method, "POST")
+        return Response(201, target.launch(body))
+    match = _CONF.match(path)
+    if match:
+        run_id, verb = int(match[1]), match[2]
+        if verb is None:
+            _method(method, "GET")
+            return Response(200, target.conference(run_id))
+        _method(method, "POST")
+        if verb == "end":
+            target.end(run_id)
+        elif verb == "recording":
+            target.set_recording(run_id, _bool(body, "on"))
+        elif verb == "lock":
+            target.set_locked(run_id, _bool(body, "locked"))
+        else:
+            number = body.get("number")
+            if not isinstance(number, str) or not number.strip():
+                raise ApiError(400, "body needs 'number' (string)")
+            target.dial(run_id, number)
+        return Response(200, target.conference(run_id) if verb != "end" else {"run_id": run_id, "ended": True})
+    match = _LEG.match(path)
+    if match:
+        _method(method, "POST")
+        run_id, leg_id = int(match[1]), int(match[2])
+        if match[3] == "mute":
+            target.set_muted(run_id, leg_id, _bool(body, "muted"))
+        else:
+            target.kick(run_id, leg_id)
+        return Response(200, target.conference(run_id))
+    raise ApiError(404, f"no such endpoint: {path}")
+
+
+def _method(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise ApiError(405, f"use {allowed}")
+
+
+def _bool(body: dict[str, Any], key: str) -> bool:
+    value = body.get(key)
+    if not isinstance(value, bool):
+        raise ApiError(400, f"body needs '{key}' (true or false)")
+    return value
+
+
+class ControlServer:
+    """``await ControlServer(target, token, errors).start(host, port)``; ``port`` 0 picks a free one."""
+
+    def __init__(self, target: ControlTarget, token: str, errors: ErrorMap) -> None:
+        self.target = target
+        self.token = token
+        self.errors = errors
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> None:
+        self._server = await asyncio.start_server(self._handle, host, port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("control API listening on http://%s:%s", host, self.port)
+
+    @classmethod
+    def listen_address(cls, config: Config) -> tuple[str, int]:
+        return parse_host_port(config.control.listen, "control.listen")
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            response = await asyncio.wait_for(self._request(reader), READ_TIMEOUT_S)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError, UnicodeDecodeError):
+            response = Response(400, {"error": "bad request"})
+        try:
+            payload = json.dumps(response.body).encode()
+            head = (
+                f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Error')}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode() + payload)
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def _request(self, reader: asyncio.StreamReader) -> Response:
+        request_line = (await reader.readline()).decode("latin-1").strip()
+        parts = request_line.split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            return Response(400, {"error": "bad request line"})
+        method, path = parts[0].upper(), parts[1]
+        headers: dict[str, str] = {}
+        for _ in range(100):
+            line = (await reader.readline()).decode("latin-1")
+            if line in ("\r\n", "\n", ""):
+                break
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        else:
+            return Response(400, {"error": "too many headers"})
+        length_text = headers.get("content-length", "0") or "0"
+        if not length_text.isdigit():
+            return Response(400, {"error": "bad Content-Length"})
+        length = int(length_text)
+        if length > MAX_BODY:
+            return Response(413, {"error": "body too large"})
+        raw = await reader.readexactly(length) if length else b""
+        if not self._authorised(headers.get("authorization", "")):
+            return Response(401, {"error": "bad or missing token"})
+        body: Any = {}
+        if raw.strip():
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return Response(400, {"error": "body is not JSON"})
+        if not isinstance(body, dict):
+            return Response(400, {"error": "body must be a JSON object"})
+        return route(self.target, method, path, body, self.errors)
+
+    def _authorised(self, header: str) -> bool:
+        scheme, _, token = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.token.encode())

@@ -1,0 +1,457 @@
+"""The engine: one asyncio process that runs SMPP, SIP/RTP, the 20 ms mixer tick, the conference
+service, CDR jobs and feed, the control API and (optionally) the portal subprocess.
+
+Wiring (../shared/DESIGN.md "Data flow"):
+
+* ``SmppService(on_actions=service.on_actions)``: SMS commands launch conferences and SMS blasts.
+* ``SipService(on_event=service.on_sip_event)``: call events drive the conference machines and the IVR.
+* One tick every 20 ms on absolute time (``bridge.mixer.clock.run_ticks``): ``read_frame()`` of every
+  leg in the mixer -> ``mixer.write()``; ``mixer.tick()``; ``write_frame()`` of each output; then the
+  service's timers (``service.poll``).
+* ``install_jobs`` (hourly CDR push etc.) on a background APScheduler; ``CdrFeed`` gets each new CDR id.
+* The control API (``bridge.control``) on ``[control] listen``.
+
+A service the config disables is not started; one that fails to start is logged with the reason and
+the engine runs on without it (``/status`` shows it as ``disabled`` or ``failed: ...``). SIGTERM/SIGINT
+end every conference (BYE to all, legs closed with CDRs), then stop the services in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+
+from bridge.conference import ConferenceError, NotAllowed, UnknownLeg
+from bridge.conference.media import MixerMedia
+from bridge.conference.service import ConferenceService, UnknownConference
+from bridge.config import Config, expand_numbers, parse_host_port
+from bridge.control import ApiError, ControlServer, control_token
+from bridge.db.models import DnisNumber, Room
+from bridge.db.session import make_engine, make_session_factory
+from bridge.mixer.clock import LatenessStats, Tick, run_ticks
+from bridge.mixer.events import TalkingStarted, TalkingStopped
+from bridge.mixer.mixer import Mixer
+
+log = logging.getLogger(__name__)
+
+ACCEPT_REFRESH_S = 10.0
+
+
+class _NoSip:
+    """Stands in for the SIP service when it is disabled or failed: every dial fails at once."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def dial(self, *, called: str, calling: str, trunk_group: str | None = None, display_name: str = "") -> Any:
+        raise ConferenceError(f"SIP is {self.reason}")
+
+    def answer(self, leg: Any) -> None:  # pragma: no cover - no inbound calls without SIP
+        raise ConferenceError(f"SIP is {self.reason}")
+
+    def reject(self, leg: Any, status: int, reason: str) -> None:  # pragma: no cover
+        pass
+
+    def hangup(self, leg: Any, cause: str = "normal") -> None:  # pragma: no cover
+        pass
+
+
+class _SipSwitch:
+    """The SIP port the conference service holds; points at the real service once it has started."""
+
+    def __init__(self) -> None:
+        self.target: Any = _NoSip("not started")
+
+    def dial(self, *, called: str, calling: str, trunk_group: str | None = None, display_name: str = "") -> Any:
+        return self.target.dial(called=called, calling=calling, trunk_group=trunk_group, display_name=display_name)
+
+    def answer(self, leg: Any) -> None:
+        self.target.answer(leg)
+
+    def reject(self, leg: Any, status: int, reason: str) -> None:
+        self.target.reject(leg, status, reason)
+
+    def hangup(self, leg: Any, cause: str = "normal") -> None:
+        self.target.hangup(leg, cause)
+
+
+class Engine:
+    """``await Engine(config).start()`` ... ``await engine.stop()``; or ``await engine.run()`` until a signal."""
+
+    def __init__(self, config: Config, *, config_path: str | None = None, portal: bool = True) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.portal_enabled = portal and config.web.enabled
+        self.db = make_engine(config.database_url)
+        self.session_factory = make_session_factory(self.db)
+        self.mixer = Mixer()
+        self.lateness = LatenessStats()
+        self.sip_switch = _SipSwitch()
+        self.service: ConferenceService | None = None
+        self.sip: Any = None
+        self.smpp: Any = None
+        self.feed: Any = None
+        self.scheduler: Any = None
+        self.control: ControlServer | None = None
+        self.portal: subprocess.Popen[bytes] | None = None
+        self.states: dict[str, str] = {}
+        self.started_at = time.monotonic()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._media: dict[int, Any] = {}
+        self._media_version = -1
+        self._served: frozenset[str] = frozenset()
+        self._served_bare: frozenset[str] = frozenset()
+
+    # --- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._seed()
+        self._refresh_served()
+        self.service = ConferenceService(
+            self.config, self.session_factory, sip=self.sip_switch, media=MixerMedia(self.mixer), clock=loop.time,
+            on_cdr=self._on_cdr,
+        )  # fmt: skip
+        closed = self.service.recover()
+        if closed:
+            log.warning("closed %d legs left open by the previous run (cause: system restart)", closed)
+        await self._start_sip()
+        await self._start_smpp()
+        await self._start_cdr()
+        await self._start_control()
+        self._tasks.append(loop.create_task(run_ticks(self._tick, stats=self.lateness, stop=self._stop), name="tick"))
+        self._tasks.append(loop.create_task(self._housekeeping(), name="housekeeping"))
+        self._start_portal()
+        log.info("engine running: %s", ", ".join(f"{k}={v}" for k, v in self.states.items()))
+
+    async def run(self) -> None:
+        """Start, wait for SIGTERM/SIGINT, stop gracefully."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        await self.start()
+        await self._stop.wait()
+        log.info("signal received: ending conferences and stopping")
+        await self.stop()
+
+    async def stop(self) -> None:
+        if self.service is not None:
+            self.service.end_all("system shutdown")
+        await asyncio.sleep(0.2)  # let BYE/CANCEL leave before the stack closes
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.portal is not None:
+            self.portal.terminate()
+            try:
+                self.portal.wait(5)
+            except subprocess.TimeoutExpired:
+                self.portal.kill()
+            self.portal = None
+        if self.control is not None:
+            await self.control.stop()
+        for name, component in (("smpp", self.smpp), ("sip", self.sip), ("cdr_feed", self.feed)):
+            if component is not None:
+                try:
+                    await component.stop()
+                except Exception:
+                    log.exception("stopping %s failed", name)
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        self.mixer.close()
+        self.db.dispose()
+        log.info("engine stopped")
+
+    # --- components ----------------------------------------------------------------------------
+
+    def _seed(self) -> None:
+        """Config ``[dnis]`` and ``[[room]]`` into the database (idempotent)."""
+        try:
+            from bridge.commands.provisioning import load_dnis, load_rooms
+        except ImportError:  # pragma: no cover
+            return
+        with self.session_factory() as session:
+            load_dnis(session, common=self.config.dnis.common, pool=expand_numbers(self.config.dnis.pool, "dnis.pool"))
+            load_rooms(session, self.config.room)
+            session.commit()
+
+    async def _start_sip(self) -> None:
+        if not self.config.sip.enabled:
+            self.states["sip"] = "disabled"
+            self.sip_switch.target = _NoSip("disabled")
+            return
+        try:
+            from bridge.sip.service import SipService
+
+            assert self.service is not None
+            self.sip = SipService(self.config, on_event=self.service.on_sip_event, accept_number=self._accept)
+            await self.sip.start()
+        except Exception as exc:
+            log.error("SIP failed to start: %s", exc)
+            self.states["sip"] = f"failed: {exc}"
+            self.sip_switch.target = _NoSip(f"failed: {exc}")
+            self.sip = None
+            return
+        self.sip_switch.target = self.sip
+        self.states["sip"] = "running"
+
+    async def _start_smpp(self) -> None:
+        if not self.config.smpp.enabled:
+            self.states["smpp"] = "disabled"
+            return
+        try:
+            from bridge.smpp.service import SmppService
+
+            assert self.service is not None
+            self.smpp = SmppService(self.config, self.session_factory, on_actions=self.service.on_actions)
+            await self.smpp.start()
+        except Exception as exc:
+            log.error("SMPP failed to start: %s", exc)
+            self.states["smpp"] = f"failed: {exc}"
+            self.smpp = None
+            return
+        self.states["smpp"] = "running"
+
+    async def _start_cdr(self) -> None:
+        try:
+            from apscheduler.schedulers.background import BackgroundScheduler
+
+            from bridge.cdr.jobs import install_jobs
+
+            self.scheduler = BackgroundScheduler(timezone="UTC")
+            install_jobs(self.scheduler, self.config, self.session_factory, is_active=lambda: True)
+            self.scheduler.start()
+            self.states["cdr_jobs"] = "running"
+        except Exception as exc:
+            log.error("CDR jobs failed to start: %s", exc)
+            self.states["cdr_jobs"] = f"failed: {exc}"
+            self.scheduler = None
+        if not self.config.cdr.feed_listen:
+            self.states["cdr_feed"] = "disabled"
+            return
+        try:
+            from bridge.cdr.feed import CdrFeed
+
+            host, port = parse_host_port(self.config.cdr.feed_listen, "cdr.feed_listen")
+            self.feed = _make_feed(CdrFeed, self.session_factory)
+            await self.feed.start(host, port)
+            self.states["cdr_feed"] = "running"
+        except Exception as exc:
+            log.error("CDR feed failed to start: %s", exc)
+            self.states["cdr_feed"] = f"failed: {exc}"
+            self.feed = None
+
+    async def _start_control(self) -> None:
+        host, port = ControlServer.listen_address(self.config)
+        self.control = ControlServer(self, control_token(self.config), _error_status)
+        try:
+            await self.control.start(host, port)
+            self.states["control"] = f"http://{host}:{self.control.port}"
+        except OSError as exc:
+            log.error("control API failed to start on %s:%s: %s", host, port, exc)
+            self.states["control"] = f"failed: {exc}"
+            self.control = None
+
+    def _start_portal(self) -> None:
+        if not self.portal_enabled:
+            self.states["web"] = "disabled"
+            return
+        from bridge.cli import main
+
+        if "web" not in main.commands:
+            self.states["web"] = "not installed"
+            return
+        args = [sys.executable, "-m", "bridge.cli"]
+        if self.config_path:
+            args += ["--config", self.config_path]
+        try:
+            self.portal = subprocess.Popen([*args, "web"])
+            self.states["web"] = f"pid {self.portal.pid}"
+        except OSError as exc:
+            log.error("portal failed to start: %s", exc)
+            self.states["web"] = f"failed: {exc}"
+
+    # --- media tick ----------------------------------------------------------------------------
+
+    def _tick(self, tick: Tick) -> None:
+        service = self.service
+        if service is None:
+            return
+        now = asyncio.get_running_loop().time()
+        try:
+            if service.media_version != self._media_version:
+                self._media = dict(service.media_legs())
+                self._media_version = service.media_version
+            mixer = self.mixer
+            for pid, rtp in self._media.items():
+                try:
+                    mixer.write(pid, rtp.read_frame(now))
+                except Exception:
+                    mixer.write(pid, None)
+            result = mixer.tick()
+            out = result.out
+            media = self._media
+            for index, pid in enumerate(result.pids.tolist()):
+                rtp = media.get(pid)
+                if rtp is not None:
+                    try:
+                        rtp.write_frame(out[index].tobytes())
+                    except Exception:
+                        pass  # a closed endpoint: its leg is being torn down
+            for event in result.events:
+                if isinstance(event, TalkingStarted | TalkingStopped):
+                    service.set_talking(event.pid, isinstance(event, TalkingStarted))
+            service.poll(now)
+        except Exception:
+            log.exception("tick %d failed", tick.index)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(ACCEPT_REFRESH_S)
+            try:
+                self._refresh_served()
+            except Exception:
+                log.exception("refreshing served numbers failed")
+
+    def _refresh_served(self) -> None:
+        numbers = set(expand_numbers(self.config.dnis.pool, "dnis.pool"))
+        numbers.update(room.number for room in self.config.room)
+        if self.config.dnis.common:
+            numbers.add(self.config.dnis.common)
+        with self.session_factory() as session:
+            numbers.update(session.scalars(select(DnisNumber.number)))
+            numbers.update(session.scalars(select(Room.number)))
+        self._served = frozenset(numbers)
+        self._served_bare = frozenset(n.lstrip("+") for n in numbers)
+
+    def _accept(self, number: str) -> bool:
+        """Called from the SIP thread: a set lookup only."""
+        return number in self._served or number.lstrip("+") in self._served_bare
+
+    def _on_cdr(self, cdr_id: int) -> None:
+        if self.feed is not None:
+            try:
+                self.feed.notify(cdr_id)
+            except Exception:
+                log.exception("CDR feed notify failed")
+
+    # --- control API target --------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        smpp: dict[str, Any] = {"state": self.states.get("smpp", "disabled"), "since": None}
+        if self.smpp is not None:
+            try:
+                smpp = self.smpp.status()
+            except Exception as exc:
+                smpp = {"state": f"error: {exc}", "since": None}
+        sip: dict[str, Any] = {"state": self.states.get("sip", "disabled"), "trunk_groups": []}
+        if self.sip is not None:
+            try:
+                sip = {"state": "running", **self.sip.status()}
+            except Exception as exc:
+                sip = {"state": f"error: {exc}", "trunk_groups": []}
+        counts = self.service.status() if self.service is not None else {"conferences": 0, "participants": 0}
+        summary = self.lateness.summary()
+        return {
+            "node": self.config.node.name,
+            "role": "active",
+            "uptime_s": round(time.monotonic() - self.started_at, 3),
+            "services": dict(self.states),
+            "smpp": smpp,
+            "sip": sip,
+            "mixer": {
+                "conferences": counts["conferences"],
+                "participants": counts["participants"],
+                "mixer_participants": len(self.mixer),
+                "ticks": summary["ticks"],
+                "lateness_p99_ms": summary["lateness_p99_ms"],
+                "late_ticks": summary["late_ticks"],
+                "skipped_ticks": summary["skipped"],
+            },
+        }
+
+    def conferences(self) -> list[dict[str, Any]]:
+        service = self._service()
+        return [service.describe(run_id) for run_id in service.conference_ids()]
+
+    def conference(self, run_id: int) -> dict[str, Any]:
+        return self._service().describe(run_id)
+
+    def launch(self, body: dict[str, Any]) -> dict[str, Any]:
+        service = self._service()
+        if "ic_id" in body:
+            ic_id = body["ic_id"]
+            if not isinstance(ic_id, int) or isinstance(ic_id, bool):
+                raise ApiError(400, "'ic_id' must be an integer")
+            run_id = service.launch_ic(ic_id, launched_by="portal")
+        else:
+            subscriber_id, numbers = body.get("subscriber_id"), body.get("numbers")
+            if not isinstance(subscriber_id, int) or isinstance(subscriber_id, bool):
+                raise ApiError(400, "body needs 'ic_id', or 'subscriber_id' and 'numbers'")
+            if not isinstance(numbers, list) or not all(isinstance(n, str) for n in numbers):
+                raise ApiError(400, "'numbers' must be a list of strings")
+            run_id = service.launch(subscriber_id=subscriber_id, numbers=self._e164(numbers), launched_by="portal")
+        return service.describe(run_id)
+
+    def end(self, run_id: int) -> None:
+        self._service().end(run_id, "ended from the portal")
+
+    def set_recording(self, run_id: int, on: bool) -> None:
+        self._service().set_recording(run_id, on)
+
+    def set_locked(self, run_id: int, locked: bool) -> None:
+        self._service().set_locked(run_id, locked)
+
+    def dial(self, run_id: int, number: str) -> None:
+        self._service().dial(run_id, number)
+
+    def set_muted(self, run_id: int, leg_id: int, muted: bool) -> None:
+        self._service().set_muted(run_id, leg_id, muted)
+
+    def kick(self, run_id: int, leg_id: int) -> None:
+        self._service().kick(run_id, leg_id)
+
+    def _service(self) -> ConferenceService:
+        if self.service is None:
+            raise NotAllowed("engine is starting")
+        return self.service
+
+    def _e164(self, numbers: list[str]) -> list[str]:
+        from bridge.phone import PhoneError, to_e164
+
+        out = []
+        for number in numbers:
+            try:
+                out.append(to_e164(number, self.config.numbering.default_country))
+            except PhoneError as exc:
+                raise ApiError(400, f"bad number {number!r}: {exc}") from exc
+        return out
+
+
+def _error_status(exc: Exception) -> int | None:
+    if isinstance(exc, UnknownConference | UnknownLeg):
+        return 404
+    if isinstance(exc, ConferenceError):
+        return 409
+    if isinstance(exc, ValueError | TypeError | KeyError):
+        return 400
+    return None
+
+
+def _make_feed(feed_class: Callable[..., Any], session_factory: Any) -> Any:
+    """``CdrFeed`` is built with the session factory when its constructor takes one."""
+    try:
+        return feed_class(session_factory)
+    except TypeError:
+        return feed_class()
