@@ -1,0 +1,342 @@
+"""Operator area: companies, portal accounts, DNIS pool, trunk groups, billing CSV, system status."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import generate_password_hash
+from werkzeug.wrappers import Response
+
+from bridge.config import Config
+from bridge.control_client import ControlError
+from bridge.db.models import (
+    Account,
+    Company,
+    DnisKind,
+    DnisNumber,
+    InstantConference,
+    Leg,
+    Role,
+    Subscriber,
+)
+from bridge.phone import PhoneError, to_e164
+from web import charts, db, reports
+from web.clock import utc_now
+from web.company import _cdrs, _range
+from web.forms import AccountForm, CompanyForm, DnisForm
+from web.live import control
+from web.security import roles_required
+from web.tenancy import get_or_404, scoped
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+View = str | Response | tuple[str, int]
+operator_only = roles_required(Role.OPERATOR)
+
+
+def _config() -> Config:
+    config: Config = current_app.config["BRIDGE"]
+    return config
+
+
+def _status() -> dict[str, Any] | None:
+    try:
+        return control().status()
+    except ControlError:
+        return None
+
+
+@bp.route("/")
+@operator_only
+def dashboard() -> View:
+    form, start, end, company_id = _range()
+    cdrs = db.session().scalars(_cdrs(start, end, company_id)).all()
+    session = db.session()
+    counts = {
+        "companies": session.scalar(select(func.count(Company.id))),
+        "subscribers": session.scalar(select(func.count(Subscriber.id))),
+        "ics": session.scalar(select(func.count(InstantConference.id))),
+    }
+    return render_template(
+        "admin/dashboard.html",
+        form=form,
+        counts=counts,
+        status=_status(),
+        per_company=charts.bar_chart(reports.minutes_by(cdrs, "company"), title="Minutes per company"),
+        per_day=charts.bar_chart(reports.days(start, end, reports.minutes_by(cdrs, "day")), title="Minutes per day"),
+    )
+
+
+# --- companies -------------------------------------------------------------------------------------
+
+
+@bp.route("/companies")
+@operator_only
+def companies() -> View:
+    rows = db.session().scalars(scoped(Company).order_by(Company.name)).all()
+    return render_template("admin/companies.html", companies=rows)
+
+
+@bp.route("/companies/new", methods=["GET", "POST"])
+@operator_only
+def company_new() -> View:
+    form = CompanyForm()
+    if form.validate_on_submit():
+        company = Company()
+        if _save_company(form, company):
+            flash(f"Company {company.name} added.", "info")
+            return redirect(url_for("admin.companies"))
+    return render_template("form.html", form=form, title="New company")
+
+
+@bp.route("/companies/<int:company_id>/edit", methods=["GET", "POST"])
+@operator_only
+def company_edit(company_id: int) -> View:
+    company = get_or_404(Company, company_id)
+    form = CompanyForm(obj=company)
+    if form.validate_on_submit() and _save_company(form, company):
+        flash(f"Company {company.name} saved.", "info")
+        return redirect(url_for("admin.companies"))
+    return render_template("form.html", form=form, title=f"Edit company {company.name}")
+
+
+def _valid_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _save_company(form: CompanyForm, company: Company) -> bool:
+    session = db.session()
+    name = (form.name.data or "").strip()
+    if session.scalar(select(Company.id).where(Company.name == name, Company.id != (company.id or 0))):
+        form.name.errors.append("a company with this name exists")
+        return False
+    tz = (form.timezone.data or "UTC").strip()
+    if not _valid_zone(tz):
+        form.timezone.errors.append("unknown time zone (use an IANA name such as Europe/Paris)")
+        return False
+    company.name = name
+    company.timezone = tz
+    session.add(company)
+    session.commit()
+    return True
+
+
+@bp.route("/companies/<int:company_id>/delete", methods=["POST"])
+@operator_only
+def company_delete(company_id: int) -> Response:
+    company = get_or_404(Company, company_id)
+    session = db.session()
+    if session.scalar(select(func.count(Subscriber.id)).where(Subscriber.company_id == company.id)):
+        flash(f"Company {company.name} still has subscribers: delete them first.", "error")
+        return redirect(url_for("admin.companies"))
+    try:
+        with session.begin_nested():
+            for account in session.scalars(select(Account).where(Account.company_id == company.id)):
+                session.delete(account)
+            session.delete(company)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        flash(f"Company {company.name} has history and cannot be deleted.", "error")
+        return redirect(url_for("admin.companies"))
+    flash(f"Company {company.name} deleted.", "info")
+    return redirect(url_for("admin.companies"))
+
+
+# --- accounts (operators and company admins; subscriber logins live with the subscriber) -----------
+
+
+@bp.route("/accounts")
+@operator_only
+def accounts() -> View:
+    rows = db.session().scalars(scoped(Account).order_by(Account.role, Account.username)).all()
+    return render_template("admin/accounts.html", accounts=rows, now=utc_now())
+
+
+def _account_form(account: Account | None) -> AccountForm:
+    form = AccountForm(obj=account)
+    form.company_id.choices = [(0, "(none: operator)")] + [
+        (c.id, c.name) for c in db.session().scalars(scoped(Company).order_by(Company.name))
+    ]
+    if account is not None and request.method == "GET":
+        form.company_id.data = account.company_id or 0
+        form.role.data = account.role.value
+    return form
+
+
+@bp.route("/accounts/new", methods=["GET", "POST"])
+@operator_only
+def account_new() -> View:
+    form = _account_form(None)
+    if form.validate_on_submit():
+        account = Account(password_hash="")
+        if _save_account(form, account, new=True):
+            flash(f"Account {account.username} added.", "info")
+            return redirect(url_for("admin.accounts"))
+    return render_template("form.html", form=form, title="New account")
+
+
+@bp.route("/accounts/<int:account_id>/edit", methods=["GET", "POST"])
+@operator_only
+def account_edit(account_id: int) -> View:
+    account = get_or_404(Account, account_id)
+    form = _account_form(account)
+    if account.role is Role.SUBSCRIBER:
+        form.role.choices = [("subscriber", "subscriber")]
+    if form.validate_on_submit() and _save_account(form, account, new=False):
+        flash(f"Account {account.username} saved.", "info")
+        return redirect(url_for("admin.accounts"))
+    return render_template("form.html", form=form, title=f"Edit account {account.username}")
+
+
+def _save_account(form: AccountForm, account: Account, *, new: bool) -> bool:
+    session = db.session()
+    username = (form.username.data or "").strip()
+    if session.scalar(select(Account.id).where(Account.username == username, Account.id != (account.id or 0))):
+        form.username.errors.append("username taken")
+        return False
+    if new and not form.password.data:
+        form.password.errors.append("required for a new account")
+        return False
+    role = Role(form.role.data)
+    if role is Role.COMPANY_ADMIN and not form.company_id.data:
+        form.company_id.errors.append("a company admin needs a company")
+        return False
+    account.username = username
+    account.role = role
+    if role is Role.OPERATOR:
+        account.company_id = None
+    elif role is Role.COMPANY_ADMIN:
+        account.company_id = form.company_id.data
+    account.active = bool(form.active.data)
+    if form.unlock.data:
+        account.locked_until = None
+        account.failed_logins = 0
+    if form.password.data:
+        account.password_hash = generate_password_hash(form.password.data)
+    session.add(account)
+    session.commit()
+    return True
+
+
+@bp.route("/accounts/<int:account_id>/delete", methods=["POST"])
+@operator_only
+def account_delete(account_id: int) -> Response:
+    account = get_or_404(Account, account_id)
+    session = db.session()
+    session.delete(account)
+    session.commit()
+    flash(f"Account {account.username} deleted.", "info")
+    return redirect(url_for("admin.accounts"))
+
+
+# --- DNIS pool -------------------------------------------------------------------------------------
+
+
+@bp.route("/dnis", methods=["GET", "POST"])
+@operator_only
+def dnis() -> View:
+    session = db.session()
+    form = DnisForm()
+    if form.validate_on_submit():
+        try:
+            number = to_e164(form.number.data or "", _config().numbering.default_country)
+        except PhoneError as exc:
+            form.number.errors.append(str(exc))
+        else:
+            kind = DnisKind(form.kind.data)
+            position = int(form.position.data or 0) if kind is DnisKind.POOL else 0
+            if session.scalar(select(DnisNumber.id).where(DnisNumber.number == number)):
+                form.number.errors.append("already in the pool")
+            elif kind is DnisKind.POOL and (
+                position < 1
+                or session.scalar(select(DnisNumber.id).where(DnisNumber.kind == kind, DnisNumber.position == position))
+            ):
+                form.position.errors.append("give a free pool position (1 and up)")
+            else:
+                session.add(DnisNumber(number=number, kind=kind, position=position))
+                session.commit()
+                flash(f"DNIS {number} added.", "info")
+                return redirect(url_for("admin.dnis"))
+    rows = session.scalars(scoped(DnisNumber).order_by(DnisNumber.kind, DnisNumber.position)).all()
+    counts = select(InstantConference.dnis_id, func.count(InstantConference.id)).group_by(InstantConference.dnis_id)
+    used = {dnis_id: count for dnis_id, count in session.execute(counts)}
+    return render_template("admin/dnis.html", rows=rows, used=used, form=form, configured=_config().dnis)
+
+
+@bp.route("/dnis/<int:dnis_id>/delete", methods=["POST"])
+@operator_only
+def dnis_delete(dnis_id: int) -> Response:
+    row = get_or_404(DnisNumber, dnis_id)
+    session = db.session()
+    if session.scalar(select(func.count(InstantConference.id)).where(InstantConference.dnis_id == row.id)):
+        flash(f"{row.number} is assigned to Instant Conferences; it stays.", "error")
+        return redirect(url_for("admin.dnis"))
+    session.delete(row)
+    session.commit()
+    flash(f"DNIS {row.number} removed.", "info")
+    return redirect(url_for("admin.dnis"))
+
+
+# --- trunks, billing, status -----------------------------------------------------------------------
+
+
+@bp.route("/trunks")
+@operator_only
+def trunks() -> View:
+    status = _status()
+    live = {t.get("name"): t for t in ((status or {}).get("sip") or {}).get("trunk_groups", [])}
+    return render_template("admin/trunks.html", trunks=_config().trunk_group, live=live, reachable=status is not None)
+
+
+@bp.route("/billing")
+@operator_only
+def billing() -> View:
+    form, start, end, company_id = _range()
+    count = db.session().scalar(select(func.count()).select_from(_cdrs(start, end, company_id).subquery()))
+    return render_template(
+        "admin/billing.html", form=form, count=count, args={"start": start, "end": end, "company_id": company_id}
+    )
+
+
+@bp.route("/billing.csv")
+@operator_only
+def billing_csv() -> Response:
+    _form, start, end, company_id = _range()
+    text = reports.cdr_csv(db.session().scalars(_cdrs(start, end, company_id)))
+    return Response(
+        text, mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="billing-{start}-{end}.csv"'}
+    )
+
+
+def port_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per trunk group and span, the channel cells in order (for the coloured port grid)."""
+    rows: list[dict[str, Any]] = []
+    for trunk in (status.get("sip") or {}).get("trunk_groups", []):
+        spans: dict[int, list[dict[str, Any]]] = {}
+        for port in trunk.get("ports", []):
+            spans.setdefault(int(port.get("span", 0)), []).append(port)
+        for span in sorted(spans):
+            cells = sorted(spans[span], key=lambda p: int(p.get("channel", 0)))
+            rows.append({"trunk": trunk.get("name", "?"), "span": span, "cells": cells})
+    return rows
+
+
+@bp.route("/status")
+@operator_only
+def status() -> View:
+    status = _status()
+    rows = port_rows(status) if status else []
+    leg_ids = [c["leg_id"] for r in rows for c in r["cells"] if isinstance(c.get("leg_id"), int)]
+    legs = {}
+    if leg_ids:
+        legs = {leg.id: leg for leg in db.session().scalars(scoped(Leg).where(Leg.id.in_(leg_ids)))}
+    return render_template("admin/status.html", status=status, rows=rows, legs=legs, config=_config())

@@ -1,0 +1,248 @@
+"""Company area: subscribers (moderators) CRUD, usage report with charts and CSV, CDRs.
+
+Company admins see their company; the operator sees every company (and can narrow with ``company_id``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import generate_password_hash
+from werkzeug.wrappers import Response
+
+from bridge.config import Config
+from bridge.db.models import Account, Cdr, Company, Role, Subscriber, SubscriberStatus
+from bridge.phone import PhoneError, to_e164
+from web import charts, db, reports
+from web.clock import utc_now
+from web.forms import RangeForm, SubscriberForm
+from web.security import STAFF, roles_required
+from web.tenancy import get_or_404, scoped
+
+bp = Blueprint("company", __name__, url_prefix="/company")
+
+View = str | Response | tuple[str, int]
+
+
+def _config() -> Config:
+    config: Config = current_app.config["BRIDGE"]
+    return config
+
+
+def _company_choices() -> list[tuple[int, str]]:
+    return [(c.id, c.name) for c in db.session().scalars(scoped(Company).order_by(Company.name))]
+
+
+# --- reports ---------------------------------------------------------------------------------------
+
+
+def _range() -> tuple[RangeForm, dt.date, dt.date, int]:
+    form = RangeForm(request.args)
+    form.company_id.choices = [(0, "all companies"), *_company_choices()]
+    today = utc_now().date()
+    start = form.start.data if form.validate() and form.start.data else today - dt.timedelta(days=29)
+    end = form.end.data if form.end.data and not form.end.errors else today
+    if end < start:
+        start, end = end, start
+    if (end - start).days > 366:
+        start = end - dt.timedelta(days=366)
+    form.start.data, form.end.data = start, end
+    company_id = form.company_id.data if isinstance(form.company_id.data, int) else 0
+    return form, start, end, company_id
+
+
+def _cdrs(start: dt.date, end: dt.date, company_id: int) -> Select[Cdr]:
+    begin = dt.datetime.combine(start, dt.time())
+    stop = dt.datetime.combine(end + dt.timedelta(days=1), dt.time())
+    stmt = scoped(Cdr).where(Cdr.called_at >= begin, Cdr.called_at < stop)
+    if company_id:
+        stmt = stmt.where(Cdr.company_id == company_id)
+    return stmt.order_by(Cdr.called_at)
+
+
+def _args(start: dt.date, end: dt.date, company_id: int) -> dict[str, str | int]:
+    return {"start": start.isoformat(), "end": end.isoformat(), "company_id": company_id}
+
+
+@bp.route("/")
+@roles_required(*STAFF)
+def dashboard() -> View:
+    form, start, end, company_id = _range()
+    cdrs = db.session().scalars(_cdrs(start, end, company_id)).all()
+    return render_template(
+        "company/dashboard.html",
+        form=form,
+        per_day=charts.bar_chart(reports.days(start, end, reports.minutes_by(cdrs, "day")), title="Minutes per day"),
+        per_moderator=charts.bar_chart(reports.minutes_by(cdrs, "moderator"), title="Minutes per moderator"),
+        per_company=charts.bar_chart(reports.minutes_by(cdrs, "company"), title="Minutes per company"),
+    )
+
+
+@bp.route("/usage")
+@roles_required(*STAFF)
+def usage() -> View:
+    form, start, end, company_id = _range()
+    cdrs = db.session().scalars(_cdrs(start, end, company_id)).all()
+    return render_template(
+        "company/usage.html",
+        form=form,
+        rows=reports.usage(cdrs),
+        args=_args(start, end, company_id),
+        chart=charts.bar_chart(reports.days(start, end, reports.minutes_by(cdrs, "day")), title="Minutes per day"),
+    )
+
+
+@bp.route("/usage.csv")
+@roles_required(*STAFF)
+def usage_csv() -> Response:
+    _form, start, end, company_id = _range()
+    cdrs = db.session().scalars(_cdrs(start, end, company_id)).all()
+    return _csv(reports.usage_csv(reports.usage(cdrs)), f"usage-{start}-{end}.csv")
+
+
+@bp.route("/cdrs")
+@roles_required(*STAFF)
+def cdrs() -> View:
+    form, start, end, company_id = _range()
+    subscriber_id = request.args.get("subscriber_id", type=int)
+    stmt = _cdrs(start, end, company_id)
+    if subscriber_id:
+        stmt = stmt.where(Cdr.subscriber_id == subscriber_id)
+    rows = db.session().scalars(stmt.limit(1000)).all()
+    return render_template("company/cdrs.html", form=form, cdrs=rows, args=_args(start, end, company_id))
+
+
+@bp.route("/cdrs.csv")
+@roles_required(*STAFF)
+def cdrs_csv() -> Response:
+    _form, start, end, company_id = _range()
+    return _csv(reports.cdr_csv(db.session().scalars(_cdrs(start, end, company_id))), f"cdr-{start}-{end}.csv")
+
+
+def _csv(text: str, name: str) -> Response:
+    return Response(text, mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+# --- subscribers (moderators) ----------------------------------------------------------------------
+
+
+@bp.route("/subscribers")
+@roles_required(*STAFF)
+def subscribers() -> View:
+    rows = (
+        db.session()
+        .scalars(scoped(Subscriber).where(Subscriber.status != SubscriberStatus.DELETED).order_by(Subscriber.name))
+        .all()
+    )
+    return render_template("company/subscribers.html", subscribers=rows)
+
+
+@bp.route("/subscribers/new", methods=["GET", "POST"])
+@roles_required(*STAFF)
+def subscriber_new() -> View:
+    form = SubscriberForm()
+    form.company_id.choices = _company_choices()
+    if current_user.role is Role.COMPANY_ADMIN and request.method == "GET":
+        form.company_id.data = current_user.company_id
+    if form.validate_on_submit():
+        subscriber = Subscriber()
+        if _save_subscriber(form, subscriber, None):
+            flash(f"Subscriber {subscriber.name} added.", "info")
+            return redirect(url_for("company.subscribers"))
+    return render_template("form.html", form=form, title="New subscriber")
+
+
+@bp.route("/subscribers/<int:sid>/edit", methods=["GET", "POST"])
+@roles_required(*STAFF)
+def subscriber_edit(sid: int) -> View:
+    subscriber = get_or_404(Subscriber, sid)
+    if subscriber.status == SubscriberStatus.DELETED:
+        abort(404)
+    account = db.session().scalar(scoped(Account).where(Account.subscriber_id == sid))
+    form = SubscriberForm(obj=subscriber)
+    form.company_id.choices = _company_choices()
+    if request.method == "GET":
+        form.status.data = subscriber.status.value
+        form.username.data = account.username if account else ""
+    if form.validate_on_submit() and _save_subscriber(form, subscriber, account):
+        flash(f"Subscriber {subscriber.name} saved.", "info")
+        return redirect(url_for("company.subscribers"))
+    return render_template("form.html", form=form, title=f"Edit subscriber {subscriber.name}")
+
+
+def _save_subscriber(form: SubscriberForm, subscriber: Subscriber, account: Account | None) -> bool:
+    session = db.session()
+    allowed = {c for c, _ in form.company_id.choices}
+    if form.company_id.data not in allowed:
+        form.company_id.errors.append("choose a company")
+        return False
+    try:
+        mobile = to_e164(form.mobile.data or "", _config().numbering.default_country)
+    except PhoneError as exc:
+        form.mobile.errors.append(str(exc))
+        return False
+    if session.scalar(select(Subscriber.id).where(Subscriber.mobile == mobile, Subscriber.id != (subscriber.id or 0))):
+        form.mobile.errors.append("another subscriber has this mobile")
+        return False
+    username = (form.username.data or "").strip()
+    if username:
+        clash = session.scalar(
+            select(Account.id).where(Account.username == username, Account.id != (account.id if account else 0))
+        )
+        if clash is not None:
+            form.username.errors.append("username taken")
+            return False
+        if account is None and not form.password.data:
+            form.password.errors.append("a new login needs a password")
+            return False
+    subscriber.company_id = form.company_id.data
+    subscriber.name = form.name.data or ""
+    subscriber.mobile = mobile
+    subscriber.status = SubscriberStatus(form.status.data)
+    subscriber.prepaid = bool(form.prepaid.data)
+    session.add(subscriber)
+    session.flush()
+    if username:
+        if account is None:
+            account = Account(role=Role.SUBSCRIBER, password_hash="")
+            session.add(account)
+        account.username = username
+        account.company_id = subscriber.company_id
+        account.subscriber_id = subscriber.id
+        account.active = subscriber.status == SubscriberStatus.ACTIVE
+        if form.password.data:
+            account.password_hash = generate_password_hash(form.password.data)
+    elif account is not None:
+        account.active = subscriber.status == SubscriberStatus.ACTIVE
+    session.commit()
+    return True
+
+
+@bp.route("/subscribers/<int:sid>/delete", methods=["POST"])
+@roles_required(*STAFF)
+def subscriber_delete(sid: int) -> Response:
+    subscriber = get_or_404(Subscriber, sid)
+    session = db.session()
+    accounts: Sequence[Account] = session.scalars(select(Account).where(Account.subscriber_id == sid)).all()
+    try:
+        with session.begin_nested():
+            for account in accounts:
+                session.delete(account)
+            session.delete(subscriber)
+        session.commit()
+    except IntegrityError:
+        # History (runs, CDRs, SMS log) refers to the subscriber: keep the row, mark it deleted, stop the logins.
+        session.rollback()
+        subscriber = get_or_404(Subscriber, sid)
+        subscriber.status = SubscriberStatus.DELETED
+        subscriber.deleted_at = utc_now()
+        for account in session.scalars(select(Account).where(Account.subscriber_id == sid)):
+            account.active = False
+        session.commit()
+    flash(f"Subscriber {subscriber.name} deleted.", "info")
+    return redirect(url_for("company.subscribers"))

@@ -1,0 +1,102 @@
+"""Flask-WTF forms (every one carries the CSRF token)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DateField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+    widgets,
+)
+from wtforms.validators import DataRequired, Length, Optional, Regexp
+
+
+class MultiCheckboxField(SelectMultipleField):  # type: ignore[misc]
+    widget = widgets.ListWidget(prefix_label=False)
+    option_widget = widgets.CheckboxInput()
+
+
+class LoginForm(FlaskForm):  # type: ignore[misc]
+    username = StringField("Username", validators=[DataRequired(), Length(max=80)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+
+
+class ActionForm(FlaskForm):  # type: ignore[misc]
+    """A button: only the CSRF token."""
+
+
+class ContactForm(FlaskForm):  # type: ignore[misc]
+    nickname = StringField(
+        "Nickname",
+        validators=[DataRequired(), Length(max=40), Regexp(r"^[A-Za-z][A-Za-z0-9_.\-]*$", message="letters first")],
+    )
+    phone = StringField("Phone", validators=[DataRequired(), Length(max=32)])
+    first_name = StringField("First name", validators=[Optional(), Length(max=60)])
+    last_name = StringField("Last name", validators=[Optional(), Length(max=60)])
+
+
+class GroupForm(FlaskForm):  # type: ignore[misc]
+    name = StringField(
+        "Name",
+        validators=[DataRequired(), Length(max=40), Regexp(r"^[A-Za-z][A-Za-z0-9_.\-]*$", message="letters first")],
+    )
+    contacts = MultiCheckboxField("Users", coerce=int)
+    numbers = TextAreaField("Other numbers (one per line)", validators=[Optional(), Length(max=2000)])
+
+
+class IcForm(FlaskForm):  # type: ignore[misc]
+    name = StringField("Name", validators=[DataRequired(), Length(max=60)])
+    contacts = MultiCheckboxField("Users", coerce=int)
+    groups = MultiCheckboxField("Groups", coerce=int)
+    numbers = TextAreaField("Ad hoc numbers (one per line)", validators=[Optional(), Length(max=2000)])
+    participant_sms = BooleanField("Text each participant the dial-back number and user PIN")
+
+
+class DialForm(FlaskForm):  # type: ignore[misc]
+    number = StringField("Number", validators=[DataRequired(), Length(max=32)])
+
+
+class SubscriberForm(FlaskForm):  # type: ignore[misc]
+    company_id = SelectField("Company", coerce=int)
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    mobile = StringField("Mobile", validators=[DataRequired(), Length(max=32)])
+    status = SelectField("Status", choices=[("active", "active"), ("suspended", "suspended")])
+    prepaid = BooleanField("Prepaid")
+    username = StringField("Portal username (optional)", validators=[Optional(), Length(max=80)])
+    password = PasswordField("Portal password", validators=[Optional(), Length(min=8, max=200)])
+
+
+class CompanyForm(FlaskForm):  # type: ignore[misc]
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    timezone = StringField("Time zone", default="UTC", validators=[DataRequired(), Length(max=64)])
+
+
+class AccountForm(FlaskForm):  # type: ignore[misc]
+    username = StringField("Username", validators=[DataRequired(), Length(max=80)])
+    password = PasswordField("Password", validators=[Optional(), Length(min=8, max=200)])
+    role = SelectField("Role", choices=[("company_admin", "company admin"), ("operator", "operator")])
+    company_id = SelectField("Company", coerce=int)
+    active = BooleanField("Active", default=True)
+    unlock = BooleanField("Clear lockout")
+
+
+class DnisForm(FlaskForm):  # type: ignore[misc]
+    number = StringField("Number", validators=[DataRequired(), Length(max=32)])
+    kind = SelectField("Kind", choices=[("pool", "pool"), ("common", "common")])
+    position = StringField("Position (pool slot)", validators=[Optional(), Regexp(r"^\d{1,3}$")])
+
+
+class RangeForm(FlaskForm):  # type: ignore[misc]
+    """A date range in the query string (GET, so no CSRF token)."""
+
+    class Meta:
+        csrf = False
+
+    start = DateField("From", validators=[Optional()])
+    end = DateField("To (inclusive)", validators=[Optional()])
+    company_id = SelectField("Company", coerce=int, validators=[Optional()])

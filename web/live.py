@@ -1,0 +1,71 @@
+"""Access to the engine's control API from the portal (live conferences, system status)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from flask import Flask, current_app
+
+from bridge.config import Config
+from bridge.control_client import ControlClient
+
+
+class Control(Protocol):
+    """What the portal needs of :class:`bridge.control_client.ControlClient` (tests inject fakes)."""
+
+    def status(self) -> dict[str, Any]: ...
+    def conferences(self) -> list[dict[str, Any]]: ...
+    def conference(self, run_id: int) -> dict[str, Any]: ...
+    def launch_ic(self, ic_id: int) -> dict[str, Any]: ...
+    def end(self, run_id: int) -> dict[str, Any]: ...
+    def recording(self, run_id: int, on: bool) -> dict[str, Any]: ...
+    def lock(self, run_id: int, locked: bool) -> dict[str, Any]: ...
+    def dial(self, run_id: int, number: str) -> dict[str, Any]: ...
+    def mute(self, run_id: int, leg_id: int, muted: bool) -> dict[str, Any]: ...
+    def kick(self, run_id: int, leg_id: int) -> dict[str, Any]: ...
+
+
+def control_token(config: Config) -> str:
+    """``control.token`` or the engine's ``<data_dir>/control.token``; empty when the engine never ran.
+
+    The portal only reads the file (the engine creates it); ``bridge.control_token`` is used when present.
+    """
+    if config.control.token:
+        return config.control.token
+    try:
+        from bridge import control_token as shared  # type: ignore[attr-defined]
+    except ImportError:
+        shared = None
+    if shared is not None:
+        token: str = shared(config)
+        return token
+    try:
+        return Path(config.data_path / "control.token").read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def init_app(app: Flask, config: Config) -> None:
+    client = app.config.get("CONTROL_CLIENT")
+    if client is None:
+        client = _LazyTokenClient(config)
+    app.extensions["control"] = client
+
+
+class _LazyTokenClient(ControlClient):
+    """Re-reads the token file when the engine rejects the token (it may have started after the portal)."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__("http://" + config.control.listen, control_token(config))
+        self._config = config
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        if not self.token:
+            self.token = control_token(self._config)
+        return super()._request(method, path, body)
+
+
+def control() -> Control:
+    client: Control = current_app.extensions["control"]
+    return client
