@@ -1,18 +1,39 @@
-"""The ``bridge`` command."""
+"""The ``bridge`` command.
+
+Each command opens its own transaction on the configured database and commits only when it succeeds.
+The config is read here (the entry point) from ``--config`` / ``$BRIDGE_CONFIG`` / ``etc/bridge.toml``;
+``--help`` works even without a readable config.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import zoneinfo
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import click
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from bridge import config as config_module
 from bridge.config import Config
 from web.cli import web_command
 
 
-@click.group()
+class _BridgeGroup(click.Group):
+    """Remembers whether ``--help`` is asked for anywhere, so a broken config does not hide the help."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        rest = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        ctx.meta["bridge.help"] = any(arg in ("--help", "-h") for arg in rest)
+        return super().invoke(ctx)
+
+
+@click.group(cls=_BridgeGroup)
 @click.option("--config", "config_path", envvar="BRIDGE_CONFIG", default=None, help="Config file (etc/bridge.toml).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.pass_context
@@ -25,7 +46,54 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     try:
         ctx.obj = config_module.load(config_path)
     except config_module.ConfigError as exc:
+        if ctx.meta.get("bridge.help"):
+            ctx.obj = Config()  # only the help text will be shown
+            return
         raise click.ClickException(f"config: {exc}") from exc
+
+
+@contextmanager
+def _session(config: Config) -> Iterator[Session]:
+    """A session in a transaction: committed when the block succeeds, rolled back otherwise."""
+    from bridge.db import make_engine, make_session_factory
+
+    engine = make_engine(config.database_url)
+    try:
+        with make_session_factory(engine)() as session, session.begin():
+            yield session
+    except OperationalError as exc:
+        raise click.ClickException(f"database: {exc.orig} (did you run `bridge db upgrade`?)") from exc
+    finally:
+        engine.dispose()
+
+
+def _company(session: Session, name: str) -> Any:
+    from bridge.db.models import Company
+
+    company = session.scalars(select(Company).where(Company.name == name)).first()
+    if company is None:
+        raise click.ClickException(f"no company named {name!r} (see `bridge company list`)")
+    return company
+
+
+def _check_username(session: Session, username: str) -> None:
+    from bridge.db.models import Account
+
+    if not username.strip():
+        raise click.ClickException("the username must not be empty")
+    if session.scalars(select(Account).where(Account.username == username)).first() is not None:
+        raise click.ClickException(f"username {username!r} is taken")
+
+
+def _password_hash(password: str) -> str:
+    from werkzeug.security import generate_password_hash
+
+    if len(password) < 8:
+        raise click.ClickException("the password needs at least 8 characters")
+    return generate_password_hash(password)
+
+
+# --- db ---------------------------------------------------------------------------------------------
 
 
 @main.group()
@@ -42,6 +110,260 @@ def db_upgrade(config: Config) -> None:
     upgrade(config.database_url)
     click.echo(f"database at head: {config.database_url}")
 
+
+# --- company ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def company() -> None:
+    """Companies (tenants)."""
+
+
+@company.command("add")
+@click.argument("name")
+@click.option("--timezone", "timezone", default="UTC", show_default=True, help="IANA time zone for reports.")
+@click.pass_obj
+def company_add(config: Config, name: str, timezone: str) -> None:
+    """Add a company called NAME."""
+    from bridge.db.models import Company
+
+    name = name.strip()
+    if not name:
+        raise click.ClickException("the company name must not be empty")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise click.ClickException(f"unknown time zone {timezone!r}") from exc
+    with _session(config) as session:
+        if session.scalars(select(Company).where(Company.name == name)).first() is not None:
+            raise click.ClickException(f"company {name!r} exists")
+        row = Company(name=name, timezone=timezone)
+        session.add(row)
+        session.flush()
+        click.echo(f"company {row.id}: {name} ({timezone})")
+
+
+@company.command("list")
+@click.pass_obj
+def company_list(config: Config) -> None:
+    """List companies with their subscriber counts."""
+    from bridge.db.models import Company, Subscriber
+
+    with _session(config) as session:
+        rows = session.execute(
+            select(Company.id, Company.name, Company.timezone, func.count(Subscriber.id))
+            .outerjoin(Subscriber, Subscriber.company_id == Company.id)
+            .group_by(Company.id)
+            .order_by(Company.name)
+        ).all()
+        if not rows:
+            click.echo("no companies")
+        for company_id, name, timezone, subscribers in rows:
+            click.echo(f"{company_id}\t{name}\t{timezone}\t{subscribers} subscriber(s)")
+
+
+# --- subscriber -------------------------------------------------------------------------------------
+
+
+@main.group()
+def subscriber() -> None:
+    """Subscribers (moderators who command by SMS)."""
+
+
+@subscriber.command("add")
+@click.option("--company", "company_name", required=True, help="Company name.")
+@click.option("--name", required=True, help="Subscriber's name.")
+@click.option("--mobile", required=True, help="Registered mobile (any format; stored in E.164).")
+@click.option("--portal-user", default=None, help="Also create a portal login with this username.")
+@click.option("--password", default=None, help="Portal password (prompted when --portal-user is given without it).")
+@click.pass_obj
+def subscriber_add(
+    config: Config, company_name: str, name: str, mobile: str, portal_user: str | None, password: str | None
+) -> None:
+    """Add a subscriber, optionally with a portal login."""
+    from bridge.db.models import Account, Role, Subscriber
+    from bridge.phone import PhoneError, to_e164
+
+    try:
+        e164 = to_e164(mobile, config.numbering.default_country)
+    except PhoneError as exc:
+        raise click.ClickException(f"--mobile: {exc}") from exc
+    if password is not None and portal_user is None:
+        raise click.ClickException("--password needs --portal-user")
+    if portal_user is not None and password is None:
+        password = click.prompt("Portal password", hide_input=True, confirmation_prompt=True)
+    with _session(config) as session:
+        company_row = _company(session, company_name)
+        if session.scalars(select(Subscriber).where(Subscriber.mobile == e164)).first() is not None:
+            raise click.ClickException(f"mobile {e164} is already registered")
+        row = Subscriber(company_id=company_row.id, name=name, mobile=e164)
+        session.add(row)
+        session.flush()
+        click.echo(f"subscriber {row.id}: {name} {e164} ({company_row.name})")
+        if portal_user is not None and password is not None:
+            _check_username(session, portal_user)
+            session.add(
+                Account(
+                    username=portal_user,
+                    password_hash=_password_hash(password),
+                    role=Role.SUBSCRIBER,
+                    company_id=company_row.id,
+                    subscriber_id=row.id,
+                )
+            )
+            click.echo(f"portal login {portal_user!r} (subscriber)")
+
+
+@subscriber.command("list")
+@click.option("--company", "company_name", default=None, help="Only this company.")
+@click.pass_obj
+def subscriber_list(config: Config, company_name: str | None) -> None:
+    """List subscribers."""
+    from bridge.db.models import Company, Subscriber
+
+    with _session(config) as session:
+        query = select(Subscriber, Company.name).join(Company).order_by(Company.name, Subscriber.name)
+        if company_name is not None:
+            query = query.where(Company.id == _company(session, company_name).id)
+        rows = session.execute(query).all()
+        if not rows:
+            click.echo("no subscribers")
+        for sub, company_label in rows:
+            click.echo(f"{sub.id}\t{sub.name}\t{sub.mobile}\t{company_label}\t{sub.status.value}")
+
+
+# --- account ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def account() -> None:
+    """Portal logins for operators and company admins."""
+
+
+@account.command("add")
+@click.option("--role", type=click.Choice(["operator", "company_admin"]), required=True, help="Account role.")
+@click.option("--username", required=True, help="Login name.")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help="Password (prompted).")
+@click.option("--company", "company_name", default=None, help="Company (required for company_admin).")
+@click.pass_obj
+def account_add(config: Config, role: str, username: str, password: str, company_name: str | None) -> None:
+    """Add a portal account (subscribers get theirs with `bridge subscriber add --portal-user`)."""
+    from bridge.db.models import Account, Role
+
+    if role == "company_admin" and company_name is None:
+        raise click.ClickException("a company_admin needs --company")
+    if role == "operator" and company_name is not None:
+        raise click.ClickException("an operator belongs to no company; drop --company")
+    with _session(config) as session:
+        company_id = _company(session, company_name).id if company_name is not None else None
+        _check_username(session, username)
+        session.add(
+            Account(username=username, password_hash=_password_hash(password), role=Role(role), company_id=company_id)
+        )
+        click.echo(f"portal login {username!r} ({role})")
+
+
+# --- dnis -------------------------------------------------------------------------------------------
+
+
+@main.group()
+def dnis() -> None:
+    """Dial-in numbers: the common number and the IC pool."""
+
+
+@dnis.command("add")
+@click.option("--common", default=None, help="The common dial-in number.")
+@click.option("--pool", multiple=True, help="Pool numbers: one number or a range A-B (repeatable).")
+@click.pass_obj
+def dnis_add(config: Config, common: str | None, pool: tuple[str, ...]) -> None:
+    """Add DNIS numbers (already known numbers are skipped; pool positions continue after the last)."""
+    from bridge.commands.provisioning import load_dnis
+
+    if common is None and not pool:
+        raise click.ClickException("give --common and/or --pool")
+    try:
+        numbers = config_module.expand_numbers(list(pool), "--pool")
+    except config_module.ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with _session(config) as session:
+        added = load_dnis(session, common=(common or "").strip(), pool=numbers)
+        click.echo(f"{added} DNIS number(s) added")
+
+
+@dnis.command("list")
+@click.pass_obj
+def dnis_list(config: Config) -> None:
+    """List DNIS numbers and which ICs use them."""
+    from bridge.db.models import DnisNumber, InstantConference
+
+    with _session(config) as session:
+        rows = session.execute(
+            select(DnisNumber, func.count(InstantConference.id))
+            .outerjoin(InstantConference, InstantConference.dnis_id == DnisNumber.id)
+            .group_by(DnisNumber.id)
+            .order_by(DnisNumber.kind, DnisNumber.position)
+        ).all()
+        if not rows:
+            click.echo("no DNIS numbers")
+        for row, ics in rows:
+            click.echo(f"{row.number}\t{row.kind.value}\t{row.position}\t{ics} IC(s)")
+
+
+# --- sms --------------------------------------------------------------------------------------------
+
+
+@main.group()
+def sms() -> None:
+    """The SMS command language, without an SMSC."""
+
+
+@sms.command("simulate")
+@click.option("--from", "sender", required=True, help="Sender's number, as the SMSC would send it.")
+@click.argument("text", nargs=-1, required=True)
+@click.pass_obj
+def sms_simulate(config: Config, sender: str, text: tuple[str, ...]) -> None:
+    """Run TEXT as an SMS command from --from against the database and print the reply and actions.
+
+    Changes are committed; nothing is dialled or texted. Exits 0 even when the reply is an error message.
+    Put `--` before TEXT when it starts with a dash.
+    """
+    import datetime as dt
+
+    from bridge.commands import execute
+
+    with _session(config) as session:
+        result = execute(session, sender=sender, text=" ".join(text), config=config, now=dt.datetime.now(dt.UTC))
+    click.echo(result.reply)
+    for action in result.actions:
+        click.echo(f"action: {action}")
+
+
+# --- demo -------------------------------------------------------------------------------------------
+
+
+@main.group()
+def demo() -> None:
+    """Demo data."""
+
+
+@demo.command("load")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the database already has companies or accounts.")
+@click.pass_obj
+def demo_load(config: Config, if_empty: bool) -> None:
+    """Load the demo data set: a company, a subscriber, users, a group, IC1, DNIS and rooms from the config."""
+    from bridge.demo import DemoError, is_empty, load_demo
+
+    with _session(config) as session:
+        if if_empty and not is_empty(session):
+            click.echo("database not empty: demo data not loaded")
+            return
+        try:
+            summary = load_demo(session, config)
+        except DemoError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(f"{summary.dnis_added} DNIS number(s), {summary.rooms_added} room(s) added")
+    for line in summary.lines:
+        click.echo(line)
 
 main.add_command(web_command)  # bridge web (portal, issue 8)
 
