@@ -77,6 +77,18 @@ class SmppConfig:
     """Maximum submit_sm per second."""
     reassembly_timeout_s: float = 60.0
     """How long parts of a concatenated MO are kept waiting for the rest."""
+    dedup_window_s: float = 120.0
+    """The same text from the same mobile within this many seconds is an SMSC redelivery, not run twice."""
+    queue_poll_s: float = 1.0
+    """How often the MT queue table is polled for rows queued by other processes."""
+    retry_min_s: float = 1.0
+    """First retry delay of a submit answered ESME_RTHROTTLED/ESME_RMSGQFUL; doubles (with jitter)."""
+    retry_max_s: float = 30.0
+    """Cap of the throttled-submit retry delay."""
+    max_attempts: int = 20
+    """Submits of one part before a still-throttled MT is recorded as failed."""
+    registered_delivery: bool = True
+    """Ask the SMSC for delivery receipts (matched to the MT by message id)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -432,9 +444,24 @@ def _validate(config: Config) -> None:
         raise ConfigError("smpp.password: at most 8 characters (SMPP 3.4)")
     if not smpp.short_codes:
         raise ConfigError("smpp.short_codes: at least one short code is needed")
-    for key in ("enquire_link_s", "response_timeout_s", "reconnect_min_s", "reconnect_max_s", "tps"):
+    for key in (
+        "enquire_link_s",
+        "response_timeout_s",
+        "reconnect_min_s",
+        "reconnect_max_s",
+        "tps",
+        "reassembly_timeout_s",
+        "dedup_window_s",
+        "queue_poll_s",
+        "retry_min_s",
+        "retry_max_s",
+    ):
         if getattr(smpp, key) <= 0:
             raise ConfigError(f"smpp.{key}: must be positive")
+    if smpp.reconnect_max_s < smpp.reconnect_min_s or smpp.retry_max_s < smpp.retry_min_s:
+        raise ConfigError("smpp.reconnect_max_s: the cap must not be below the first delay")
+    if smpp.max_attempts < 1:
+        raise ConfigError("smpp.max_attempts: must be at least 1")
     if smpp.window < 1:
         raise ConfigError("smpp.window: must be at least 1")
     host, _ = parse_host_port(config.sip.listen, "sip.listen")

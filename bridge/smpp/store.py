@@ -1,0 +1,312 @@
+"""Database side of the SMPP service: persisting MOs (with de-duplication), parts of concatenated MOs,
+handling an MO with the command language, and settling MTs (submit results, delivery receipts).
+
+Every function works inside the caller's session and does not commit: the glue owns transactions, so
+that "MO persisted" commits before deliver_sm_resp and "MO handled + reply queued" commit together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from bridge.config import Config
+from bridge.db.models import SmsDirection, SmsMessage, SmsPart, SmsStatus
+from bridge.smpp.concat import Segment, SegmentKey
+from bridge.smpp.outbox import MessageFailed, MessageRetrying, MessageSubmitted, Outcome
+from bridge.smpp.queue import queue_mt
+from bridge.smpp.receipt import DeliveryReceipt, id_candidates
+
+log = logging.getLogger(__name__)
+
+UNREADABLE_REPLY = "Sorry, we could not read your message. Send HELP for the list of commands."
+INCOMPLETE_REPLY = "Sorry, part of your message did not arrive. Please send it again."
+FAILED_REPLY = "Sorry, your message could not be processed. Please try again later."
+
+
+class CommandOutcome(Protocol):
+    """What :func:`bridge.commands.execute` returns (CONTRACTS §1)."""
+
+    @property
+    def reply(self) -> str: ...
+    @property
+    def actions(self) -> tuple[Any, ...]: ...
+    @property
+    def command(self) -> str: ...
+    @property
+    def subscriber_id(self) -> int | None: ...
+
+
+Execute = Callable[..., CommandOutcome]
+
+
+def dedup_key(source: str, destination: str, text: str, bucket: int) -> str:
+    digest = hashlib.sha256(f"{destination}\x00{text}".encode()).hexdigest()[:24]
+    return f"mo:{source}:{digest}:{bucket}"
+
+
+def record_mo(
+    session: Session,
+    *,
+    source: str,
+    destination: str,
+    text: str,
+    now: dt.datetime,
+    window_s: float,
+    status: SmsStatus = SmsStatus.RECEIVED,
+    error: str = "",
+) -> SmsMessage | None:
+    """Persist an MO; ``None`` if the same text from the same source arrived within ``window_s`` (a redelivery).
+
+    SMPP 3.4 gives an MO no identity an SMSC keeps across redeliveries (sequence numbers restart with
+    every bind, which is exactly when redeliveries happen), so the identity is source + destination +
+    text within a time window. The key carries the window's bucket; the previous bucket is checked too.
+    """
+    epoch = (now - dt.datetime(1970, 1, 1)).total_seconds()
+    bucket = int(epoch // window_s)
+    keys = [dedup_key(source, destination, text, b) for b in (bucket, bucket - 1)]
+    recent = session.scalar(
+        select(SmsMessage.id).where(
+            SmsMessage.dedup_key.in_(keys), SmsMessage.created_at >= now - dt.timedelta(seconds=window_s)
+        )
+    )
+    if recent is not None:
+        return None
+    if session.scalar(select(SmsMessage.id).where(SmsMessage.dedup_key == keys[0])) is not None:
+        keys[0] += f":{int(epoch * 1000)}"  # same bucket but outside the window: keep the key unique
+    message = SmsMessage(
+        direction=SmsDirection.MO,
+        status=status,
+        source=source[:32],
+        destination=destination[:32],
+        text=text,
+        dedup_key=keys[0][:128],
+        error=error[:255],
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def record_invalid_mo(
+    session: Session,
+    *,
+    source: str,
+    destination: str,
+    text: str,
+    error: str,
+    reply: str,
+    reply_from: str,
+    now: dt.datetime,
+    window_s: float,
+) -> SmsMessage | None:
+    """Persist an MO we could not use (undecodable, incomplete) and queue a polite reply when possible."""
+    message = record_mo(
+        session,
+        source=source,
+        destination=destination,
+        text=text,
+        now=now,
+        window_s=window_s,
+        status=SmsStatus.INVALID,
+        error=error,
+    )
+    if message is not None and source:
+        queue_mt(session, destination=source, text=reply, source=reply_from, reply_to_id=message.id)
+    return message
+
+
+def save_part(session: Session, segment: Segment, now: dt.datetime) -> bool:
+    """Persist one part of a concatenated MO; ``False`` if that part was already received (redelivery)."""
+    exists = session.scalar(
+        select(SmsPart.id).where(
+            SmsPart.source == segment.source[:32],
+            SmsPart.destination == segment.destination[:32],
+            SmsPart.ref == segment.ref,
+            SmsPart.total == segment.total,
+            SmsPart.seq == segment.seq,
+        )
+    )
+    if exists is not None:
+        return False
+    session.add(
+        SmsPart(
+            source=segment.source[:32],
+            destination=segment.destination[:32],
+            ref=segment.ref,
+            total=segment.total,
+            seq=segment.seq,
+            data_coding=segment.data_coding,
+            payload=segment.payload.hex(),
+            received_at=now,
+        )
+    )
+    session.flush()
+    return True
+
+
+def finish_parts(session: Session, key: SegmentKey) -> None:
+    """Mark the parts of a reassembled (or expired) message done; kept a while to spot redeliveries."""
+    source, destination, ref, total = key
+    session.execute(
+        update(SmsPart)
+        .where(
+            SmsPart.source == source[:32],
+            SmsPart.destination == destination[:32],
+            SmsPart.ref == ref,
+            SmsPart.total == total,
+        )
+        .values(done=True)
+    )
+
+
+def purge_parts(session: Session, older_than: dt.datetime) -> None:
+    session.query(SmsPart).filter(SmsPart.done.is_(True), SmsPart.received_at < older_than).delete()
+
+
+def load_parts(session: Session) -> list[Segment]:
+    """Parts still waiting for the rest of their message (reloaded into the reassembler on start)."""
+    rows = session.scalars(select(SmsPart).where(SmsPart.done.is_(False)).order_by(SmsPart.id))
+    return [
+        Segment(r.source, r.destination, r.ref, r.total, r.seq, r.data_coding, bytes.fromhex(r.payload)) for r in rows
+    ]
+
+
+def received_mo_ids(session: Session) -> list[int]:
+    """MOs persisted and acknowledged but not handled yet (e.g. a crash in between)."""
+    return list(
+        session.scalars(
+            select(SmsMessage.id)
+            .where(SmsMessage.direction == SmsDirection.MO, SmsMessage.status == SmsStatus.RECEIVED)
+            .order_by(SmsMessage.id)
+        )
+    )
+
+
+def handle_mo(session: Session, mo_id: int, *, execute: Execute, config: Config, now: dt.datetime) -> tuple[Any, ...]:
+    """Run the command language on a RECEIVED MO: mark it HANDLED/REFUSED and queue the reply MT."""
+    mo = session.get(SmsMessage, mo_id)
+    if mo is None or mo.status is not SmsStatus.RECEIVED:
+        return ()
+    result = execute(session, sender=mo.source, text=mo.text, config=config, now=now)
+    mo.status = SmsStatus.HANDLED if result.subscriber_id is not None else SmsStatus.REFUSED
+    mo.subscriber_id = result.subscriber_id
+    mo.command = (result.command or "")[:8]
+    mo.updated_at = now
+    if result.reply:
+        queue_mt(session, destination=mo.source, text=result.reply, source=reply_source(mo, config), reply_to_id=mo.id)
+    return tuple(result.actions)
+
+
+def fail_mo(session: Session, mo_id: int, *, error: str, config: Config, now: dt.datetime) -> None:
+    """The command language failed on this MO: record why and apologise (it is not retried)."""
+    mo = session.get(SmsMessage, mo_id)
+    if mo is None or mo.status is not SmsStatus.RECEIVED:
+        return
+    mo.status = SmsStatus.INVALID
+    mo.error = error[:255]
+    mo.updated_at = now
+    if mo.source:
+        queue_mt(session, destination=mo.source, text=FAILED_REPLY, source=reply_source(mo, config), reply_to_id=mo.id)
+
+
+def reply_source(mo: SmsMessage, config: Config) -> str:
+    """Reply from the short code the mobile texted (the first configured one if it texted something else)."""
+    codes = config.smpp.short_codes
+    return mo.destination if mo.destination in codes else codes[0]
+
+
+def claim_queued(session: Session, *, exclude: Iterable[int], limit: int, now: dt.datetime) -> list[SmsMessage]:
+    """QUEUED MTs due now, oldest first, not already in the outbox."""
+    query = (
+        select(SmsMessage)
+        .where(
+            SmsMessage.direction == SmsDirection.MT,
+            SmsMessage.status == SmsStatus.QUEUED,
+            or_(SmsMessage.next_attempt_at.is_(None), SmsMessage.next_attempt_at <= now),
+        )
+        .order_by(SmsMessage.id)
+        .limit(limit)
+    )
+    excluded = list(exclude)
+    if excluded:
+        query = query.where(SmsMessage.id.not_in(excluded))
+    return list(session.scalars(query))
+
+
+def fail_mt(session: Session, mt_id: int, error: str, now: dt.datetime) -> None:
+    session.execute(
+        update(SmsMessage)
+        .where(SmsMessage.id == mt_id)
+        .values(status=SmsStatus.FAILED, error=error[:255], updated_at=now)
+    )
+
+
+def settle(
+    session: Session, outcomes: Sequence[Outcome], now: dt.datetime, retry_at: Callable[[float], dt.datetime]
+) -> None:
+    """Write what submit responses settled: SUBMITTED with message ids, FAILED with the error, or retrying."""
+    for outcome in outcomes:
+        values: dict[str, Any] = {"attempts": outcome.attempts, "updated_at": now}
+        if isinstance(outcome, MessageSubmitted):
+            values.update(status=SmsStatus.SUBMITTED, smsc_message_ids=",".join(outcome.message_ids)[:255], error="")
+        elif isinstance(outcome, MessageFailed):
+            values.update(status=SmsStatus.FAILED, error=outcome.error[:255])
+        elif isinstance(outcome, MessageRetrying):
+            values.update(error=f"retrying after 0x{outcome.status:02X}", next_attempt_at=retry_at(outcome.retry_at))
+        session.execute(update(SmsMessage).where(SmsMessage.id == outcome.mt_id).values(**values))
+
+
+def find_mt(session: Session, message_id: str) -> SmsMessage | None:
+    """The MT an SMSC message id belongs to (ids are stored comma-separated, one per part)."""
+    for candidate in id_candidates(message_id):
+        found = session.scalar(
+            select(SmsMessage)
+            .where(
+                SmsMessage.direction == SmsDirection.MT,
+                or_(
+                    SmsMessage.smsc_message_ids == candidate,
+                    SmsMessage.smsc_message_ids.like(f"{candidate},%"),
+                    SmsMessage.smsc_message_ids.like(f"%,{candidate}"),
+                    SmsMessage.smsc_message_ids.like(f"%,{candidate},%"),
+                ),
+            )
+            .order_by(SmsMessage.id.desc())
+            .limit(1)
+        )
+        if found is not None:
+            return found
+    return None
+
+
+def apply_receipt(
+    session: Session, receipt: DeliveryReceipt, *, mt_id: int | None, delivered_parts: set[str], now: dt.datetime
+) -> SmsMessage | None:
+    """Apply a delivery receipt to its MT (looked up by id unless ``mt_id`` is known).
+
+    ``delivered_parts`` collects the ids of parts reported delivered; the MT is DELIVERED once every part
+    is, UNDELIVERABLE as soon as one part finally fails. Intermediate states change nothing.
+    """
+    mt = session.get(SmsMessage, mt_id) if mt_id is not None else find_mt(session, receipt.message_id)
+    if mt is None:
+        return None
+    if not receipt.final or mt.status in (SmsStatus.UNDELIVERABLE, SmsStatus.FAILED):
+        return mt
+    if receipt.delivered:
+        delivered_parts.add(receipt.message_id)
+        ids = [i for i in mt.smsc_message_ids.split(",") if i]
+        if len(delivered_parts) >= max(1, len(ids)):
+            mt.status = SmsStatus.DELIVERED
+    else:
+        mt.status = SmsStatus.UNDELIVERABLE
+        mt.error = f"{receipt.stat} err:{receipt.err}"[:255]
+    mt.updated_at = now
+    return mt
