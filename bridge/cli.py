@@ -43,6 +43,8 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration is noise
     try:
         ctx.obj = config_module.load(config_path)
     except config_module.ConfigError as exc:
