@@ -368,6 +368,7 @@ def demo_load(config: Config, if_empty: bool) -> None:
         click.echo(line)
 
 main.add_command(web_command)  # bridge web (portal, issue 8)
+main.add_command(__import__("bridge.cdr.cli", fromlist=["cdr"]).cdr)  # bridge cdr (CDRs, issue 7)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

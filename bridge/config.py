@@ -229,6 +229,8 @@ class CdrTargetConfig:
     """Remote directory."""
     purpose: Literal["cdr", "summary"] = "cdr"
     """``cdr`` for hourly CDR files, ``summary`` for the nightly usage summary."""
+    ca_file: str = ""
+    """FTPS: CA certificate(s) to verify the server with; empty means the system's CAs."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -247,6 +249,12 @@ class CdrConfig:
     """Alert when a target has been failing for this long."""
     targets: list[CdrTargetConfig] = field(default_factory=list)
     """Delivery targets, in failover order (``[[cdr.targets]]``)."""
+    retry_min_s: float = 60.0
+    """First retry delay after a failed upload to a target; doubles per failure."""
+    retry_max_s: float = 900.0
+    """Longest retry delay (the backoff stops doubling here)."""
+    timeout_s: float = 30.0
+    """Connect / transfer timeout of one upload."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -520,6 +528,20 @@ def _validate(config: Config) -> None:
         raise ConfigError("cdr.push_minute: must be 0..59")
     if config.cdr.retention_days < 1:
         raise ConfigError("cdr.retention_days: must be at least 1")
+    for key in ("retry_min_s", "retry_max_s", "timeout_s", "alert_after_s"):
+        if getattr(config.cdr, key) <= 0:
+            raise ConfigError(f"cdr.{key}: must be positive")
+    if config.cdr.retry_max_s < config.cdr.retry_min_s:
+        raise ConfigError("cdr.retry_max_s: must not be below cdr.retry_min_s")
+    target_names: set[str] = set()
+    for i, target in enumerate(config.cdr.targets):
+        if not target.name or target.name in target_names:
+            raise ConfigError(f"cdr.targets[{i}].name: empty or duplicate target name {target.name!r}")
+        target_names.add(target.name)
+        if not 0 <= target.port < 65536:
+            raise ConfigError(f"cdr.targets[{i}].port: {target.port} is not a port")
+        if target.kind in ("rsync", "sftp") and not (target.key_file and target.known_hosts and target.user):
+            raise ConfigError(f"cdr.targets[{i}].known_hosts: {target.kind} needs user, key_file and known_hosts")
     hh, sep, mm = config.cdr.summary_time.partition(":")
     if not (sep and hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60):
         raise ConfigError(f"cdr.summary_time: expected HH:MM, got {config.cdr.summary_time!r}")
