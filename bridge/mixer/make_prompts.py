@@ -1,7 +1,7 @@
 """Produce the voice prompts: ``python -m bridge.mixer.make_prompts [--out DIR] [--voice en-us]``.
 
 Each phrase of ``prompts.VOICE_PROMPTS`` is spoken by espeak-ng and converted by sox to a small
-8 kHz 16-bit mono WAV (telephone band-pass, silence trimmed, normalised to -3 dBFS peak) in
+8 kHz 16-bit mono WAV (telephone band-pass, silence trimmed, normalised to -7 dBFS peak, below the limiter knee) in
 ``bridge/mixer/prompts/``. The WAVs are committed, so this only runs when the phrases change.
 """
 
@@ -28,7 +28,7 @@ def make_prompt(text: str, target: Path, *, voice: str = "en-us", speed: int = 1
         subprocess.run(
             ["sox", str(raw), "-r", "8000", "-b", "16", "-c", "1", "-e", "signed-integer", str(target),
              "sinc", "300-3400", "silence", "1", "0.02", "0.5%", "reverse", "silence", "1", "0.02", "0.5%",
-             "reverse", "norm", "-3"],
+             "reverse", "norm", "-7"],
             check=True,
         )  # fmt: skip
 

@@ -165,7 +165,7 @@ class _Layout:
         self.gain_out_rows: I64 = np.zeros(0, dtype=np.int64)  # relative to individual start
         self.gain_out: F32 = np.zeros((0, 1), dtype=np.float32)
         self.lone: I64 = np.zeros(0, dtype=np.int64)  # dense indexes of conferences with one member
-        self.rows_of_conf: dict[int, I64] = {}
+        self.hold_position: I64 = np.zeros(0, dtype=np.int64)  # hold-music frame of each lone conference
 
 
 class Mixer:
@@ -196,7 +196,6 @@ class Mixer:
         self._dirty = True
         self._plays: dict[int, _Play] = {}
         self._recordings: dict[int, _Recording] = {}
-        self._hold_position: dict[int, int] = {}
         self._pending: list[MixerEvent] = []
         self.ticks = 0
         self.bad_frames = 0
@@ -508,15 +507,13 @@ class Mixer:
         gout = self._gout[c0:b0]
         lay.gain_out_rows = np.nonzero(gout != 1.0)[0].astype(np.int64)
         lay.gain_out = gout[lay.gain_out_rows][:, None].copy()
-        # Rows per conference, for exclusive conference plays (rare; built lazily would also do).
-        split = np.argsort(row_conf, kind="stable")
-        for ci, rows in enumerate(np.split(split, np.cumsum(counts)[:-1])):
-            lay.rows_of_conf[int(confs[ci])] = rows.astype(np.int64)
         self._x[c0:a0] = 0.0  # category C contributes nothing but shares the N-1 subtraction
         for lo, hi, ci in lay.deaf_segments:
             self._out[lo:hi] = _SILENCE[ci]
-        for c in [c for c in self._hold_position if c not in lay.conf_index or counts[lay.conf_index[c]] != 1]:
-            del self._hold_position[c]
+        # Hold music carries on where it was for conferences still alone, restarts for the newly alone.
+        old = self._layout
+        was_alone = dict(zip(old.conferences[old.lone].tolist(), old.hold_position.tolist(), strict=True))
+        lay.hold_position = np.array([was_alone.get(c, 0) for c in confs[lay.lone].tolist()], dtype=np.int64)
         self._layout = lay
         self._dirty = False
 
@@ -587,7 +584,7 @@ class Mixer:
             out[lo:hi] = _SILENCE[ci]
         # 7. exclusive conference plays and personal plays override rows
         for conf_i, frame in exclusive_confs:
-            rows = lay.rows_of_conf[int(lay.conferences[conf_i])]
+            rows = np.nonzero(lay.row_conf == conf_i)[0]  # exclusive conference plays are rare
             self._encode_rows(rows, np.broadcast_to(frame, (len(rows), SAMPLES_PER_FRAME)))
         self._personal_plays(sums, {conf_i for conf_i, _ in exclusive_confs}, events)
 
@@ -636,12 +633,8 @@ class Mixer:
                 sums[conf_i] += frame
         music = self.hold_music
         if music is not None and len(lay.lone):
-            positions = np.array(
-                [self._hold_position.get(int(c), 0) for c in lay.conferences[lay.lone]], dtype=np.int64
-            )
-            sums[lay.lone] += music.frames[positions % len(music.frames)]
-            for c, pos in zip(lay.conferences[lay.lone], positions + 1, strict=True):
-                self._hold_position[int(c)] = int(pos)
+            sums[lay.lone] += music.frames[lay.hold_position % len(music.frames)]
+            lay.hold_position += 1
         return exclusive
 
     def _encode_rows(self, rows: I64, mix: F32, *, force: bool = False) -> None:

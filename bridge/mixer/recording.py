@@ -45,7 +45,8 @@ class WavRecorder:
             raise ValueError(f"recording rate {rate} not supported")
         self.path = path
         self.rate = rate
-        self._wav = wave.open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in close(); opened first so errors leave nothing half-built
+        self._wav = wave.open(self._file, "wb")
         self._wav.setnchannels(1)
         self._wav.setsampwidth(2)
         self._wav.setframerate(rate)
@@ -70,5 +71,6 @@ class WavRecorder:
     def close(self) -> None:
         try:
             self.flush()
-        finally:
             self._wav.close()
+        finally:
+            self._file.close()
