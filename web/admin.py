@@ -24,7 +24,7 @@ from bridge.db.models import (
     Subscriber,
 )
 from bridge.phone import PhoneError, to_e164
-from web import charts, db, reports
+from web import charts, db, provision, reports
 from web.clock import utc_now
 from web.company import _cdrs, _range
 from web.forms import AccountForm, CompanyForm, DnisForm
@@ -270,6 +270,16 @@ def dnis() -> View:
     counts = select(InstantConference.dnis_id, func.count(InstantConference.id)).group_by(InstantConference.dnis_id)
     used = {dnis_id: count for dnis_id, count in session.execute(counts)}
     return render_template("admin/dnis.html", rows=rows, used=used, form=form, configured=_config().dnis)
+
+
+@bp.route("/dnis/load", methods=["POST"])
+@operator_only
+def dnis_load() -> Response:
+    session = db.session()
+    added = provision.load_configured_dnis(session, _config())
+    session.commit()
+    flash(f"{added} configured numbers added to the pool.", "info")
+    return redirect(url_for("admin.dnis"))
 
 
 @bp.route("/dnis/<int:dnis_id>/delete", methods=["POST"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Protocol
 
 from flask import Flask, current_app
@@ -27,23 +26,10 @@ class Control(Protocol):
 
 
 def control_token(config: Config) -> str:
-    """``control.token`` or the engine's ``<data_dir>/control.token``; empty when the engine never ran.
+    """``control.token`` or the engine's ``<data_dir>/control.token`` (``bridge.control.control_token``)."""
+    from bridge.control import control_token as shared
 
-    The portal only reads the file (the engine creates it); ``bridge.control_token`` is used when present.
-    """
-    if config.control.token:
-        return config.control.token
-    try:
-        from bridge import control_token as shared  # type: ignore[attr-defined]
-    except ImportError:
-        shared = None
-    if shared is not None:
-        token: str = shared(config)
-        return token
-    try:
-        return Path(config.data_path / "control.token").read_text(encoding="utf-8").strip()
-    except OSError:
-        return ""
+    return shared(config)
 
 
 def init_app(app: Flask, config: Config) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from portal_world import PASSWORD, FakeControl, World, build_world
+from portal_world import PASSWORD, FakeControl, World, build_world, copy_world
 
 from bridge.config import from_dict
 from web import create_app
@@ -26,9 +26,17 @@ class Clock:
         return self.now
 
 
+@pytest.fixture(scope="session")
+def _world_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[World, Path]:
+    directory = tmp_path_factory.mktemp("world")
+    return build_world(directory), directory
+
+
 @pytest.fixture
-def world(tmp_path: Path) -> World:
-    return build_world(tmp_path)
+def world(tmp_path: Path, _world_template: tuple[World, Path]) -> World:
+    """A fresh copy of the seeded database (two companies, an operator) in ``tmp_path``."""
+    template, directory = _world_template
+    return copy_world(template, directory, tmp_path)
 
 
 @pytest.fixture

@@ -8,7 +8,10 @@ run with legs, a recording and CDRs, plus an operator. Object names of company B
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
+import functools
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +42,13 @@ from bridge.db.models import (
 )
 
 PASSWORD = "correct horse battery"
+
+
+@functools.cache
+def password_hash() -> str:
+    return generate_password_hash(PASSWORD)
+
+
 T0 = dt.datetime(2026, 11, 20, 10, 0, 0)
 
 
@@ -125,7 +135,9 @@ def _tenant(session: Session, tag: str, mobile: str, pool: DnisNumber, data_dir:
     )
     live_legs = [
         Leg(run_id=live.id, direction="out", role="subscriber", called=mobile, status="connected", called_at=T0),
-        Leg(run_id=live.id, direction="out", role="participant", called=contact.phone, status="connected", called_at=T0),
+        Leg(
+            run_id=live.id, direction="out", role="participant", called=contact.phone, status="connected", called_at=T0
+        ),
     ]
     session.add_all([leg, *live_legs])
     session.flush()
@@ -133,7 +145,9 @@ def _tenant(session: Session, tag: str, mobile: str, pool: DnisNumber, data_dir:
     rec_dir.mkdir(parents=True, exist_ok=True)
     rec_path = rec_dir / f"{tag}.wav"
     rec_path.write_bytes(b"RIFF$\x00\x00\x00WAVEfmt " + bytes(28))
-    recording = Recording(run_id=run.id, path=str(rec_path), started_at=T0, stopped_at=T0 + dt.timedelta(minutes=5))
+    recording = Recording(
+        run_id=run.id, path=f"recordings/{tag}.wav", started_at=T0, stopped_at=T0 + dt.timedelta(minutes=5)
+    )
     cdr = Cdr(
         leg_id=leg.id,
         company_id=company.id,
@@ -154,13 +168,13 @@ def _tenant(session: Session, tag: str, mobile: str, pool: DnisNumber, data_dir:
     )
     admin = Account(
         username=f"{tag.lower()}admin",
-        password_hash=generate_password_hash(PASSWORD),
+        password_hash=password_hash(),
         role=Role.COMPANY_ADMIN,
         company_id=company.id,
     )
     user = Account(
         username=f"{tag.lower()}user",
-        password_hash=generate_password_hash(PASSWORD),
+        password_hash=password_hash(),
         role=Role.SUBSCRIBER,
         company_id=company.id,
         subscriber_id=sub.id,
@@ -198,11 +212,21 @@ def build_world(data_dir: Path) -> World:
         session.flush()
         a = _tenant(session, "Acme", "+15551230001", pool[0], data_dir)
         b = _tenant(session, "ZETA", "+15551230002", pool[0], data_dir)
-        session.add(Account(username="op", password_hash=generate_password_hash(PASSWORD), role=Role.OPERATOR))
+        session.add(Account(username="op", password_hash=password_hash(), role=Role.OPERATOR))
         session.commit()
         world = World(url=url, a=a, b=b, dnis_id=pool[2].id)
     engine.dispose()
     return world
+
+
+def copy_world(template: World, template_dir: Path, data_dir: Path) -> World:
+    """The template world's database and files copied into ``data_dir`` (same ids)."""
+    for suffix in ("", "-wal"):
+        source = template_dir / ("portal.db" + suffix)
+        if source.exists():
+            shutil.copyfile(source, data_dir / ("portal.db" + suffix))
+    shutil.copytree(template_dir / "recordings", data_dir / "recordings")
+    return dataclasses.replace(template, url="sqlite:///" + str(data_dir / "portal.db"))
 
 
 def leg_state(leg_id: int, number: str, name: str, role: str) -> dict[str, Any]:
@@ -288,8 +312,13 @@ class FakeControl:
                     }
                 ]
             },
-            "mixer": {"conferences": len(self.conferences_by_id), "participants": 2, "ticks": 1000,
-                      "lateness_p99_ms": 1.5, "late_ticks": 0},
+            "mixer": {
+                "conferences": len(self.conferences_by_id),
+                "participants": 2,
+                "ticks": 1000,
+                "lateness_p99_ms": 1.5,
+                "late_ticks": 0,
+            },
         }
 
     def conferences(self) -> list[dict[str, Any]]:
@@ -344,4 +373,3 @@ class FakeControl:
         with self.mutex:
             self._leg(run_id, leg_id)["status"] = "left"
         return {}
-
