@@ -622,7 +622,7 @@ class SipService:
 
     async def _keepalive_loop(self) -> None:
         interval = self.config.sip.options_interval_s
-        next_probe = 0.0
+        next_probe = time.monotonic() + interval  # the first probe after one interval: start-up stays quiet
         while True:
             now = time.monotonic()
             for gateway in self.health.expire(now):

@@ -227,15 +227,27 @@ class SipStack:
     def open(self, done: Callable[[BaseException | None], None]) -> None:
         """Bind the socket and create the transaction manager; ``done(error)`` is called in this thread."""
         try:
+            import socket
+
             from sippy.SipConf import SipConf
             from sippy.SipTransactionManager import SipTransactionManager
+            from sippy.Udp_server import Udp_server, Udp_server_opts
 
             SipConf.my_uaname = self.user_agent
             SipConf.my_address = self.public_address  # From/Via defaults; process-wide in sippy
             SipConf.my_port = self.port
             stack = self
 
+            class _UdpOpts(Udp_server_opts):  # type: ignore[misc]
+                # One receiver and one sender thread: datagrams leave in the order sippy produced them
+                # (with sippy's default of 3 senders, the ACK of a 401 can overtake the authenticated INVITE),
+                # and no SO_REUSEPORT, so a port already in use is an error instead of a silent share.
+                nworkers = 1
+                flags = socket.SO_REUSEADDR
+
             class _Tm(SipTransactionManager):  # type: ignore[misc]
+                model_udp_server = (Udp_server, _UdpOpts)
+
                 def handleIncoming(self, data_in: Any, ra: Any, server: Any, rtime: Any) -> None:
                     try:
                         if stack._screen(data_in, ra, server):
@@ -412,6 +424,7 @@ class SipStack:
             CCEventUpdate,
         )
 
+        _normalize_transport(ua)
         if isinstance(event, CCEventTry):
             if inbound is None:
                 return
@@ -520,6 +533,19 @@ class SipStack:
 
     def live_dialogs(self) -> int:
         return len(self._uas)
+
+
+def _normalize_transport(ua: Any) -> None:
+    """Lower-case the transport of the remote target: a Contact with ``;transport=UDP`` (SIPp, some gateways)
+    makes sippy refuse in-dialog requests ("unsupported transport: UDP"); RFC 3261 §19.1.4 says it is
+    case-insensitive."""
+    for attr in ("rAddr", "rAddr0"):
+        value = getattr(ua, attr, None)
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str) and value[1] != value[1].lower():
+            setattr(ua, attr, (value[0], value[1].lower()))
+    target = getattr(ua, "rTarget", None)
+    if target is not None and isinstance(getattr(target, "transport", None), str):
+        target.transport = target.transport.lower()
 
 
 def _body_text(body: Any) -> str:

@@ -248,10 +248,15 @@ Content-Length: 0
 
 
 def uas_scenario(*, challenge: int | None = None, realm: str = "trunk.example") -> str:
-    """Answer INVITEs (optionally challenging the first with 401/407 and checking the retry carries
-    credentials), wait for the caller's BYE. Also answers OPTIONS keepalives is not needed: SIPp's -aa does."""
+    """Answer an INVITE (optionally challenging the first with 401/407 and checking the retry carries
+    credentials), then wait for the caller's BYE. sippy sends the retried INVITE before the ACK of the
+    challenge (same transaction-manager callback), hence that order below."""
     auth = ""
+    seen = ""
+    via, cseq = "[last_Via:]", "[last_CSeq:]"
     if challenge is not None:
+        seen = "X-Seen-Auth: [$dummy]\n"
+        via, cseq = "Via: [$via2]", "CSeq: [$cseq2]"
         hdr = "WWW-Authenticate" if challenge == 401 else "Proxy-Authenticate"
         want = "Authorization:" if challenge == 401 else "Proxy-Authorization:"
         auth = f"""  <recv request="INVITE"/>
@@ -268,12 +273,14 @@ Content-Length: 0
 
     ]]>
   </send>
-  <recv request="ACK"/>
   <recv request="INVITE">
     <action>
       <ereg regexp="Digest" search_in="hdr" header="{want}" check_it="true" assign_to="dummy"/>
+      <ereg regexp=".*" search_in="hdr" header="Via:" assign_to="via2"/>
+      <ereg regexp=".*" search_in="hdr" header="CSeq:" assign_to="cseq2"/>
     </action>
   </recv>
+  <recv request="ACK"/>
 """
     else:
         auth = """  <recv request="INVITE"/>
@@ -284,24 +291,24 @@ Content-Length: 0
 {auth}  <send>
     <![CDATA[
 SIP/2.0 180 Ringing
-[last_Via:]
+{via}
 [last_From:]
 [last_To:];tag=[pid]SIPpTag02[call_number]
 [last_Call-ID:]
-[last_CSeq:]
+{cseq}
 Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Length: 0
+{seen}Content-Length: 0
 
     ]]>
   </send>
   <send retrans="500">
     <![CDATA[
 SIP/2.0 200 OK
-[last_Via:]
+{via}
 [last_From:]
 [last_To:];tag=[pid]SIPpTag02[call_number]
 [last_Call-ID:]
-[last_CSeq:]
+{cseq}
 Contact: <sip:[local_ip]:[local_port];transport=[transport]>
 Content-Type: application/sdp
 Content-Length: [len]
@@ -410,7 +417,9 @@ def _rtp(pt: int, seq: int, ts: int, ssrc: int, payload: bytes, marker: bool = F
 
 def write_pcap(path: Path, packets: list[tuple[float, bytes]]) -> None:
     def ipv4(n: int) -> bytes:
-        hdr = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + n, 0, 0, 64, 17, 0, bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
+        hdr = struct.pack(
+            ">BBHHHBBH4s4s", 0x45, 0, 20 + n, 0, 0, 64, 17, 0, bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1])
+        )
         s = sum(struct.unpack(">10H", hdr))
         s = (s & 0xFFFF) + (s >> 16)
         return hdr[:10] + struct.pack(">H", ~((s & 0xFFFF) + (s >> 16)) & 0xFFFF) + hdr[12:]
