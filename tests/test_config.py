@@ -1,0 +1,164 @@
+"""Config loading and validation: every error names the offending key."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge import config as config_module
+from bridge.config import Config, ConfigError, expand_numbers, from_dict, load, parse_host_port, parse_port_range
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_are_valid_and_documented() -> None:
+    config = from_dict({})
+    assert config.node.name == "bridge-a"
+    assert config.numbering.default_country == "US"
+    assert config.conference.hysteresis_s == 120
+    assert config.conference.callback_retries == 3
+    assert config.conference.max_adhoc == 10
+    assert config.conference.max_ics_per_subscriber == 30
+    assert config.database_url == "sqlite:///" + str(Path(".") / "var" / "bridge.db")
+
+
+def _sections() -> list[type[Any]]:
+    hints = typing.get_type_hints(Config)
+    sections: list[type[Any]] = []
+    for f in dataclasses.fields(Config):
+        hint = hints[f.name]
+        inner = typing.get_args(hint)[0] if typing.get_origin(hint) is list else hint
+        if dataclasses.is_dataclass(inner):
+            sections.append(typing.cast(type[Any], inner))
+    return sections
+
+
+def test_every_field_has_a_docstring() -> None:
+    """The README reference is generated from these; a field without a docstring is a gap in it."""
+    from bridge.configdoc import field_docs
+
+    for section in _sections():
+        docs = field_docs(section)
+        missing = [f.name for f in dataclasses.fields(section) if not docs.get(f.name)]
+        assert missing == [], f"{section.__name__}: fields without a docstring: {missing}"
+
+
+def test_sample_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load(REPO / "etc" / "bridge.toml")
+    assert config.base_dir == str(REPO)
+    assert config.data_path == REPO / "var"
+    assert len(expand_numbers(config.dnis.pool, "dnis.pool")) == 30
+    monkeypatch.setenv("BRIDGE_CONFIG", str(REPO / "etc" / "bridge.toml"))
+    assert load() == config
+
+
+def test_load_reports_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[node\nname = 1")
+    with pytest.raises(ConfigError, match=str(bad)):
+        load(bad)
+
+
+def test_relative_data_dir_resolves_against_the_config_parent_parent(tmp_path: Path) -> None:
+    path = tmp_path / "etc" / "bridge.toml"
+    path.parent.mkdir()
+    path.write_text('[node]\ndata_dir = "state"\n')
+    config = load(path)
+    assert config.data_path == tmp_path / "state"
+    assert config.database_url == f"sqlite:///{tmp_path / 'state' / 'bridge.db'}"
+    assert from_dict({"database": {"url": "postgresql://x/y"}}).database_url == "postgresql://x/y"
+
+
+def test_numbers_without_quotes_become_strings() -> None:
+    config = from_dict({"dnis": {"common": 15550100}, "room": [{"number": 1001, "name": "R", "pin": 1234}]})
+    assert config.dnis.common == "15550100"
+    assert config.room[0].pin == "1234"
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"nodes": {}}, "nodes: unknown key"),
+        ({"node": {"nmae": "x"}}, "node.nmae: unknown key"),
+        ({"node": "x"}, "node: expected a table"),
+        ({"node": {"name": ""}}, "node.name: must not be empty"),
+        ({"node": {"name": 5.5}}, None),  # numbers become strings: not an error
+        ({"numbering": {"default_country": "XX"}}, "numbering.default_country: unknown region 'XX'"),
+        ({"smpp": {"port": "2775"}}, "smpp.port: expected an integer"),
+        ({"smpp": {"port": 0}}, "smpp.port: 0 is not a port"),
+        ({"smpp": {"password": "123456789"}}, "smpp.password: at most 8 characters"),
+        ({"smpp": {"system_id": "x" * 16}}, "smpp.system_id: at most 15 characters"),
+        ({"smpp": {"short_codes": []}}, "smpp.short_codes: at least one short code"),
+        ({"smpp": {"short_codes": "2663"}}, "smpp.short_codes: expected a list"),
+        ({"smpp": {"tps": 0}}, "smpp.tps: must be positive"),
+        ({"smpp": {"enabled": "yes"}}, "smpp.enabled: expected true or false"),
+        ({"smpp": {"bind_mode": "tx"}}, "smpp.bind_mode: 'tx' is not one of"),
+        ({"sip": {"listen": "localhost"}}, "sip.listen: expected 'host:port'"),
+        ({"sip": {"listen": "example.org:5060"}}, "sip.listen: 'example.org' is not an IP address"),
+        ({"sip": {"rtp_ports": "20000-10000"}}, "sip.rtp_ports: range must lie within"),
+        ({"sip": {"rtp_ports": "abc"}}, "sip.rtp_ports: expected 'low-high'"),
+        ({"trunk_group": [{"kind": "sip"}]}, "trunk_group[0].name: required key missing"),
+        ({"trunk_group": [{"name": "a"}]}, "trunk_group[0].gateways: at least one gateway"),
+        ({"trunk_group": [{"name": "a", "gateways": ["x"]}]}, "trunk_group[0].gateways[0]: expected 'host:port'"),
+        ({"trunk_group": [{"name": "a", "kind": "t1", "gateways": ["1.2.3.4:5060"]}]}, "trunk_group[0].kind"),
+        (
+            {"trunk_group": [{"name": "a", "kind": "e1", "gateways": ["1.2.3.4:5060"]}]},
+            "trunk_group[0].spans: an e1 trunk group needs spans >= 1",
+        ),
+        (
+            {"trunk_group": [{"name": "a", "gateways": ["1.2.3.4:5"]}, {"name": "a", "gateways": ["1.2.3.4:6"]}]},
+            "trunk_group[1].name: duplicate trunk group 'a'",
+        ),
+        ({"dnis": {"pool": ["100-1"]}}, "dnis.pool[0]: bad range"),
+        ({"dnis": {"pool": ["100-1000"]}}, "dnis.pool[0]: bad range"),
+        ({"dnis": {"pool": ["5550101", "5550101"]}}, "dnis.pool: duplicate numbers"),
+        ({"dnis": {"common": "5550101", "pool": ["5550101"]}}, "dnis.pool: the common number must not be in the pool"),
+        ({"conference": {"pin_digits": 8}}, "conference.pin_digits: must be 4..7"),
+        ({"conference": {"pin_digits": 3}}, "conference.pin_digits: must be 4..7"),
+        ({"conference": {"max_ics_per_subscriber": 31}}, "conference.max_ics_per_subscriber: must be 1..30"),
+        ({"conference": {"hysteresis_s": 0}}, "conference.hysteresis_s: must be positive"),
+        ({"conference": {"max_participants": 1}}, "conference.max_participants: must be at least 2"),
+        ({"conference": {"max_adhoc": -1}}, "conference."),
+        ({"web": {"listen": "8443"}}, "web.listen: expected 'host:port'"),
+        ({"web": {"tls_cert": "a.pem"}}, "web.tls_key: give both"),
+        ({"control": {"listen": "0.0.0.0:8181"}}, "control.listen: the control API must listen on loopback"),
+        ({"cdr": {"push_minute": 60}}, "cdr.push_minute: must be 0..59"),
+        ({"cdr": {"retention_days": 0}}, "cdr.retention_days: must be at least 1"),
+        ({"cdr": {"summary_time": "25:00"}}, "cdr.summary_time: expected HH:MM"),
+        ({"cdr": {"targets": [{"name": "x", "kind": "scp"}]}}, "cdr.targets[0].kind: 'scp' is not one of"),
+        ({"room": [{"number": "1", "name": "a"}, {"number": "1", "name": "b"}]}, "room[1].number: '1' is already used"),
+        ({"room": [{"number": "1", "name": "a", "pin": "12345678"}]}, "room[0].pin: PINs are 1-7 digits"),
+        ({"room": [{"number": "1"}]}, "room[0].name: required key missing"),
+    ],
+)
+def test_validation_errors_name_the_key(raw: dict[str, Any], key: str | None) -> None:
+    if key is None:
+        from_dict(raw)
+        return
+    with pytest.raises(ConfigError) as info:
+        from_dict(raw)
+    assert str(info.value).startswith(key.split(":")[0]), str(info.value)
+    assert key in str(info.value)
+
+
+def test_helpers() -> None:
+    assert parse_host_port("127.0.0.1:5060", "k") == ("127.0.0.1", 5060)
+    assert parse_host_port("[::1]:5060", "k") == ("[::1]", 5060)
+    assert parse_port_range("10000-10010", "k") == (10000, 10010)
+    assert expand_numbers(["+15550101-+15550103", "99"], "k") == ["+15550101", "+15550102", "+15550103", "99"]
+    assert expand_numbers(["0100-0102"], "k") == ["0100", "0101", "0102"]
+    assert issubclass(config_module.ConfigError, ValueError)
+
+
+def test_readme_reference_is_up_to_date() -> None:
+    from bridge.configdoc import BEGIN, END, reference
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index(BEGIN) + len(BEGIN) : readme.index(END)]
+    assert block == "\n" + reference(), "README config reference is stale: python -m bridge.configdoc --write README.md"
