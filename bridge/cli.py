@@ -20,6 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bridge import config as config_module
+from bridge.conference.cli import run_command
 from bridge.config import Config
 from web.cli import web_command
 
@@ -368,6 +369,7 @@ def demo_load(config: Config, if_empty: bool) -> None:
         click.echo(line)
 
 main.add_command(web_command)  # bridge web (portal, issue 8)
+main.add_command(run_command)  # bridge run (engine, issue 6)
 main.add_command(__import__("bridge.cdr.cli", fromlist=["cdr"]).cdr)  # bridge cdr (CDRs, issue 7)
 
 if __name__ == "__main__":  # pragma: no cover
