@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bridge.commands.errors import ProvisioningError
-from bridge.config import Config, RoomConfig
+from bridge.config import Config, RoomConfig, expand_numbers
 from bridge.db.models import (
     Contact,
     DnisKind,
@@ -157,9 +157,10 @@ def set_ic_members(session: Session, ic: InstantConference, members: Sequence[Me
 def load_dnis(session: Session, *, common: str = "", pool: Iterable[str] = ()) -> int:
     """Add the common number and pool numbers not yet known; pool positions continue after the last.
 
-    Numbers are stored as written (they are matched against the called number the gateway sends).
-    Returns how many rows were added.
+    Numbers are stored as written (they are matched against the called number the gateway sends);
+    ``"A-B"`` ranges are expanded as in ``[dnis] pool``. Returns how many rows were added.
     """
+    pool = expand_numbers(list(pool), "dnis.pool")
     known = set(session.scalars(select(DnisNumber.number)))
     added = 0
     if common and common not in known:

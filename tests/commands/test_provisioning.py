@@ -79,7 +79,7 @@ def test_set_ic_members_limits_adhoc_numbers(session: Session, config: Config) -
 
 def test_load_dnis_appends_positions_and_skips_known(session: Session) -> None:
     assert load_dnis(session, common="+15550100", pool=["+15550101", "+15550102"]) == 3
-    assert load_dnis(session, common="+15550100", pool=["+15550102", "+15550103"]) == 1
+    assert load_dnis(session, common="+15550100", pool=["+15550102-+15550103"]) == 1  # ranges expanded
     rows = session.scalars(select(DnisNumber).order_by(DnisNumber.id)).all()
     assert [(r.number, r.kind, r.position) for r in rows] == [
         ("+15550100", DnisKind.COMMON, 0),
