@@ -80,6 +80,7 @@ class RtpEndpoint:
         on_dtmf: Callable[[str], None],
         on_timeout: Callable[[], None],
         rtp_timeout_s: float,
+        rtcp_interval_s: float = RTCP_INTERVAL_S,
     ) -> None:
         self._loop = loop
         self._allocator = allocator
@@ -88,6 +89,7 @@ class RtpEndpoint:
         self._on_dtmf = on_dtmf
         self._on_timeout = on_timeout
         self.rtp_timeout_s = rtp_timeout_s
+        self.rtcp_interval_s = rtcp_interval_s
         self._rtp: asyncio.DatagramTransport | None = None
         self._rtcp: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -106,11 +108,13 @@ class RtpEndpoint:
         inband_dtmf: bool = False,
         rtp_timeout_s: float = 30.0,
         on_timeout: Callable[[], None] = _ignore,
+        rtcp_interval_s: float = RTCP_INTERVAL_S,
     ) -> RtpEndpoint:
         """Bind RTP + RTCP sockets on ``host`` at the allocator's next free even port.
 
         ``on_dtmf(digit)`` is called once per key press (RFC 4733, or in-band tones when ``inband_dtmf``);
         ``on_timeout()`` once when the peer should send RTP but nothing came for ``rtp_timeout_s``.
+        RTCP reports go out every ``rtcp_interval_s`` (randomised 0.5-1.5x, checked once a second).
         Raises :class:`PortsExhausted` when no port pair of the range can be bound.
         """
         session = MediaSession(
@@ -132,6 +136,7 @@ class RtpEndpoint:
                 on_dtmf=on_dtmf,
                 on_timeout=on_timeout,
                 rtp_timeout_s=rtp_timeout_s,
+                rtcp_interval_s=rtcp_interval_s,
             )
             try:
                 endpoint._rtp = await _bind(loop, host, port, endpoint._on_rtp)
@@ -155,7 +160,7 @@ class RtpEndpoint:
         now = self._loop.time()
         self.session.start(media, now)
         self._timed_out = False
-        self._next_rtcp = now + RTCP_INTERVAL_S * random.uniform(0.5, 1.5)
+        self._next_rtcp = now + self.rtcp_interval_s * random.uniform(0.5, 1.5)
 
     def read_frame(self, now: float) -> bytes | None:
         """One 20 ms, 160-byte encoded frame in the negotiated codec, or None (nothing: play silence)."""
@@ -235,7 +240,7 @@ class RtpEndpoint:
         if session.media is None:
             return
         if now >= self._next_rtcp:
-            self._next_rtcp = now + RTCP_INTERVAL_S * random.uniform(0.5, 1.5)
+            self._next_rtcp = now + self.rtcp_interval_s * random.uniform(0.5, 1.5)
             if session.remote_rtcp is not None and self._rtcp is not None:
                 self._rtcp.sendto(session.rtcp.build_report(now), session.remote_rtcp)
         if not self._timed_out and session.timed_out(now, self.rtp_timeout_s):

@@ -6,7 +6,7 @@ Goertzel algorithm, done for all eight at once as one (160 x 16) matrix product 
 frequency f *is* the DFT term at f). A frame holds a digit when:
 
 * the strongest row tone and the strongest column tone each beat the other tones of their group by 8 dB,
-* together they carry most of the frame's energy (speech spreads energy over many frequencies),
+* together they carry a large share of the frame's energy (speech spreads energy over many frequencies),
 * they are loud enough (about -40 dBm0 each), and the twist between them is within Q.24 limits
   (high group at most 8 dB weaker or 4 dB stronger than the low group).
 
@@ -27,7 +27,7 @@ ROWS = (697.0, 770.0, 852.0, 941.0)
 COLUMNS = (1209.0, 1336.0, 1477.0, 1633.0)
 KEYS = ("123A", "456B", "789C", "*0#D")
 PEAK_RATIO = 10 ** (8 / 10)  # 8 dB over the other tones of the group
-MIN_TONE_SHARE = 0.7  # the two tones hold at least 70 % of the frame energy
+MIN_TONE_SHARE = 0.4  # the two tones hold at least 40 % of the frame energy (1.5 % off-frequency tones lose half)
 MIN_TONE_POWER = 100.0**2 / 2  # mean power of a sine of amplitude ~100 (about -40 dBm0)
 NORMAL_TWIST = 10 ** (8 / 10)
 REVERSE_TWIST = 10 ** (4 / 10)

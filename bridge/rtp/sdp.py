@@ -115,7 +115,7 @@ def _parse(text: str) -> _Session:
             seen_version = True
         elif kind == "m":
             parts = value.split()
-            if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
+            if len(parts) < 4 or not _is_number(parts[1].split("/")[0]):
                 raise SdpError(f"SDP line {number}: bad media line {value[:60]!r}", status_hint=400)
             port = int(parts[1].split("/")[0])
             if port > 65535:
@@ -137,12 +137,17 @@ def _parse(text: str) -> _Session:
             elif name == "rtpmap" and media is not None:
                 pt_text, _, encoding = attr.partition(" ")
                 enc_parts = encoding.strip().split("/")
-                if not pt_text.isdigit() or len(enc_parts) < 2 or not enc_parts[1].isdigit():
+                if not _is_number(pt_text) or len(enc_parts) < 2 or not _is_number(enc_parts[1]):
                     raise SdpError(f"SDP line {number}: bad rtpmap {attr[:60]!r}", status_hint=400)
                 media.rtpmap[int(pt_text)] = (enc_parts[0].upper(), int(enc_parts[1]))
     if not seen_version:
         raise SdpError("SDP has no 'v=0' line", status_hint=400)
     return session
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` accepts '²', which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
 
 
 def _connection_address(value: str, number: int) -> str:
@@ -175,7 +180,7 @@ def _negotiate(media: _Media, codecs: Iterable[str]) -> tuple[str, int, int | No
     chosen: tuple[str, int] | None = None
     dtmf: int | None = None
     for fmt in media.formats:
-        if not fmt.isdigit() or int(fmt) > 127:
+        if not _is_number(fmt) or int(fmt) > 127:
             continue
         pt = int(fmt)
         codec = _codec_of(media, pt)

@@ -130,8 +130,11 @@ class MediaSession:
         if first & 0xC0 != 0x80:
             self.malformed += 1
             return
-        if 192 <= second <= 223:  # RTCP multiplexed on the RTP port (RFC 5761)
-            self.receive_rtcp(data, addr, now)
+        if 192 <= second <= 223:  # RTCP multiplexed on the RTP port (RFC 5761): trust it as RTP
+            if self.media is None or (self._latched and addr != self.remote):
+                self.ignored += 1
+            else:
+                self.rtcp.receive(data, now)
             return
         pt = second & 0x7F
         if pt != self._audio_pt and pt != self._dtmf_pt:

@@ -1,0 +1,195 @@
+"""Jitter buffer: playout order by timestamp, reordering, duplicates, late packets, concealment, adaptation."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridge.mixer.g711 import decode
+from bridge.rtp.jitterbuffer import (
+    CALM_GETS,
+    MAX_CONCEALED,
+    MAX_TARGET,
+    MIN_TARGET,
+    JitterBuffer,
+    JitterState,
+)
+
+FRAME = 160
+
+
+def frame(n: int) -> bytes:
+    """A distinct, loud-ish PCMU frame per n (codes 0x00-0x3F are large negative samples)."""
+    return bytes([n % 64]) * FRAME
+
+
+def play(jb: JitterBuffer, ticks: int) -> list[bytes | None]:
+    return [jb.get() for _ in range(ticks)]
+
+
+def test_in_order_stream_plays_after_the_target_depth() -> None:
+    jb = JitterBuffer()
+    assert jb.target == 2
+    jb.put(1000, frame(0))
+    assert jb.get() is None  # still buffering: one frame < target
+    jb.put(1000 + FRAME, frame(1))
+    out = []
+    for n in range(2, 20):
+        out.append(jb.get())
+        jb.put(1000 + n * FRAME, frame(n))
+    assert out == [frame(n) for n in range(18)]
+    assert jb.state is JitterState.PLAYING
+    assert (jb.late, jb.duplicates, jb.concealed) == (0, 0, 0)
+
+
+def test_reordered_packets_play_in_timestamp_order() -> None:
+    jb = JitterBuffer()
+    for n in (1, 0, 3, 2):
+        jb.put(n * FRAME, frame(n))
+    out = play(jb, 2)
+    jb.put(5 * FRAME, frame(5))
+    jb.put(4 * FRAME, frame(4))
+    assert out + play(jb, 4) == [frame(n) for n in range(6)]
+
+
+def test_reordering_before_the_first_frame_is_still_in_time() -> None:
+    jb = JitterBuffer()
+    jb.put(5 * FRAME, frame(5))
+    jb.put(4 * FRAME, frame(4))
+    assert play(jb, 2) == [frame(4), frame(5)]
+
+
+def test_duplicates_are_dropped() -> None:
+    jb = JitterBuffer()
+    assert jb.put(0, frame(0))
+    assert not jb.put(0, frame(9))
+    jb.put(FRAME, frame(1))
+    assert play(jb, 1) == [frame(0)]
+    assert not jb.put(0, frame(0))  # already played: late or duplicate, dropped either way
+    assert jb.duplicates == 1
+    assert play(jb, 1) == [frame(1)]
+
+
+def test_late_packet_is_dropped_and_grows_the_target() -> None:
+    jb = JitterBuffer()
+    for n in range(3):
+        jb.put(n * FRAME, frame(n))
+    assert play(jb, 1) == [frame(0)]
+    jb.get()  # frame 1
+    target = jb.target
+    assert not jb.put(0, frame(0))
+    assert jb.late == 1
+    assert jb.target == target + 1
+
+
+def test_target_never_exceeds_80_ms_nor_goes_below_20_ms() -> None:
+    jb = JitterBuffer()
+    jb.put(20 * FRAME, frame(0))
+    jb.put(21 * FRAME, frame(1))
+    jb.get()
+    for n in range(10):
+        jb.put(n * FRAME, frame(n))  # all behind the playout point
+    assert jb.target == MAX_TARGET
+    ts = 22
+    for _ in range(CALM_GETS * (MAX_TARGET + 2)):
+        jb.put(ts * FRAME, frame(ts))
+        ts += 1
+        jb.get()
+    assert jb.target == MIN_TARGET
+
+
+def test_loss_is_concealed_by_attenuated_repeats_then_silence() -> None:
+    jb = JitterBuffer()
+    tone = np.round(8000 * np.sin(2 * np.pi * 440 * np.arange(FRAME) / 8000)).astype(np.int16)
+    from bridge.mixer.g711 import encode
+
+    loud = encode(tone, "PCMU").tobytes()
+    jb.put(0, loud)
+    jb.put(FRAME, loud)
+    jb.put(10 * FRAME, frame(10))  # frames 2..9 lost
+    assert play(jb, 2) == [loud, loud]
+    concealed = play(jb, MAX_CONCEALED)
+    levels = [float(np.sqrt(np.mean(decode(f, "PCMU").astype(float) ** 2))) for f in concealed if f is not None]
+    assert len(levels) == MAX_CONCEALED
+    original = float(np.sqrt(np.mean(decode(loud, "PCMU").astype(float) ** 2)))
+    for before, after in zip([original, *levels], levels, strict=False):
+        assert 0.4 < after / before < 0.6  # 6 dB per concealed frame
+    assert play(jb, 10 - 2 - MAX_CONCEALED) == [None] * 5
+    assert jb.get() == frame(10)
+    assert jb.concealed == MAX_CONCEALED
+
+
+def test_underrun_goes_back_to_buffering_and_restarts_on_the_next_talk_spurt() -> None:
+    jb = JitterBuffer()
+    jb.put(0, frame(0))
+    jb.put(FRAME, frame(1))
+    assert play(jb, 2) == [frame(0), frame(1)]
+    assert all(f is not None for f in play(jb, MAX_CONCEALED))
+    assert jb.get() is None
+    assert jb.state is JitterState.BUFFERING
+    jb.put(500 * FRAME, frame(5))  # silence suppression: timestamps jumped
+    jb.put(501 * FRAME, frame(6))
+    assert play(jb, 2) == [frame(5), frame(6)]
+
+
+def test_timestamp_wrap_around() -> None:
+    jb = JitterBuffer()
+    start = 2**32 - 2 * FRAME
+    for n in range(4):
+        jb.put((start + n * FRAME) % 2**32, frame(n))
+    assert play(jb, 4) == [frame(n) for n in range(4)]
+
+
+def test_timestamp_jump_resynchronises() -> None:
+    jb = JitterBuffer()
+    for n in range(3):
+        jb.put(n * FRAME, frame(n))
+    jb.get()
+    jb.put(10**6, frame(40))  # a new stream far away
+    jb.put(10**6 + FRAME, frame(41))
+    assert play(jb, 2) == [frame(40), frame(41)]
+
+
+def test_40_ms_packets_are_split_and_odd_sizes_refused() -> None:
+    jb = JitterBuffer()
+    assert jb.put(0, frame(0) + frame(1))
+    assert not jb.put(2 * FRAME, bytes(100))
+    assert jb.bad_size == 1
+    assert play(jb, 2) == [frame(0), frame(1)]
+
+
+def test_too_deep_buffer_drains_one_frame_per_tick() -> None:
+    jb = JitterBuffer()
+    for n in range(12):  # a burst after a stall
+        jb.put(n * FRAME, frame(n))
+    out = play(jb, 12)
+    assert out[0] == frame(1)  # frame 0 skipped: 12 queued > target + slack
+    assert jb.dropped >= 1
+    assert [f for f in out if f is not None] == sorted({f for f in out if f is not None}, key=out.index)
+
+
+@given(st.permutations(list(range(8))), st.integers(0, 2**32 - 1))
+def test_any_reordering_within_the_target_depth_plays_in_order(order: list[int], base: int) -> None:
+    jb = JitterBuffer(min_target=4, max_target=4)
+    # packets arrive in pairs per tick, shuffled within a window of 4 frames
+    arrivals = sorted(range(8), key=lambda n: (n // 4, order.index(n)))
+    out: list[bytes | None] = []
+    for i, n in enumerate(arrivals):
+        jb.put((base + n * FRAME) % 2**32, frame(n))
+        if i >= 4:
+            out.append(jb.get())
+    out += play(jb, 8 - len(out))
+    assert out == [frame(n) for n in range(8)]
+    assert jb.late == 0
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.binary(max_size=400)), max_size=40), st.integers(0, 40))
+def test_arbitrary_input_never_raises(puts: list[tuple[int, bytes]], gets: int) -> None:
+    jb = JitterBuffer("PCMA")
+    for ts, payload in puts:
+        jb.put(ts, payload)
+        result = jb.get()
+        assert result is None or len(result) == FRAME
+    for _ in range(gets):
+        jb.get()
