@@ -58,6 +58,8 @@ class Receipt(Inbound):
 class Undecodable(Inbound):
     reason: str
     is_receipt: bool = False
+    raw: bytes = b""
+    """The undecodable user data (identifies a redelivery of the same bytes)."""
 
 
 def source_address(ton: int, address: str) -> str:
@@ -95,7 +97,7 @@ def classify(pdu: DeliverSm) -> Inbound:
             return Part(source, dest, segment)
         return Mo(source, dest, decode_text(pdu.data_coding, data))
     except DecodeError as exc:
-        return Undecodable(source, dest, str(exc))
+        return Undecodable(source, dest, str(exc), raw=bytes([pdu.data_coding]) + data)
 
 
 def decode_joined(message: Assembled | Expired) -> Mo | Undecodable:
@@ -104,4 +106,4 @@ def decode_joined(message: Assembled | Expired) -> Mo | Undecodable:
     try:
         return Mo(source, dest, decode_text(message.data_coding, message.payload))
     except DecodeError as exc:
-        return Undecodable(source, dest, str(exc))
+        return Undecodable(source, dest, str(exc), raw=bytes([message.data_coding]) + message.payload)

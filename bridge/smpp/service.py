@@ -742,6 +742,7 @@ class _Link(threading.Thread):
                 reply_from=self._reply_from(item.destination),
                 now=wall,
                 window_s=window,
+                identity="undecodable:" + item.raw.hex(),
             )
 
     def _reply_from(self, destination: str) -> str:
@@ -802,6 +803,7 @@ class _Link(threading.Thread):
             reply_from=self._reply_from(destination),
             now=utcnow(),
             window_s=self.settings.dedup_window_s,
+            identity=f"incomplete:{message.key[2]}:{total}:{message.payload.hex()}",
         )
 
     def _reload_parts(self) -> None:

@@ -61,16 +61,19 @@ def record_mo(
     window_s: float,
     status: SmsStatus = SmsStatus.RECEIVED,
     error: str = "",
+    identity: str | None = None,
 ) -> SmsMessage | None:
     """Persist an MO; ``None`` if the same text from the same source arrived within ``window_s`` (a redelivery).
 
     SMPP 3.4 gives an MO no identity an SMSC keeps across redeliveries (sequence numbers restart with
     every bind, which is exactly when redeliveries happen), so the identity is source + destination +
     text within a time window. The key carries the window's bucket; the previous bucket is checked too.
+    ``identity`` replaces the text in that key when the text is not what identifies the MO (undecodable).
     """
     epoch = (now - dt.datetime(1970, 1, 1)).total_seconds()
     bucket = int(epoch // window_s)
-    keys = [dedup_key(source, destination, text, b) for b in (bucket, bucket - 1)]
+    identity = text if identity is None else identity
+    keys = [dedup_key(source, destination, identity, b) for b in (bucket, bucket - 1)]
     recent = session.scalar(
         select(SmsMessage.id).where(
             SmsMessage.dedup_key.in_(keys), SmsMessage.created_at >= now - dt.timedelta(seconds=window_s)
@@ -107,6 +110,7 @@ def record_invalid_mo(
     reply_from: str,
     now: dt.datetime,
     window_s: float,
+    identity: str,
 ) -> SmsMessage | None:
     """Persist an MO we could not use (undecodable, incomplete) and queue a polite reply when possible."""
     message = record_mo(
@@ -118,6 +122,7 @@ def record_invalid_mo(
         window_s=window_s,
         status=SmsStatus.INVALID,
         error=error,
+        identity=identity,
     )
     if message is not None and source:
         queue_mt(session, destination=source, text=reply, source=reply_from, reply_to_id=message.id)

@@ -173,6 +173,9 @@ class Running:
         return str(self.service.status()["state"])
 
     def stop(self) -> None:
+        """Stop the service and its loop (idempotent: fixtures stop what a test may have stopped)."""
+        if self.loop.is_closed():
+            return
         self.run(self.service.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
