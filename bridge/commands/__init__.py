@@ -85,6 +85,8 @@ def execute(session: Session, *, sender: str, text: str, config: Config, now: dt
 
 def _execute(session: Session, *, sender: str, text: str, config: Config, now: dt.datetime) -> CommandResult:
     subscriber = _find_subscriber(session, sender, config.numbering.default_country)
+    if subscriber is not None and subscriber.status == SubscriberStatus.DELETED:
+        subscriber = None  # a deleted subscriber is no longer registered
     if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE:
         reason = "unregistered" if subscriber is None else f"subscriber {subscriber.id} {subscriber.status.value}"
         detail = f"{reason} sender {sender[:40]!r}: {text[:160]!r}"

@@ -45,6 +45,12 @@ def test_suspended_subscriber_is_refused(sms: Sms, session: Session, subscriber:
     assert session.scalars(select(EventLog.kind)).all() == ["sms_refused"]
 
 
+def test_deleted_subscriber_is_treated_as_unregistered(sms: Sms, session: Session, subscriber: Subscriber) -> None:
+    subscriber.status = SubscriberStatus.DELETED
+    session.flush()
+    assert sms("UL") == CommandResult(reply=REFUSAL, actions=(), command="", subscriber_id=None)
+
+
 def test_one_subscriber_cannot_see_anothers_users(sms: Sms, session: Session, subscriber: Subscriber) -> None:
     other = Subscriber(company_id=subscriber.company_id, name="Bert", mobile="+15551239999")
     session.add(other)
