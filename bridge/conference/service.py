@@ -606,7 +606,8 @@ class ConferenceService:
 
     def _incoming(self, sip_leg: Any) -> None:
         now = self.clock()
-        calling = str(getattr(sip_leg, "calling", ""))
+        calling = self._normalise(str(getattr(sip_leg, "calling", "")))
+        sip_leg.calling = calling
         if calling and self.throttle.blocked(calling, now):
             self.sip.reject(sip_leg, 403, "Too many failed PIN attempts")
             return
@@ -758,6 +759,15 @@ class ConferenceService:
         text = f"{ic.subscriber.name} invites you to a conference. To join again call {dial_back} PIN {ic.user_pin}"
         for number in numbers:
             queue_sms(session, destination=number, text=text, source=self._short_code())
+
+    def _normalise(self, number: str) -> str:
+        """A caller's number in E.164 when it reads as one (CLI compared with subscribers' mobiles)."""
+        from bridge.phone import PhoneError, to_e164
+
+        try:
+            return to_e164(number, self.config.numbering.default_country)
+        except PhoneError:
+            return number
 
     def _short_code(self) -> str:
         return self.config.smpp.short_codes[0] if self.config.smpp.short_codes else ""
