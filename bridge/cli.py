@@ -187,6 +187,9 @@ def subscriber_add(
     from bridge.db.models import Account, Role, Subscriber
     from bridge.phone import PhoneError, to_e164
 
+    name = name.strip()
+    if not 0 < len(name) <= 120:
+        raise click.ClickException("--name: 1 to 120 characters")
     try:
         e164 = to_e164(mobile, config.numbering.default_country)
     except PhoneError as exc:
