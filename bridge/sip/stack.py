@@ -164,17 +164,22 @@ _REQUEST_LINE = re.compile(r"^([A-Za-z]+) (\S+) SIP/2\.0$")
 _COPY_HEADERS = ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")
 
 
-def bad_request_reply(text: str, reason: str = "Bad Request") -> bytes | None:
-    """A 400 for a request sippy refused, built from the raw text (``None`` if the request line is unreadable
-    or the request is an ACK, which is never answered). Only the headers RFC 3261 §8.2.6.2 copies are used."""
+_ANY_VERSION_LINE = re.compile(r"^[A-Za-z]+ \S+ SIP/\d+\.\d+$")
+
+
+def bad_request_reply(text: str, reason: str = "Bad Request", status: int = 400) -> bytes | None:
+    """A 400 (or ``status``) for a request sippy refused, built from the raw text (``None`` if the request line
+    is unreadable or the request is an ACK, which is never answered). Only the headers RFC 3261 §8.2.6.2
+    copies are used."""
     lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
-    match = _REQUEST_LINE.match(lines[0].strip()) if lines else None
-    if match is None or match.group(1).upper() == "ACK":
+    first = lines[0].strip() if lines else ""
+    match = _REQUEST_LINE.match(first) or (_ANY_VERSION_LINE.match(first) if status == 505 else None)
+    if match is None or first.split(" ", 1)[0].upper() == "ACK":
         return None
     copied = [ln for ln in lines[1:] if ln.partition(":")[0].strip().lower() in _COPY_HEADERS]
     if not any(ln.partition(":")[0].strip().lower() in ("via", "v") for ln in copied):
         return None  # nowhere to send it (RFC 3261 §18.2.2 routes responses by Via)
-    head = [f"SIP/2.0 400 {reason}", *copied, "Content-Length: 0"]
+    head = [f"SIP/2.0 {status} {reason}", *copied, "Content-Length: 0"]
     return ("\r\n".join(head) + "\r\n\r\n").encode("utf-8", "replace")
 
 
@@ -294,6 +299,13 @@ class SipStack:
         except UnicodeDecodeError:
             text = bytes(data).decode("utf-8", "replace")
             self._reject_unparsable(text, ra, server, "Bad Request - not UTF-8")
+            return False
+        first_line = text.split("\n", 1)[0].strip()
+        if not first_line.endswith(" SIP/2.0"):  # sippy would answer in the caller's version
+            self.counters["bad_requests"] += 1
+            reply = bad_request_reply(text, "Version Not Supported", 505)
+            if reply is not None:
+                server.send_to(reply, ra.address)
             return False
         from sippy.SipRequest import SipRequest
 
@@ -463,7 +475,6 @@ class SipStack:
         from sippy.CCEvents import CCEventTry
         from sippy.MsgBody import MsgBody
         from sippy.SipCallId import SipCallId
-        from sippy.SipHeader import SipHeader
 
         ua = self._new_ua(
             request.token,
@@ -475,7 +486,7 @@ class SipStack:
         event = CCEventTry(
             (call_id, request.calling, request.called, MsgBody(request.sdp), None, request.display_name or None)
         )
-        event.extra_headers = tuple(SipHeader(name=name, bodys=value) for name, value in request.extra_headers)
+        event.extra_headers = tuple(_header(name, value) for name, value in request.extra_headers)
         ua.recvEvent(event)
 
     def answer(self, token: int, sdp: str) -> None:
@@ -533,6 +544,27 @@ class SipStack:
 
     def live_dialogs(self) -> int:
         return len(self._uas)
+
+
+def _header(name: str, value: str) -> Any:
+    """A header for sippy that keeps the spelling of ``name`` on the wire (sippy would send "X-span-channel";
+    names are case-insensitive (RFC 3261 §7.3.1) but gateway configs and SIPp's ereg are not always)."""
+    from sippy.SipGenericHF import SipGenericHF
+    from sippy.SipHeader import SipHeader, hf_types
+
+    if name.lower() in hf_types:
+        return SipHeader(name=name, bodys=value)
+
+    class _ExactName(SipGenericHF):  # type: ignore[misc]
+        hf_names = (name.lower(),)
+
+        def getCanName(self, _name: str, compact: bool = False) -> str:  # noqa: N802 - sippy's API
+            return name
+
+        def getCopy(self) -> Any:
+            return _ExactName(self.body)
+
+    return SipHeader(name=name, body=_ExactName(value))
 
 
 def _normalize_transport(ua: Any) -> None:

@@ -98,9 +98,12 @@ class Recorder:
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
         async def waiter() -> None:
-            while not predicate():
+            while not predicate():  # re-checked on every event and at least every 50 ms
                 self._changed.clear()
-                await self._changed.wait()
+                try:
+                    await asyncio.wait_for(self._changed.wait(), 0.05)
+                except TimeoutError:
+                    pass
 
         await asyncio.wait_for(waiter(), timeout)
 
@@ -247,10 +250,13 @@ Content-Length: 0
     )
 
 
-def uas_scenario(*, challenge: int | None = None, realm: str = "trunk.example") -> str:
-    """Answer an INVITE (optionally challenging the first with 401/407 and checking the retry carries
-    credentials), then wait for the caller's BYE. sippy sends the retried INVITE before the ACK of the
-    challenge (same transaction-manager callback), hence that order below."""
+def uas_scenario(
+    *, challenge: int | None = None, realm: str = "trunk.example", expect_header: str | None = None
+) -> str:
+    """Answer an INVITE, then wait for the caller's BYE. ``challenge``: answer the first INVITE with 401/407
+    and check the retry carries credentials (sippy sends the retry before the ACK of the challenge; the
+    responses copy the retry's Via/CSeq since SIPp's [last_*] would be the ACK's). ``expect_header``: fail
+    the call unless the INVITE carries that header."""
     auth = ""
     seen = ""
     via, cseq = "[last_Via:]", "[last_CSeq:]"
@@ -281,6 +287,14 @@ Content-Length: 0
     </action>
   </recv>
   <recv request="ACK"/>
+"""
+    elif expect_header is not None:
+        seen = "X-Seen-Header: [$dummy]\n"
+        auth = f"""  <recv request="INVITE">
+    <action>
+      <ereg regexp=".+" search_in="hdr" header="{expect_header}:" check_it="true" assign_to="dummy"/>
+    </action>
+  </recv>
 """
     else:
         auth = """  <recv request="INVITE"/>

@@ -8,13 +8,11 @@ import socket
 from pathlib import Path
 
 import pytest
-
-from bridge.sip.events import IncomingCall, LegAnswered, LegEnded, LegFailed, LegRinging
-from bridge.sip.leg import LegState
 from sip_peers import (
     Recorder,
     free_udp_port,
     make_config,
+    rtp_range,
     sipp_common,
     sipp_errors,
     start_sipp,
@@ -25,6 +23,9 @@ from sip_peers import (
     uas_scenario,
     wait_process,
 )
+
+from bridge.sip.events import IncomingCall, LegAnswered, LegDtmf, LegEnded, LegFailed, LegRinging
+from bridge.sip.leg import LegState
 
 pytestmark = pytest.mark.integration
 
@@ -70,8 +71,8 @@ def test_inbound_refusals(tmp_path: Path, service: str, source_ip: str, status: 
 def test_inbound_call_reports_rfc4733_and_info_digits(tmp_path: Path) -> None:
     """SIPp calls a DNIS (PAI = calling number), plays RFC 4733 '159#' then sends INFO '*20' -> exactly those
     LegDtmf digits, in order, with the right source; the caller's BYE ends the leg."""
-    from bridge.sip.events import LegDtmf
     from sip_peers import tone, write_tone_dtmf_pcap
+
 
     async def scenario() -> None:
         sip_port = free_udp_port()
@@ -153,6 +154,134 @@ def test_dial_out_answers_digest_challenge(tmp_path: Path, challenge: int) -> No
             assert rc == 0, sipp_errors(tmp_path)
             (ended,) = recorder.of(LegEnded)
             assert ended.by == "local"
+        finally:
+            stop_process(uas)
+            await service_.stop()
+
+    run(scenario())
+
+
+def test_silent_gateway_advances_to_alternate_e1_group(tmp_path: Path) -> None:
+    """The main group's gateway never answers -> after sip.invite_timeout_s the call goes to the alternate
+    group, an E1 group: span/channel 1/1 is taken, sent as X-Span-Channel, shown busy, released on hangup."""
+
+    async def scenario() -> None:
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        silent.bind(("127.0.0.1", 0))
+        sip_port, uas_port = free_udp_port(), free_udp_port()
+        config = make_config(
+            sip_port=sip_port,
+            sip={"invite_timeout_s": 1.0},
+            trunk_groups=[
+                {"name": "main", "gateways": [f"127.0.0.1:{silent.getsockname()[1]}"]},
+                {
+                    "name": "e1",
+                    "kind": "e1",
+                    "role": "alternate",
+                    "gateways": [f"127.0.0.1:{uas_port}"],
+                    "spans": 1,
+                    "channels_per_span": 2,
+                },
+            ],
+        )
+        uas = start_sipp(
+            uas_scenario(expect_header="X-Span-Channel"),
+            tmp_path,
+            "uas",
+            ["-m", "1", *sipp_common(uas_port, free_udp_port(even=True), timeout_s=30)],
+        )
+        recorder = Recorder()
+        service_ = await started_service(config, recorder)
+        try:
+            await asyncio.sleep(0.3)
+            leg = service_.dial(called="15557654321", calling="+15551230001")
+            await recorder.wait_for(lambda: leg.is_final or leg.state is LegState.CONNECTED, 15)
+            assert leg.state is LegState.CONNECTED, leg.cause
+            assert leg.trunk_group == "e1" and leg.port_id == "1:1"
+            assert silent.recv(4096).startswith(b"INVITE ")  # the main gateway was really tried first
+            (e1,) = [g for g in service_.status()["trunk_groups"] if g["name"] == "e1"]
+            assert [p["state"] for p in e1["ports"]] == ["busy", "idle"]
+            assert e1["ports"][0]["leg_id"] == leg.leg_id
+            service_.hangup(leg)
+            assert await wait_process(uas, 15) == 0, sipp_errors(tmp_path)
+            (e1,) = [g for g in service_.status()["trunk_groups"] if g["name"] == "e1"]
+            assert [p["state"] for p in e1["ports"]] == ["idle", "idle"]
+            assert service_.counters["route_advances"] == 1
+        finally:
+            stop_process(uas)
+            silent.close()
+            await service_.stop()
+
+    run(scenario())
+
+
+def test_full_e1_group_fails_with_clear_cause(tmp_path: Path) -> None:
+    """One E1 channel, two calls: the second fails at once with a cause naming the full group."""
+
+    async def scenario() -> None:
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        silent.bind(("127.0.0.1", 0))
+        config = make_config(
+            sip_port=free_udp_port(),
+            sip={"invite_timeout_s": 30.0},
+            trunk_groups=[
+                {
+                    "name": "e1",
+                    "kind": "e1",
+                    "gateways": [f"127.0.0.1:{silent.getsockname()[1]}"],
+                    "spans": 1,
+                    "channels_per_span": 1,
+                }
+            ],
+        )
+        recorder = Recorder()
+        service_ = await started_service(config, recorder)
+        try:
+            first = service_.dial(called="1001", calling="+15551230001")
+            await recorder.wait_for(lambda: first.port_id == "1:1", 5)
+            second = service_.dial(called="1002", calling="+15551230001")
+            await recorder.wait_for(lambda: second.is_final, 5)
+            (failed,) = recorder.of(LegFailed)
+            assert failed.leg is second and failed.status == 503
+            assert "e1 full" in failed.cause and "1 E1 channels busy" in failed.cause
+            service_.hangup(first, "test over")
+            assert first.state is LegState.FAILED
+        finally:
+            silent.close()
+            await service_.stop()
+
+    run(scenario())
+
+
+def test_hundred_concurrent_dial_outs(tmp_path: Path) -> None:
+    """100 simultaneous INVITEs to a SIPp UAS: all connect, all hang up with BYE/200, SIPp counts 100 OK."""
+
+    async def scenario() -> None:
+        sip_port, uas_port = free_udp_port(), free_udp_port()
+        config = make_config(
+            sip_port=sip_port,
+            rtp=rtp_range(420),
+            trunk_groups=[{"name": "pstn", "gateways": [f"127.0.0.1:{uas_port}"]}],
+        )
+        uas = start_sipp(
+            uas_scenario(),
+            tmp_path,
+            "uas",
+            ["-m", "100", *sipp_common(uas_port, free_udp_port(even=True), timeout_s=60)],
+        )
+        recorder = Recorder()
+        service_ = await started_service(config, recorder)
+        try:
+            await asyncio.sleep(0.3)
+            legs = [service_.dial(called=f"1555700{i:04d}", calling="+15551230001") for i in range(100)]
+            await recorder.wait_for(lambda: all(leg.state is LegState.CONNECTED or leg.is_final for leg in legs), 60)
+            assert [leg.state for leg in legs] == [LegState.CONNECTED] * 100, {leg.cause for leg in legs}
+            assert len({leg.call_id for leg in legs}) == 100
+            for leg in legs:
+                service_.hangup(leg)
+            assert await wait_process(uas, 60) == 0, sipp_errors(tmp_path)
+            assert len(recorder.of(LegEnded)) == 100
+            assert service_.status()["legs"] == 0
         finally:
             stop_process(uas)
             await service_.stop()
