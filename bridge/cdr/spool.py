@@ -34,6 +34,9 @@ from bridge.config import Config
 from bridge.db.models import Cdr, CdrFile
 
 HOUR = dt.timedelta(hours=1)
+SETTLE = dt.timedelta(seconds=60)
+"""A file is cut this long before it is written: a CDR stamped just before the cut but committed just after
+would otherwise be visible to no file. Transactions that stay open longer than this do not exist here."""
 KIND_CDR = "cdr"
 KIND_SUMMARY = "summary"
 
@@ -72,22 +75,28 @@ def hours_to_write(session: Session, now: dt.datetime) -> list[dt.datetime]:
 
 
 def write_hour_file(session: Session, *, spool: Path, node: str, hour: dt.datetime, now: dt.datetime) -> CdrFile:
-    """Write (once) the file of ``hour`` (naive UTC) cut at ``now``; returns its CdrFile (flushed, not committed)."""
+    """Write (once) the file of ``hour`` (naive UTC) at ``now``; returns its CdrFile (flushed, not committed).
+
+    The cut (``CdrFile.created_at``) is ``now - SETTLE``.
+    """
     hour = floor_hour(hour)
     name = hour_file_name(node, hour)
     existing = session.scalars(select(CdrFile).where(CdrFile.name == name)).one_or_none()
     if existing is not None:
         return existing
+    cut = now - SETTLE
     prev_cut = session.scalar(select(func.max(CdrFile.created_at)).where(CdrFile.kind == KIND_CDR))
+    if prev_cut is not None and prev_cut > cut:
+        cut = prev_cut  # cuts never go backwards (a clock step back): nothing is counted twice
     own = cdr_select(
-        Cdr.disconnected_at >= hour, Cdr.disconnected_at < hour + HOUR, Cdr.created_at <= now, by_time=False
+        Cdr.disconnected_at >= hour, Cdr.disconnected_at < hour + HOUR, Cdr.created_at <= cut, by_time=False
     )
     streams: list[Iterator[Sequence[Any]]] = [stream_rows(session, own)]
     if prev_cut is not None:
-        late = cdr_select(Cdr.disconnected_at < hour, Cdr.created_at > prev_cut, Cdr.created_at <= now, by_time=False)
+        late = cdr_select(Cdr.disconnected_at < hour, Cdr.created_at > prev_cut, Cdr.created_at <= cut, by_time=False)
         streams.append(stream_rows(session, late))
     rows, digest = _write_atomically(spool / name, lambda out: write_csv(_chain(streams), out))
-    record = CdrFile(name=name, kind=KIND_CDR, period_start=hour, rows=rows, sha256=digest, created_at=now)
+    record = CdrFile(name=name, kind=KIND_CDR, period_start=hour, rows=rows, sha256=digest, created_at=cut)
     session.add(record)
     session.flush()
     return record

@@ -71,7 +71,7 @@ def summary_rows(session: Session, *, day: dt.date) -> tuple[tuple[str, ...], li
 
     day_sub, day_company = fold(start)
     month_sub, month_company = fold(month_start)
-    mobiles = dict(session.execute(select(Subscriber.id, Subscriber.mobile)).tuples().all())
+    mobiles: dict[int, str] = {sid: mobile for sid, mobile in session.execute(select(Subscriber.id, Subscriber.mobile))}
     for key in sorted(month_sub, key=lambda k: (k[0], k[2], k[1] or 0)):
         company, subscriber_id, name = key
         today, month = day_sub.get(key, [0, 0, 0]), month_sub[key]
