@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import random
+
+from bridge.smpp.concat import encode_message
+from bridge.smpp.constants import ESME_ROK
+from bridge.smpp.outbox import MessageFailed, MessageRetrying, MessageSubmitted, Outbox, OutgoingMessage
+
+ESME_RTHROTTLED, ESME_RMSGQFUL, ESME_RINVDSTADR = 0x58, 0x14, 0x0B
+
+
+def outbox(window: int = 10, tps: float = 1000.0, max_attempts: int = 5) -> Outbox:
+    return Outbox(
+        window=window, tps=tps, retry_min_s=1.0, retry_max_s=8.0, max_attempts=max_attempts, rng=random.Random(3)
+    )
+
+
+def msg(mt_id: int, text: str = "hi") -> OutgoingMessage:
+    return OutgoingMessage(mt_id, "2663", "+15551230001", encode_message(text, ref=mt_id))
+
+
+def test_window_limits_outstanding_submits() -> None:
+    box = outbox(window=3)
+    for i in range(5):
+        box.add(msg(i))
+    first = box.due(0.0)
+    assert [p.mt_id for p in first] == [0, 1, 2] and box.due(0.0) == [] and box.in_flight == 3
+    assert isinstance(box.on_response(first[0].key, ESME_ROK, "m0", 0.0), MessageSubmitted)
+    assert [p.mt_id for p in box.due(0.0)] == [3]
+    assert box.next_wakeup(0.0) is None  # window full: only a response can free it
+
+
+def test_tps_limits_the_rate() -> None:
+    box = outbox(window=100, tps=5)
+    for i in range(20):
+        box.add(msg(i))
+    assert len(box.due(0.0)) == 5
+    assert box.due(0.1) == []
+    wake = box.next_wakeup(0.1)
+    assert wake is not None and 0.1 < wake <= 0.2 + 1e-9
+    assert len(box.due(0.2)) == 1
+
+
+def test_multipart_message_is_submitted_when_every_part_has_an_id() -> None:
+    box = outbox()
+    box.add(msg(1, "x" * 400))
+    parts = box.due(0.0)
+    assert [p.index for p in parts] == [0, 1, 2] and all(p.esm_class == 0x40 for p in parts)
+    assert box.on_response(parts[1].key, ESME_ROK, "b", 0.0) is None
+    assert box.on_response(parts[0].key, ESME_ROK, "a", 0.0) is None
+    done = box.on_response(parts[2].key, ESME_ROK, "c", 0.0)
+    assert done == MessageSubmitted(1, 3, ("a", "b", "c")) and box.backlog == 0
+
+
+def test_throttled_part_is_retried_after_backoff_and_pauses_the_outbox() -> None:
+    box = outbox()
+    box.add(msg(1))
+    box.add(msg(2))
+    p1, p2 = box.due(0.0)
+    outcome = box.on_response(p1.key, ESME_RTHROTTLED, "", 0.0)
+    assert isinstance(outcome, MessageRetrying) and 0.5 <= outcome.retry_at <= 1.0
+    box.add(msg(3))
+    assert box.due(0.1) == []  # paused: the SMSC asked us to slow down
+    assert [p.mt_id for p in box.due(0.5)] == [3]
+    retry = box.due(outcome.retry_at)
+    assert [(p.mt_id, p.attempt) for p in retry] == [(1, 2)]
+    assert box.on_response(retry[0].key, ESME_ROK, "m1", 2.0) == MessageSubmitted(1, 2, ("m1",))
+
+
+def test_still_throttled_after_max_attempts_fails() -> None:
+    box = outbox(max_attempts=2)
+    box.add(msg(1))
+    (p,) = box.due(0.0)
+    box.on_response(p.key, ESME_RMSGQFUL, "", 0.0)
+    (p,) = box.due(10.0)
+    outcome = box.on_response(p.key, ESME_RMSGQFUL, "", 10.0)
+    assert isinstance(outcome, MessageFailed) and "after 2 attempts" in outcome.error
+
+
+def test_permanent_error_fails_the_whole_message_and_drops_its_other_parts() -> None:
+    box = outbox(window=1)
+    box.add(msg(1, "y" * 400))
+    box.add(msg(2))
+    (p,) = box.due(0.0)
+    outcome = box.on_response(p.key, ESME_RINVDSTADR, "", 0.0)
+    assert isinstance(outcome, MessageFailed) and outcome.status == ESME_RINVDSTADR and "0x0B" in outcome.error
+    assert [q.mt_id for q in box.due(0.0)] == [2]
+
+
+def test_link_loss_puts_in_flight_parts_back_in_order_without_counting_an_attempt() -> None:
+    box = outbox()
+    box.add(msg(1, "z" * 400))
+    parts = box.due(0.0)
+    box.on_response(parts[0].key, ESME_ROK, "a", 0.0)
+    box.on_link_lost()
+    again = box.due(1.0)
+    assert [(p.index, p.attempt) for p in again] == [(1, 1), (2, 1)]
+
+
+def test_unknown_response_is_ignored() -> None:
+    assert outbox().on_response((99, 0), ESME_ROK, "x", 0.0) is None

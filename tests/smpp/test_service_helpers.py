@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from bridge.smpp.service import _address, address_range
+
+
+def test_address_range_for_the_short_codes() -> None:
+    assert address_range(["2663"]) == "2663"
+    assert address_range(["2663", "1000"]) == "^(2663|1000)$"
+    assert address_range([str(10_000 + i) for i in range(10)]) == ""  # too long for 40 characters
+
+
+def test_mt_addresses_ton_npi() -> None:
+    assert _address("+15551230001") == (1, 1, "15551230001")
+    assert _address("2663") == (0, 1, "2663")
+    assert _address("BRIDGE") == (0, 0, "BRIDGE")
