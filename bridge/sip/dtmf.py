@@ -1,8 +1,8 @@
 """DTMF carried in SIP INFO bodies (pure parsing).
 
 Two de-facto formats exist (no RFC): ``application/dtmf-relay`` (Cisco: ``Signal=5\\r\\nDuration=160``) and
-``application/dtmf`` (the bare digit). ``Signal`` (dtmf-relay only) may also be the event number of RFC 4733 §3.2 (10 = ``*``,
-11 = ``#``, 12-15 = ``A-D``).
+``application/dtmf`` (the bare digit). ``Signal`` (dtmf-relay only) may also be the event number of
+RFC 4733 §3.2 (10 = ``*``, 11 = ``#``, 12-15 = ``A-D``).
 """
 
 from __future__ import annotations
