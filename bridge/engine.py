@@ -24,7 +24,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -244,7 +243,7 @@ class Engine:
             from bridge.cdr.feed import CdrFeed
 
             host, port = parse_host_port(self.config.cdr.feed_listen, "cdr.feed_listen")
-            self.feed = _make_feed(CdrFeed, self.session_factory)
+            self.feed = CdrFeed(self.session_factory)
             await self.feed.start(host, port)
             self.states["cdr_feed"] = "running"
         except Exception as exc:
@@ -447,11 +446,3 @@ def _error_status(exc: Exception) -> int | None:
     if isinstance(exc, ValueError | TypeError | KeyError):
         return 400
     return None
-
-
-def _make_feed(feed_class: Callable[..., Any], session_factory: Any) -> Any:
-    """``CdrFeed`` is built with the session factory when its constructor takes one."""
-    try:
-        return feed_class(session_factory)
-    except TypeError:
-        return feed_class()
