@@ -477,3 +477,139 @@ def cpu_seconds_of(pid: int) -> float:
     """User + system CPU seconds of a process (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- baresip (headless, ctrl_tcp; recipe: ../shared/peers/sip/baresip_tone_test.py) -----------------------
+
+BARESIP = shutil.which("baresip") or "baresip"
+
+
+def free_tcp_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port
+
+
+def write_wav(path: Path, pcm: np.ndarray[Any, Any]) -> None:
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(pcm.astype("<i2").tobytes())
+
+
+def read_wav(path: Path) -> np.ndarray[Any, Any]:
+    import wave
+
+    with wave.open(str(path)) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.int16)
+
+
+class Baresip:
+    """One headless baresip: plays a tone from a WAV (aufile), records what it receives (sndfile), driven over
+    ctrl_tcp (netstring JSON). ``events`` collects its event messages."""
+
+    def __init__(self, workdir: Path, name: str, freq: float, *, secs: float = 30.0) -> None:
+        self.dir = workdir / name
+        (self.dir / "rec").mkdir(parents=True)
+        self.name = name
+        self.sip_port = free_udp_port()
+        self.ctrl_port = free_tcp_port()
+        rtp = rtp_range(20)
+        write_wav(self.dir / "mic.wav", tone(freq, secs))
+        (self.dir / "config").write_text(
+            f"""poll_method       epoll
+net_interface     127.0.0.1
+sip_listen        127.0.0.1:{self.sip_port}
+rtp_ports         {rtp.replace("-", "-")}
+audio_player      alsa,null
+audio_alert       alsa,null
+audio_source      aufile,{self.dir}/mic.wav
+ausrc_srate       8000
+auplay_srate      8000
+ausrc_channels    1
+auplay_channels   1
+snd_path          {self.dir}/rec
+ctrl_tcp_listen   127.0.0.1:{self.ctrl_port}
+module_path       /usr/lib/baresip/modules
+module            g711.so
+module            alsa.so
+module            aufile.so
+module            sndfile.so
+module_app        account.so
+module_app        menu.so
+module_app        ctrl_tcp.so
+"""
+        )
+        (self.dir / "accounts").write_text(
+            f"<sip:{name}@127.0.0.1:{self.sip_port}>;regint=0;answermode=auto;audio_codecs=PCMU\n"
+        )
+        (self.dir / "contacts").write_text("")
+        self.proc = subprocess.Popen(
+            [BARESIP, "-f", str(self.dir), "-t", str(int(secs) + 30)],
+            stdin=subprocess.DEVNULL,
+            stdout=open(self.dir / "log", "wb"),  # noqa: SIM115 - closed with the process
+            stderr=subprocess.STDOUT,
+        )
+        self.events: list[dict[str, Any]] = []
+        self._buf = b""
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while True:
+            try:
+                self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.ctrl_port)
+                break
+            except OSError:
+                if loop.time() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"baresip {self.name}: ctrl_tcp never opened, see {self.dir}/log") from None
+                await asyncio.sleep(0.1)
+        self._task = loop.create_task(self._read())
+
+    async def _read(self) -> None:
+        import json
+
+        assert self._reader is not None
+        while True:
+            chunk = await self._reader.read(65536)
+            if not chunk:
+                return
+            self._buf += chunk
+            while b":" in self._buf:
+                size, rest = self._buf.split(b":", 1)
+                if not size.isdigit() or len(rest) < int(size) + 1:
+                    break
+                self.events.append(json.loads(rest[: int(size)]))
+                self._buf = rest[int(size) + 1 :]
+
+    def send(self, command: str, params: str = "") -> None:
+        import json
+
+        assert self._writer is not None
+        body = json.dumps({"command": command, "params": params, "token": command}).encode()
+        self._writer.write(b"%d:%s," % (len(body), body))
+
+    def dtmf_received(self) -> str:
+        return "".join(e.get("param", "") for e in self.events if e.get("type") == "CALL_DTMF_START")
+
+    def recording(self) -> np.ndarray[Any, Any]:
+        """What this baresip received and decoded (sndfile's dump-*-dec.wav)."""
+        files = sorted((self.dir / "rec").glob("dump-*-dec.wav"))
+        if not files:
+            raise AssertionError(f"baresip {self.name} recorded nothing (see {self.dir}/log)")
+        return read_wav(files[0])
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._task is not None:
+            self._task.cancel()
+        stop_process(self.proc)
