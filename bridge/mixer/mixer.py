@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -65,11 +66,35 @@ BoolArray = npt.NDArray[np.bool_]
 CODEC_INDEX: Final = {g711.PCMU: 0, g711.PCMA: 1}
 _CODEC_NAMES: Final = (g711.PCMU, g711.PCMA)
 _SILENCE: Final = np.array([g711.ULAW_SILENCE, g711.ALAW_SILENCE], dtype=np.uint8)
-_DECODE: Final = tuple(g711.DECODE_TABLES[c].astype(np.float32) for c in _CODEC_NAMES)
-_ENCODE: Final = tuple(limiter.LIMIT_ENCODE[c] for c in _CODEC_NAMES)
-#: Bias that moves a sum to its limiter-table index after ``>> INDEX_SHIFT`` (exact in float32).
-_BIAS: Final = float(limiter.INDEX_OFFSET << limiter.INDEX_SHIFT)
+#: Internal sample unit: a quarter of a linear int16 step, so that truncating a biased value to int
+#: *is* the limiter-table index (``(sum >> 2) + INDEX_OFFSET``) with no shift pass.
+QUARTER: Final = 1.0 / (1 << limiter.INDEX_SHIFT)
+#: Bias that moves a sum (in quarter units) to its limiter-table index (exact in float32).
+_BIAS: Final = float(limiter.INDEX_OFFSET)
 
+
+def _pair_table(codec: str) -> npt.NDArray[np.float64]:
+    """Decode two code bytes at once: uint16 (two bytes in memory order) -> two float32 in quarter units.
+
+    Half as many ``take`` calls per sample as a 256-entry table; the 512 KiB table stays in L2.
+    Stored as float64 only so that one ``take`` moves both float32 (the bytes are two float32).
+    """
+    decoded = g711.DECODE_TABLES[codec].astype(np.float32) * np.float32(QUARTER)
+    u = np.arange(65536)
+    first, second = (u & 0xFF, u >> 8) if sys.byteorder == "little" else (u >> 8, u & 0xFF)
+    pairs = np.empty((65536, 2), dtype=np.float32)
+    pairs[:, 0] = decoded[first]
+    pairs[:, 1] = decoded[second]
+    table: npt.NDArray[np.float64] = pairs.view(np.float64).reshape(65536)
+    table.setflags(write=False)
+    return table
+
+
+_DECODE_PAIRS: Final = tuple(_pair_table(c) for c in _CODEC_NAMES)
+_ENCODE: Final = tuple(limiter.LIMIT_ENCODE[c] for c in _CODEC_NAMES)
+
+#: Rows per block in the N-1/encode step (float32 + intp temporaries: 1.5 KiB per row).
+BLOCK: Final = 256
 MIN_GAIN_DB: Final = -60.0
 MAX_GAIN_DB: Final = 12.0
 
@@ -159,6 +184,7 @@ class _Layout:
         self.conferences: I64 = np.zeros(0, dtype=np.int64)  # dense index -> conference id
         self.conf_index: dict[int, int] = {}
         self.row_conf: I64 = np.zeros(0, dtype=np.int64)  # row -> dense conference index
+        self.individual_conf: I64 = np.zeros(0, dtype=np.int64)  # row_conf of the individual rows
         self.membership: sp.csr_matrix = sp.csr_matrix((0, 0), dtype=np.float32)
         self.gain_in_rows: I64 = np.zeros(0, dtype=np.int64)  # relative to contrib start
         self.gain_in: F32 = np.zeros((0, 1), dtype=np.float32)
@@ -238,8 +264,9 @@ class Mixer:
         grow("_inp", np.uint8, g711.ULAW_SILENCE, SAMPLES_PER_FRAME)
         self._out: U8 = np.empty((cap, SAMPLES_PER_FRAME), dtype=np.uint8)
         self._x: F32 = np.zeros((cap, SAMPLES_PER_FRAME), dtype=np.float32)  # contributions
-        self._v: F32 = np.empty((cap, SAMPLES_PER_FRAME), dtype=np.float32)
-        self._idx: npt.NDArray[np.int32] = np.empty((cap, SAMPLES_PER_FRAME), dtype=np.int32)
+        if not hasattr(self, "_v"):  # block temporaries (step 5 of tick), intp so take() need not convert
+            self._v: F32 = np.empty((BLOCK, SAMPLES_PER_FRAME), dtype=np.float32)
+            self._idx: npt.NDArray[np.intp] = np.empty((BLOCK, SAMPLES_PER_FRAME), dtype=np.intp)
         self._cap = cap
 
     _PER_SLOT = ("_pid", "_conf", "_codec", "_muted", "_deaf", "_alive", "_gin", "_gout",
@@ -252,8 +279,8 @@ class Mixer:
 
     @staticmethod
     def _dbov_to_energy(dbov: float) -> float:
-        """Frame energy (sum of squares over 160 samples) of a signal at ``dbov`` RMS."""
-        return float(SAMPLES_PER_FRAME * (32768.0**2) * 10 ** (dbov / 10))
+        """Frame energy (sum of squares over 160 samples, in quarter units) of a signal at ``dbov`` RMS."""
+        return float(SAMPLES_PER_FRAME * (32768.0 * QUARTER) ** 2 * 10 ** (dbov / 10))
 
     # ------------------------------------------------------------------ membership
 
@@ -494,6 +521,7 @@ class Mixer:
         lay.conferences = confs.astype(np.int64)
         lay.conf_index = {int(c): i for i, c in enumerate(confs)}
         lay.row_conf = row_conf.astype(np.int64)
+        lay.individual_conf = lay.row_conf[c0:b0].copy()
         counts = np.bincount(row_conf, minlength=len(confs))
         lay.lone = np.nonzero(counts == 1)[0].astype(np.int64)
         ncontrib = d0 - a0
@@ -531,9 +559,9 @@ class Mixer:
         events: list[MixerEvent] = self._pending
         self._pending = []
 
-        # 1. decode contributions (rows A + B)
+        # 1. decode contributions (rows A + B), two samples per table lookup, in quarter units
         for lo, hi, ci in lay.contrib_segments:
-            _DECODE[ci].take(inp[lo:hi], out=x[lo:hi])
+            _DECODE_PAIRS[ci].take(inp[lo:hi].view(np.uint16), out=x[lo:hi].view(np.float64))
             inp[lo:hi] = _SILENCE[ci]  # consumed: a participant who writes nothing next tick is silent
         xc = x[a0:d0]
 
@@ -545,7 +573,7 @@ class Mixer:
         # 3. input gains, conference sums
         if len(lay.gain_in_rows):
             rows = lay.gain_in_rows
-            xc[rows] = np.rint(xc[rows] * lay.gain_in)
+            xc[rows] = np.rint(xc[rows] * (lay.gain_in / QUARTER)) * QUARTER
         nconf = len(lay.conferences)
         sums: F32 = lay.membership @ xc if d0 > a0 else np.zeros((nconf, SAMPLES_PER_FRAME), dtype=np.float32)
         sums = np.asarray(sums, dtype=np.float32)
@@ -557,25 +585,26 @@ class Mixer:
             self._record(sums, events)
         sums += _BIAS
 
-        # 5. individual rows: N-1, output gain, limit + encode
-        if b0 > c0:
-            vi = v[c0:b0]
-            np.take(sums, lay.row_conf[c0:b0], axis=0, out=vi)
-            np.subtract(vi, x[c0:b0], out=vi)
-            if len(lay.gain_out_rows):
-                rows = lay.gain_out_rows
-                vi[rows] = np.rint((vi[rows] - _BIAS) * lay.gain_out) + _BIAS
-            ii = idx[c0:b0]
-            np.copyto(ii, vi, casting="unsafe")
-            np.right_shift(ii, limiter.INDEX_SHIFT, out=ii)
-            for lo, hi, ci in lay.individual_segments:
-                _ENCODE[ci].take(idx[lo:hi], out=out[lo:hi], mode="clip")
+        # 5. individual rows: N-1, output gain, limit + encode (truncating the biased value is the index).
+        # In blocks of BLOCK rows so the float and index temporaries stay in L2.
+        gain_rows = lay.gain_out_rows + c0
+        for lo, hi, ci in lay.individual_segments:
+            table = _ENCODE[ci]
+            for start in range(lo, hi, BLOCK):
+                stop = min(start + BLOCK, hi)
+                vb, ib = v[: stop - start], idx[: stop - start]
+                np.subtract(sums[lay.individual_conf[start - c0 : stop - c0]], x[start:stop], out=vb)
+                g0, g1 = np.searchsorted(gain_rows, (start, stop))
+                if g1 > g0:
+                    rows = gain_rows[g0:g1] - start
+                    vb[rows] = np.rint((vb[rows] - _BIAS) * (lay.gain_out[g0:g1] / QUARTER)) * QUARTER + _BIAS
+                np.copyto(ib, vb, casting="unsafe")
+                table.take(ib, out=out[start:stop], mode="clip")
 
         # 6. shared rows: one encoded frame per conference and codec
         d0, e0 = lay.shared
         if e0 > d0:
             full_idx = sums.astype(np.int32)
-            np.right_shift(full_idx, limiter.INDEX_SHIFT, out=full_idx)
             for lo, hi, ci in lay.shared_segments:
                 frames = _ENCODE[ci].take(full_idx, mode="clip")
                 np.take(frames, lay.row_conf[lo:hi], axis=0, out=out[lo:hi])
@@ -627,13 +656,13 @@ class Mixer:
             if conf_i is None:
                 continue
             if play.exclusive:
-                sums[conf_i] = frame
+                sums[conf_i] = frame * QUARTER
                 exclusive.append((conf_i, frame))
             else:
-                sums[conf_i] += frame
+                sums[conf_i] += frame * QUARTER
         music = self.hold_music
         if music is not None and len(lay.lone):
-            sums[lay.lone] += music.frames[lay.hold_position % len(music.frames)]
+            sums[lay.lone] += music.frames[lay.hold_position % len(music.frames)] * QUARTER
             lay.hold_position += 1
         return exclusive
 
@@ -667,9 +696,9 @@ class Mixer:
             if play.exclusive or self._deaf[s]:
                 base = np.zeros(SAMPLES_PER_FRAME, dtype=np.float32)
             elif conf_i in exclusive_confs or not a0 <= s < d0:
-                base = sums[conf_i] - _BIAS  # the conference's prompt, or the full mix for a muted row
+                base = (sums[conf_i] - _BIAS) / QUARTER  # the conference's prompt, or the full mix (muted row)
             else:
-                base = sums[conf_i] - _BIAS - self._x[s]
+                base = (sums[conf_i] - _BIAS - self._x[s]) / QUARTER
             self._encode_rows(np.array([s], dtype=np.int64), (base + frame)[None, :], force=True)
 
     def _record(self, sums: F32, events: list[MixerEvent]) -> None:
@@ -679,7 +708,8 @@ class Mixer:
             if conf_i is None:
                 frame = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)
             else:
-                frame = limiter.linear_sum(sums[conf_i].astype(np.int64))
+                index = np.floor(sums[conf_i]).astype(np.int64) + limiter.INDEX_OFFSET
+                frame = limiter.LIMIT_LINEAR.take(index, mode="clip")
             try:
                 rec.sink.write(frame)
             except OSError as exc:
