@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -23,7 +24,6 @@ from bridge.db.models import (
     Role,
     Subscriber,
 )
-from bridge.phone import PhoneError, to_e164
 from web import charts, db, provision, reports
 from web.clock import utc_now
 from web.company import _cdrs, _range
@@ -33,6 +33,7 @@ from web.security import roles_required
 from web.tenancy import get_or_404, scoped
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+_DNIS = re.compile(r"^\+?[0-9]{2,20}$")
 
 View = str | Response | tuple[str, int]
 operator_only = roles_required(Role.OPERATOR)
@@ -247,10 +248,11 @@ def dnis() -> View:
     session = db.session()
     form = DnisForm()
     if form.validate_on_submit():
-        try:
-            number = to_e164(form.number.data or "", _config().numbering.default_country)
-        except PhoneError as exc:
-            form.number.errors.append(str(exc))
+        # Stored as written, like bridge.commands.provisioning.load_dnis: it is matched against the called
+        # number the gateway sends, which need not be a valid E.164 number (short test ranges, ...).
+        number = (form.number.data or "").replace(" ", "").replace("-", "")
+        if not _DNIS.match(number):
+            form.number.errors.append("digits only, optionally with a leading +")
         else:
             kind = DnisKind(form.kind.data)
             position = int(form.position.data or 0) if kind is DnisKind.POOL else 0
