@@ -81,7 +81,7 @@ def _seconds(session: Session) -> ColumnElement[Any]:
 
 
 def _minutes(seconds: ColumnElement[Any]) -> ColumnElement[Any]:
-    return (seconds + 59) / 60  # integer division of integers on SQLite and PostgreSQL
+    return (seconds + 59) // 60  # integer (floor) division: ceil to whole minutes
 
 
 def _scope(
