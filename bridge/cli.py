@@ -315,6 +315,129 @@ def dnis_list(config: Config) -> None:
             click.echo(f"{row.number}\t{row.kind.value}\t{row.position}\t{ics} IC(s)")
 
 
+# --- room -------------------------------------------------------------------------------------------
+
+
+@main.group()
+def room() -> None:
+    """Meet-me rooms: a number that goes straight to a named conference (issue 9)."""
+
+
+def _room_number(session: Session, config: Config, number: str) -> str:
+    """``number`` stripped, checked to be a dialable number that no DNIS and no room already answers."""
+    from bridge.db.models import DnisNumber, Room
+    from bridge.dnis.routing import number_forms
+
+    number = number.strip()
+    if not (number.lstrip("+").isdigit() and len(number) <= 20):
+        raise click.ClickException(f"--number: {number!r} is not a number (digits, optional leading +)")
+    forms = number_forms(number, config.numbering.default_country)
+    clash = session.scalars(select(Room).where(Room.number.in_(forms))).first()
+    if clash is not None:
+        raise click.ClickException(f"room number {number} is taken by room {clash.number} {clash.name!r}")
+    dnis_row = session.scalars(select(DnisNumber).where(DnisNumber.number.in_(forms))).first()
+    configured = [config.dnis.common] if config.dnis.common else []
+    configured += config_module.expand_numbers(config.dnis.pool, "dnis.pool")
+    taken = dnis_row.number if dnis_row is not None else next((n for n in configured if n in forms), None)
+    if taken is not None:
+        raise click.ClickException(f"room number {number} clashes with the DNIS number {taken}")
+    return number
+
+
+def _room_pin(value: str | None, option: str) -> str:
+    pin = (value or "").strip()
+    if pin and not (pin.isdigit() and len(pin) <= 7):
+        raise click.ClickException(f"{option}: PINs are 1 to 7 digits")
+    return pin
+
+
+@room.command("add")
+@click.option("--number", required=True, help="Dialled number that reaches the room.")
+@click.option("--name", required=True, help="Room name (announced, shown in the portal and CDRs).")
+@click.option("--pin", default=None, help="Participant PIN, 1-7 digits (default: none, callers join at once).")
+@click.option("--moderator-pin", default=None, help="PIN giving the subscriber's controls, 1-7 digits.")
+@click.option("--max-members", type=int, default=0, show_default=True, help="Capacity; 0: conference default.")
+@click.option("--company", "company_name", default=None, help="Company the room belongs to.")
+@click.pass_obj
+def room_add(
+    config: Config,
+    number: str,
+    name: str,
+    pin: str | None,
+    moderator_pin: str | None,
+    max_members: int,
+    company_name: str | None,
+) -> None:
+    """Add a meet-me room."""
+    from bridge.commands.provisioning import load_rooms
+    from bridge.config import RoomConfig
+    from bridge.db.models import Room
+
+    name = name.strip()
+    if not 0 < len(name) <= 60:
+        raise click.ClickException("--name: 1 to 60 characters")
+    pin_value = _room_pin(pin, "--pin")
+    moderator = _room_pin(moderator_pin, "--moderator-pin")
+    if moderator and moderator == pin_value:
+        raise click.ClickException("--moderator-pin must differ from --pin")
+    if not 0 <= max_members <= config.conference.max_participants:
+        raise click.ClickException(f"--max-members: 0 to {config.conference.max_participants}")
+    with _session(config) as session:
+        number = _room_number(session, config, number)
+        company_id = _company(session, company_name).id if company_name is not None else None
+        spec = RoomConfig(number=number, name=name, pin=pin_value, moderator_pin=moderator, max_members=max_members)
+        load_rooms(session, [spec])
+        row = session.scalars(select(Room).where(Room.number == number)).one()
+        row.company_id = company_id
+        session.flush()
+        click.echo(f"room {row.id}: {number} {name!r} {_room_summary(row, config)}")
+
+
+def _room_summary(row: Any, config: Config) -> str:
+    pin = "PIN" if row.pin else "no PIN"
+    moderator = ", moderator PIN" if row.moderator_pin else ""
+    size = row.max_members or config.conference.max_participants
+    return f"({pin}{moderator}, max {size})"
+
+
+@room.command("list")
+@click.pass_obj
+def room_list(config: Config) -> None:
+    """List rooms (PINs are not shown)."""
+    from bridge.db.models import Company, Room
+
+    with _session(config) as session:
+        rows = session.execute(
+            select(Room, Company.name).outerjoin(Company, Room.company_id == Company.id).order_by(Room.number)
+        ).all()
+        if not rows:
+            click.echo("no rooms")
+        for row, company_label in rows:
+            click.echo(f"{row.number}\t{row.name}\t{company_label or '-'}\t{_room_summary(row, config)}")
+
+
+@room.command("delete")
+@click.argument("number")
+@click.pass_obj
+def room_delete(config: Config, number: str) -> None:
+    """Delete the room dialled on NUMBER (refused while its conference runs; past runs keep their CDRs)."""
+    from bridge.db.models import ConferenceRun, Room
+
+    with _session(config) as session:
+        row = session.scalars(select(Room).where(Room.number == number.strip())).first()
+        if row is None:
+            raise click.ClickException(f"no room with number {number.strip()!r} (see `bridge room list`)")
+        runs = list(session.scalars(select(ConferenceRun).where(ConferenceRun.room_id == row.id)))
+        if any(run.ended_at is None for run in runs):
+            raise click.ClickException(f"room {row.number} has a running conference: end it first")
+        for run in runs:
+            run.room_id = None  # history stays (service type, subject, CDRs); only the link goes
+        session.delete(row)
+        click.echo(f"room {row.number} {row.name!r} deleted")
+        if any(spec.number == row.number for spec in config.room):
+            click.echo("note: it is also in the config's [[room]] list; `bridge run` adds it again at start")
+
+
 # --- sms --------------------------------------------------------------------------------------------
 
 
@@ -370,6 +493,7 @@ def demo_load(config: Config, if_empty: bool) -> None:
     click.echo(f"{summary.dnis_added} DNIS number(s), {summary.rooms_added} room(s) added")
     for line in summary.lines:
         click.echo(line)
+
 
 main.add_command(web_command)  # bridge web (portal, issue 8)
 main.add_command(run_command)  # bridge run (engine, issue 6)
