@@ -613,3 +613,54 @@ module_app        ctrl_tcp.so
         if self._task is not None:
             self._task.cancel()
         stop_process(self.proc)
+
+
+def uac_hold_scenario() -> str:
+    """Call [service]; re-INVITE with a=sendonly (hold; the answer must say recvonly), re-INVITE with
+    a=sendrecv (resume; answer sendrecv), then BYE."""
+
+    def reinvite(cseq: int, direction: str, expect: str) -> str:
+        sdp = SDP_OFFER.replace("o=sipp 1 1", f"o=sipp 1 {cseq}").replace("a=sendrecv", f"a={direction}")
+        return f"""  <send retrans="500">
+    <![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "Caller" <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: {cseq} INVITE
+Contact: <sip:sipp@[local_ip]:[local_port];transport=[transport]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{sdp}
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="200">
+    <action>
+      <ereg regexp="a={expect}" search_in="body" check_it="true" assign_to="dir{cseq}"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "Caller" <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: {cseq} ACK
+X-Seen: [$dir{cseq}]
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <pause milliseconds="300"/>
+"""
+
+    base = uac_dtmf_scenario(pcap="", pause_ms=300, info_digits="", calling="+15550000000")
+    head, _, tail = base.partition("  <nop>")
+    _, _, bye = tail.partition('<pause milliseconds="300"/>\n')
+    return head + reinvite(2, "sendonly", "recvonly") + reinvite(3, "sendrecv", "sendrecv") + bye

@@ -73,7 +73,6 @@ def test_inbound_call_reports_rfc4733_and_info_digits(tmp_path: Path) -> None:
     LegDtmf digits, in order, with the right source; the caller's BYE ends the leg."""
     from sip_peers import tone, write_tone_dtmf_pcap
 
-
     async def scenario() -> None:
         sip_port = free_udp_port()
         config = make_config(sip_port=sip_port, trunk_groups=[{"name": "pstn", "gateways": ["127.0.0.1:5999"]}])
@@ -284,6 +283,96 @@ def test_hundred_concurrent_dial_outs(tmp_path: Path) -> None:
             assert service_.status()["legs"] == 0
         finally:
             stop_process(uas)
+            await service_.stop()
+
+    run(scenario())
+
+
+def test_options_keepalive_marks_silent_gateway_down_and_skips_it(tmp_path: Path) -> None:
+    """Keepalive every 0.3 s: a silent gateway goes down (status), the SIPp one stays up; a new call then
+    goes straight to the live gateway without an INVITE to the dead one."""
+
+    async def scenario() -> None:
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        silent.bind(("127.0.0.1", 0))
+        silent.setblocking(False)
+        dead = f"127.0.0.1:{silent.getsockname()[1]}"
+        uas_port = free_udp_port()
+        config = make_config(
+            sip_port=free_udp_port(),
+            sip={"options_interval_s": 0.3},
+            trunk_groups=[{"name": "pstn", "gateways": [dead, f"127.0.0.1:{uas_port}"]}],
+        )
+        # no -m: every OPTIONS counts as a "call" for SIPp (auto-answered with -aa); stopped at the end
+        uas = start_sipp(uas_scenario(), tmp_path, "uas", sipp_common(uas_port, free_udp_port(even=True), timeout_s=30))
+        recorder = Recorder()
+        service_ = await started_service(config, recorder)
+
+        def gateways() -> dict[str, bool]:
+            return {g["address"]: g["up"] for g in service_.status()["trunk_groups"][0]["gateways"]}
+
+        try:
+            await recorder.wait_for(lambda: gateways()[dead] is False, 10)
+            assert gateways()[f"127.0.0.1:{uas_port}"] is True
+            probes = []
+            while True:
+                try:
+                    probes.append(silent.recv(4096))
+                except BlockingIOError:
+                    break
+            assert probes and all(p.startswith(b"OPTIONS ") for p in probes)
+            leg = service_.dial(called="15557654321", calling="+15551230001")
+            await recorder.wait_for(lambda: leg.is_final or leg.state is LegState.CONNECTED, 10)
+            assert leg.state is LegState.CONNECTED and leg.gateway == f"127.0.0.1:{uas_port}"
+            await asyncio.sleep(0.2)
+            late = []
+            while True:
+                try:
+                    late.append(silent.recv(4096))
+                except BlockingIOError:
+                    break
+            assert not any(p.startswith(b"INVITE ") for p in late)
+            service_.hangup(leg)
+            await recorder.wait_for(lambda: bool(recorder.of(LegEnded)), 5)
+        finally:
+            stop_process(uas)
+            silent.close()
+            await service_.stop()
+
+    run(scenario())
+
+
+def test_reinvite_hold_and_resume_are_answered(tmp_path: Path) -> None:
+    """SIPp holds (sendonly) and resumes (sendrecv) by re-INVITE: each gets 200 with the mirrored direction,
+    and the engine sees LegHold(on=True) then LegHold(on=False)."""
+    from sip_peers import uac_hold_scenario
+
+    from bridge.sip.events import LegHold
+
+    async def scenario() -> None:
+        sip_port = free_udp_port()
+        config = make_config(sip_port=sip_port, trunk_groups=[{"name": "pstn", "gateways": ["127.0.0.1:5999"]}])
+        recorder = Recorder()
+        service_ = await started_service(config, recorder)
+        recorder.hooks.append(lambda e: service_.answer(e.leg) if isinstance(e, IncomingCall) else None)
+        try:
+            sipp = start_sipp(
+                uac_hold_scenario(),
+                tmp_path,
+                "uac_hold",
+                [
+                    f"127.0.0.1:{sip_port}",
+                    "-s",
+                    "5550100",
+                    "-m",
+                    "1",
+                    *sipp_common(free_udp_port(), free_udp_port(even=True), timeout_s=30),
+                ],
+            )
+            assert await wait_process(sipp, 40) == 0, sipp_errors(tmp_path)
+            await recorder.wait_for(lambda: bool(recorder.of(LegEnded)), 5)
+            assert [e.on for e in recorder.of(LegHold)] == [True, False]
+        finally:
             await service_.stop()
 
     run(scenario())
