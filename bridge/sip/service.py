@@ -443,10 +443,10 @@ class SipService:
             self._reoffer(runtime, event.sdp)
 
     def _attempt_event(self, attempt: _Attempt, event: StackEvent) -> None:
-        runtime = self._by_token[attempt.token]
+        runtime = self._by_token.get(attempt.token)
         leg = attempt.leg
-        if attempt.outcome.done():
-            return
+        if attempt.outcome.done() or runtime is None:
+            return  # the engine hung up meanwhile; late events of this dialog mean nothing
         if isinstance(event, Progress):
             attempt.responded = True
             if event.status >= 180 and leg.state is LegState.DIALING:
