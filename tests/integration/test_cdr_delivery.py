@@ -136,12 +136,16 @@ def sshd() -> Iterator[Sshd]:
 class Ftpd:
     """pyftpdlib in a thread; can be stopped and started again on the same port (a server outage)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = False) -> None:
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="cdr-ftp-"))
         (self.root / "incoming").mkdir()
         self.port = free_port()
         self.server: Any = None
         self.thread: threading.Thread | None = None
+        self.tls = tls
+        self.cert = self.root.parent / f"{self.root.name}-cert.pem"
+        if tls:
+            self.cert.write_bytes(self_signed_pem())
 
     def start(self) -> Ftpd:
         from pyftpdlib.authorizers import DummyAuthorizer
@@ -150,7 +154,14 @@ class Ftpd:
 
         authorizer = DummyAuthorizer()
         authorizer.add_user("cdr", "s3cret", str(self.root), perm="elradfmwMT")
-        handler = type("Handler", (FTPHandler,), {"authorizer": authorizer, "auth_failed_timeout": 0})
+        base: type[Any] = FTPHandler
+        attributes: dict[str, Any] = {"authorizer": authorizer, "auth_failed_timeout": 0}
+        if self.tls:
+            from pyftpdlib.handlers import TLS_FTPHandler
+
+            base = TLS_FTPHandler
+            attributes.update(certfile=str(self.cert), tls_control_required=True, tls_data_required=True)
+        handler = type("Handler", (base,), attributes)
         self.server = FTPServer(("127.0.0.1", self.port), handler)
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"timeout": 0.2, "blocking": True}, daemon=True
@@ -167,12 +178,51 @@ class Ftpd:
             self.thread.join(5)
 
 
+def self_signed_pem() -> bytes:
+    """A key + self-signed certificate for 127.0.0.1 (the FTPS server's, and the client's trust anchor)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return key_pem + cert.public_bytes(serialization.Encoding.PEM)
+
+
 @pytest.fixture
 def ftpd() -> Iterator[Ftpd]:
     server = Ftpd().start()
     yield server
     server.stop()
     shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def ftpsd() -> Iterator[Ftpd]:
+    server = Ftpd(tls=True).start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
+    server.cert.unlink(missing_ok=True)
 
 
 # --- SMTP ---------------------------------------------------------------------------------------------
@@ -263,20 +313,22 @@ def wait_mail(sink: MailSink, count: int) -> list[str]:
     return sink.subjects()
 
 
-@pytest.mark.parametrize("kind", ["rsync", "sftp", "ftp"])
+@pytest.mark.parametrize("kind", ["rsync", "sftp", "ftp", "ftps"])
 def test_file_arrives_with_exact_content_and_is_not_sent_again(
     kind: str,
     tmp_path: pathlib.Path,
     sshd: Sshd,
     ftpd: Ftpd,
+    ftpsd: Ftpd,
     smtp: tuple[MailSink, int],
     factory: sessionmaker[Session],
 ) -> None:
     sshd.clear()
-    if kind == "ftp":
-        target = {"name": "ftp", "kind": "ftp", "port": ftpd.port, "user": "cdr", "password": "s3cret",
-                  "path": "incoming"}  # fmt: skip
-        remote = ftpd.root / "incoming"
+    if kind in ("ftp", "ftps"):
+        server = ftpd if kind == "ftp" else ftpsd
+        target = {"name": kind, "kind": kind, "port": server.port, "user": "cdr", "password": "s3cret",
+                  "path": "incoming", "ca_file": str(server.cert) if kind == "ftps" else ""}  # fmt: skip
+        remote = server.root / "incoming"
     else:
         target = ssh_target(sshd, kind)
         remote = sshd.upload_dir
@@ -344,3 +396,37 @@ def test_wrong_host_key_is_refused_alerted_and_nothing_sent(
     assert "host key" in report.failures[0][1]
     assert wait_mail(sink, 1) == [f"[bridge nodeA] CDR target {kind} DOWN"]
     assert list(sshd.upload_dir.iterdir()) == []
+
+
+def test_ftps_refuses_a_server_certificate_it_cannot_verify(
+    tmp_path: pathlib.Path, ftpsd: Ftpd, smtp: tuple[MailSink, int], factory: sessionmaker[Session]
+) -> None:
+    target = {
+        "name": "ftps",
+        "kind": "ftps",
+        "port": ftpsd.port,
+        "user": "cdr",
+        "password": "s3cret",
+        "path": "incoming",
+    }  # fmt: skip  (no ca_file: the system CAs do not know our self-signed cert)
+    report = CdrPusher(make_config(tmp_path, [target], smtp[1]), factory).run_hourly(at(11))
+    assert report.delivered == [] and "CERTIFICATE_VERIFY_FAILED" in report.failures[0][1]
+    assert list((ftpsd.root / "incoming").iterdir()) == []
+
+
+def test_cli_push_now(tmp_path: pathlib.Path, db_url: str, ftpd: Ftpd, factory: sessionmaker[Session]) -> None:
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+
+    config = tmp_path / "bridge.toml"
+    config.write_text(
+        f'[node]\nname = "nodeA"\ndata_dir = "{tmp_path / "data"}"\n[database]\nurl = "{db_url}"\n'
+        f'[[cdr.targets]]\nname = "provider"\nkind = "ftp"\nport = {ftpd.port}\nuser = "cdr"\n'
+        'password = "s3cret"\npath = "incoming"\n'
+    )
+    result = CliRunner().invoke(main, ["--config", str(config), "cdr", "push", "--now"])
+    assert result.exit_code == 0, result.output
+    names = [line.split()[1] for line in result.output.splitlines() if line.startswith("delivered ")]
+    assert len(names) == 1 and (ftpd.root / "incoming" / names[0]).exists()
+    assert "0 file(s) pending" in result.output
