@@ -376,3 +376,101 @@ def test_reinvite_hold_and_resume_are_answered(tmp_path: Path) -> None:
             await service_.stop()
 
     run(scenario())
+
+
+def test_caller_cancel_before_answer(tmp_path: Path) -> None:
+    """The engine does not answer; the caller CANCELs: 200 + 487 to SIPp, LegFailed(487) to the engine."""
+    from sip_peers import uac_cancel_scenario
+
+    async def scenario() -> None:
+        sip_port = free_udp_port()
+        config = make_config(sip_port=sip_port, trunk_groups=[{"name": "pstn", "gateways": ["127.0.0.1:5999"]}])
+        recorder = Recorder()
+        service_ = await started_service(config, recorder)
+        try:
+            sipp = start_sipp(
+                uac_cancel_scenario(), tmp_path, "uac_cancel",
+                [f"127.0.0.1:{sip_port}", "-s", "5550100", "-m", "1",
+                 *sipp_common(free_udp_port(), free_udp_port(even=True), timeout_s=20)],
+            )  # fmt: skip
+            assert await wait_process(sipp, 30) == 0, sipp_errors(tmp_path)
+            await recorder.wait_for(lambda: bool(recorder.of(LegFailed)), 5)
+            (incoming,) = recorder.of(IncomingCall)
+            (failed,) = recorder.of(LegFailed)
+            assert failed.leg is incoming.leg and failed.status == 487 and failed.cause == "caller cancelled"
+            assert service_.status()["legs"] == 0
+        finally:
+            await service_.stop()
+
+    run(scenario())
+
+
+def test_ring_timeout_cancels_without_route_advance(tmp_path: Path) -> None:
+    """The callee rings past conference.ring_timeout_s: CANCEL is sent, LegFailed('no answer', 487), and the
+    alternate group is NOT tried (nobody answered is not a network failure)."""
+    from sip_peers import uas_ring_only_scenario
+
+    async def scenario() -> None:
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        silent.bind(("127.0.0.1", 0))
+        silent.setblocking(False)
+        uas_port = free_udp_port()
+        config = make_config(
+            sip_port=free_udp_port(),
+            ring_timeout_s=1.5,
+            trunk_groups=[
+                {"name": "pstn", "gateways": [f"127.0.0.1:{uas_port}"]},
+                {"name": "alt", "role": "alternate", "gateways": [f"127.0.0.1:{silent.getsockname()[1]}"]},
+            ],
+        )
+        uas = start_sipp(
+            uas_ring_only_scenario(),
+            tmp_path,
+            "uas_ring",
+            ["-m", "1", *sipp_common(uas_port, free_udp_port(even=True), timeout_s=30)],
+        )
+        recorder = Recorder()
+        service_ = await started_service(config, recorder)
+        try:
+            await asyncio.sleep(0.3)
+            leg = service_.dial(called="15557654321", calling="+15551230001")
+            await recorder.wait_for(lambda: leg.is_final, 10)
+            assert [type(e) for e in recorder.events] == [LegRinging, LegFailed]
+            (failed,) = recorder.of(LegFailed)
+            assert failed.cause == "no answer" and failed.status == 487
+            assert await wait_process(uas, 15) == 0, sipp_errors(tmp_path)
+            with pytest.raises(BlockingIOError):
+                silent.recv(4096)
+        finally:
+            stop_process(uas)
+            silent.close()
+            await service_.stop()
+
+    run(scenario())
+
+
+def test_stop_hangs_up_live_legs(tmp_path: Path) -> None:
+    """stop() with a connected outbound leg sends BYE (the SIPp UAS completes its scenario)."""
+
+    async def scenario() -> None:
+        uas_port = free_udp_port()
+        config = make_config(
+            sip_port=free_udp_port(), trunk_groups=[{"name": "pstn", "gateways": [f"127.0.0.1:{uas_port}"]}]
+        )
+        uas = start_sipp(uas_scenario(), tmp_path, "uas", ["-m", "1", *sipp_common(uas_port, free_udp_port(even=True))])
+        recorder = Recorder()
+        service_ = await started_service(config, recorder)
+        try:
+            await asyncio.sleep(0.3)
+            leg = service_.dial(called="15557654321", calling="+15551230001")
+            await recorder.wait_for(lambda: leg.is_final or leg.state is LegState.CONNECTED, 10)
+            assert leg.state is LegState.CONNECTED
+            await service_.stop()
+            assert await wait_process(uas, 15) == 0, sipp_errors(tmp_path)
+            (ended,) = recorder.of(LegEnded)
+            assert ended.cause == "shutdown" and ended.by == "local"
+        finally:
+            stop_process(uas)
+            await service_.stop()
+
+    run(scenario())
