@@ -47,9 +47,12 @@ def feed_line(row: Sequence[Any], formatters: Formatters) -> str:
 def parse_resume(line: str) -> int:
     """``"RESUME 42"`` -> 42; raises ValueError with a reason otherwise."""
     word, _, rest = line.strip().partition(" ")
-    if word.upper() != "RESUME" or not rest.strip().isdigit():
+    digits = rest.strip()
+    if word.upper() != "RESUME" or not (digits.isascii() and digits.isdigit()):
         raise ValueError("expected 'RESUME <id>'")
-    return int(rest.strip())
+    if len(digits) > 18:  # ids are 64-bit database integers
+        raise ValueError("id out of range")
+    return int(digits)
 
 
 class CdrFeed:
@@ -128,6 +131,8 @@ class CdrFeed:
                 line = await asyncio.wait_for(reader.readline(), self.resume_wait_s)
             except TimeoutError:
                 line = b""
+            except ValueError:  # a line longer than the stream limit: garbage, not a command
+                line = b"?"
             if line.strip():
                 try:
                     cursor = parse_resume(line.decode("utf-8", "replace"))
@@ -150,6 +155,8 @@ class CdrFeed:
                     return
         except (ConnectionError, OSError):
             log.info("CDR feed client %s went away", peer)
+        except Exception:  # a database error: drop this client (it resumes), keep the server
+            log.exception("CDR feed client %s dropped", peer)
         finally:
             self._wakeups.discard(wakeup)
             self._tasks.discard(task)

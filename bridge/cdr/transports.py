@@ -76,6 +76,7 @@ class RsyncTransport:
         destination = f"{target.user}@{target.host}:{remote_dir}/{remote_name}"
         command = [
             "rsync",
+            "--protect-args",  # names reach the remote side verbatim, never through its shell
             "--times",
             "--chmod=F644",
             f"--timeout={max(1, int(self.timeout_s))}",

@@ -7,6 +7,8 @@ import threading
 
 import pytest
 from cdr_world import Tenant, add_cdr
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.cdr.csvformat import HEADER
@@ -84,6 +86,40 @@ def test_feed_survives_reconnects_without_gaps_or_duplicates(factory: sessionmak
             conn.write(b"GIMME\n")
             assert (await asyncio.wait_for(reader.readline(), TIMEOUT)).startswith(b"ERR ")
             assert await asyncio.wait_for(reader.read(), TIMEOUT) == b""  # closed
+            conn.close()
+        finally:
+            await feed.stop()
+
+    asyncio.run(scenario())
+
+
+@given(st.text(max_size=40))
+def test_parse_resume_accepts_only_resume_and_digits(text: str) -> None:
+    try:
+        value = parse_resume(text)
+    except ValueError:
+        return
+    assert value >= 0 and text.strip().upper().startswith("RESUME")
+
+
+def test_garbage_and_overlong_lines_get_an_error_and_the_server_lives_on(
+    factory: sessionmaker[Session], tenant: Tenant
+) -> None:
+    async def scenario() -> None:
+        feed = CdrFeed(factory, poll_s=0.2, resume_wait_s=2.0)
+        await feed.start("127.0.0.1", 0)
+        try:
+            for junk in (b"\xff\xfe\x00RESUME\n", b"R" * 200_000 + b"\n", b"RESUME 99999999999999999999999\n"):
+                reader, conn = await asyncio.open_connection("127.0.0.1", feed.port)
+                conn.write(junk)
+                reply = await asyncio.wait_for(reader.readline(), TIMEOUT)
+                conn.close()
+                assert reply.startswith(b"ERR ")
+            writer = Writer(factory, tenant, feed)
+            await asyncio.to_thread(writer.write, 1)
+            reader, conn = await asyncio.open_connection("127.0.0.1", feed.port)
+            conn.write(b"RESUME 0\n")
+            assert await read_ids(reader, 1) == writer.ids
             conn.close()
         finally:
             await feed.stop()
