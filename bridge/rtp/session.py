@@ -13,6 +13,8 @@ Receive path (hot: up to 100,000 packets/s per engine). The fixed RTP header is 
   :class:`~bridge.rtp.dtmf.DtmfReceiver`; comfort noise (PT 13) and unknown payload types are counted and
   dropped. A new SSRC restarts the statistics and the jitter buffer.
 * Digits (RFC 4733, or in-band when enabled) accumulate in :attr:`MediaSession.digits` for the glue to take.
+  In-band detection stops for good at the first RFC 4733 packet: a gateway that sends both would otherwise
+  report every key press twice.
 
 Send path: one packet per 20 ms tick with sequence number +1 and timestamp +160; while a DTMF event is
 being sent the tick carries the event packets instead (see :mod:`bridge.rtp.dtmf`). We send nothing while
@@ -75,6 +77,7 @@ class MediaSession:
         self._dtmf_rx = DtmfReceiver()
         self._dtmf_tx = DtmfSender()
         self._inband = InbandDtmfDetector() if inband_dtmf else None
+        self._inband_active = inband_dtmf
         self._decode = DECODE_TABLES["PCMU"]
         self.digits: list[str] = []
         self.started_at: float | None = None
@@ -176,6 +179,7 @@ class MediaSession:
             assert self.jitter is not None
             self.jitter.put(ts, payload)
         else:
+            self._inband_active = False  # the peer sends RFC 4733: tones in its audio would be reported twice
             digits = self._dtmf_rx.feed(ssrc, ts, payload)
             if digits:
                 self.digits.extend(digits)
@@ -198,7 +202,7 @@ class MediaSession:
         if self.jitter is None:
             return None
         frame = self.jitter.get()
-        if self._inband is not None:
+        if self._inband is not None and self._inband_active:
             if frame is None:
                 self._inband.silence()
             else:

@@ -193,3 +193,24 @@ def test_garbage_datagrams_never_raise(data: bytes, pt: int) -> None:
     b.receive_rtcp(data, A_ADDR, 0.0)
     b.read_frame(0.1)
     b.stats()
+
+
+def test_inband_detection_stops_once_the_peer_sends_rfc4733() -> None:
+    a = session(1)
+    b = session(2, inband=True)
+    a.start(media(B_ADDR), 0.0)
+    b.start(media(A_ADDR), 0.0)
+    t = np.arange(6 * FRAME) / 8000
+    key = np.round(3000 * (np.sin(2 * np.pi * ROWS[0] * t) + np.sin(2 * np.pi * COLUMNS[0] * t))).astype(np.int16)
+    encoded = encode(np.concatenate([key, np.zeros(6 * FRAME, np.int16)]), "PCMU").tobytes()
+    a.add_dtmf("1", 100)  # the gateway sends the event and (below) the same key as tones
+    now = 0.0
+    for i in range(12):
+        transfer(send_tick(a, encoded[i * FRAME : (i + 1) * FRAME], now), b, A_ADDR, now)
+        b.read_frame(now)
+        now += 0.02
+    for i in range(12):
+        transfer([a.audio_packet(encoded[i * FRAME : (i + 1) * FRAME], now)], b, A_ADDR, now)
+        b.read_frame(now)
+        now += 0.02
+    assert b.take_digits() == ["1"]
