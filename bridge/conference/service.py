@@ -69,6 +69,7 @@ from bridge.dnis.routing import Decision, Route, RouteKind, RunningInfo, admit_w
 log = logging.getLogger(__name__)
 
 CdrWriter = Callable[[Session, Leg], Any]
+TIMER_RESOLUTION_S = 0.1
 
 
 class UnknownConference(ConferenceError):
@@ -155,6 +156,7 @@ class ConferenceService:
             block_s=config.dnis.throttle_block_s,
         )  # fmt: skip
         self._lobby_ids = 0
+        self._timers_at = 0.0
         self.media_version = 0
         """Bumped whenever a leg's media joins or leaves the mixer (the engine rebuilds its tick list)."""
 
@@ -367,6 +369,11 @@ class ConferenceService:
             self._later = [item for item in self._later if item[0] > now]
             for _, fn in due:
                 fn()
+        # Conference and IVR timers have 100 ms resolution: checking them on every 20 ms media tick
+        # would cost a walk over every leg 50 times a second for nothing.
+        if now < self._timers_at:
+            return
+        self._timers_at = now + TIMER_RESOLUTION_S
         for run_id, conf in list(self.conferences.items()):
             deadline = conf.next_deadline()
             if deadline is not None and now >= deadline:
@@ -470,8 +477,9 @@ class ConferenceService:
 
     def _apply_one(self, run_id: int, conf: Conference | None, action: Action) -> None:
         if isinstance(action, Dial):
+            # Sent from the next poll (the next media tick): a launch returns at once with its legs
+            # "dialing", and a burst of dials is paced per trunk group.
             self.pacer.submit(_PendingDial(run_id, action.leg_id, action.number, action.calling))
-            self.poll_pacer()
         elif isinstance(action, Hangup):
             self.pacer.discard(lambda item: item.leg_id == action.leg_id)
             live = self.legs.get(action.leg_id)
@@ -500,10 +508,6 @@ class ConferenceService:
             self._apply(run_id, actions)
         elif isinstance(action, Ended):
             self._ended(run_id, action.reason)
-
-    def poll_pacer(self) -> None:
-        for item in self.pacer.release(self.clock()):
-            self._send_dial(item)
 
     def _send_dial(self, item: _PendingDial) -> None:
         live = self.legs.get(item.leg_id)

@@ -178,6 +178,8 @@ def rig(config: Config, factory: sessionmaker[Session]) -> Rig:
 
 def launch_and_answer(rig: Rig) -> int:
     run_id = rig.service.launch(subscriber_id=1, numbers=[SUB, ALICE, BOB, ALICE], ic_id=1)
+    assert rig.sip.dialled == []  # dials leave on the next poll (media tick)
+    rig.advance(0.02)
     assert [leg.called for leg in rig.sip.dialled] == [SUB, ALICE, BOB]
     assert {leg.calling for leg in rig.sip.dialled} == {SUB}
     for leg in rig.sip.dialled:
@@ -204,9 +206,11 @@ def test_subscriber_drop_callbacks_then_end_with_cdrs(rig: Rig) -> None:
     run_id = launch_and_answer(rig)
     rig.event(LegEnded(rig.sip.dialled[0], "normal", "remote"))
     rig.advance(1.0)
+    rig.advance(0.1)
     assert rig.sip.dialled[-1].called == SUB and len(rig.sip.dialled) == 4  # first callback
     rig.event(LegFailed(rig.sip.dialled[-1], "", 486))
     rig.advance(1.0)
+    rig.advance(0.1)
     assert len(rig.sip.dialled) == 5  # second callback
     rig.event(LegFailed(rig.sip.dialled[-1], "no answer", 0))
     rig.advance(5.0)
@@ -283,6 +287,7 @@ def test_unknown_number_is_rejected(rig: Rig) -> None:
 def test_speed_dial_launches_and_second_holder_attends(rig: Rig) -> None:
     caller = rig.dial_in(POOL1, SUB, "111111")
     (run_id,) = rig.service.conference_ids()
+    rig.advance(0.1)
     assert [leg.called for leg in rig.sip.dialled] == [ALICE, BOB]
     rows = rig.leg_rows(run_id)
     assert (rows[0].role, rows[0].activation_pin_used, rows[0].direction) == ("subscriber", True, "in")
@@ -307,6 +312,7 @@ def test_room_without_pin_and_controls(rig: Rig) -> None:
     rig.service.set_muted(run_id, leg_id, True)
     assert rig.service.describe(run_id)["legs"][0]["muted"]
     new_leg = rig.service.dial(run_id, "+15557770000")
+    rig.advance(0.1)
     assert rig.sip.dialled[-1].called == "+15557770000" and new_leg > leg_id
     rig.service.kick(run_id, new_leg)
     rig.event(LegEnded(caller, "normal", "remote"))
@@ -333,6 +339,7 @@ def test_sms_actions_launch_and_blast(rig: Rig) -> None:
     from bridge.db.models import SmsMessage
 
     rig.service.on_actions([LaunchConference(1, (SUB, ALICE)), SmsBlast(1, (ALICE, BOB), "hello")])
+    rig.advance(0.1)
     assert [leg.called for leg in rig.sip.dialled] == [SUB, ALICE]
     with rig.factory() as s:
         assert sorted(m.destination for m in s.scalars(select(SmsMessage))) == [ALICE, BOB]

@@ -1,0 +1,109 @@
+"""The engine in-process with SIP and SMPP disabled: control API contract, launch without SIP, recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+from sqlalchemy import select
+
+from bridge.config import from_dict
+from bridge.control_client import ControlClient, ControlRequestError
+from bridge.db.models import Company, ConferenceRun, Leg, Subscriber
+from bridge.db.session import make_engine, make_session_factory, upgrade
+from bridge.engine import Engine
+
+SUB = "+15551230001"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _engine(tmp_path: Path) -> tuple[Engine, ControlClient, str]:
+    config = from_dict(
+        {
+            "node": {"data_dir": str(tmp_path)},
+            "smpp": {"enabled": False},
+            "sip": {"enabled": False},
+            "web": {"enabled": False},
+            "cdr": {"feed_listen": ""},
+            "control": {"listen": f"127.0.0.1:{_port()}"},
+            "dnis": {"common": "+15550100", "pool": ["+15550101-+15550102"]},
+            "room": [{"number": "1001", "name": "Open"}],
+        }
+    )
+    upgrade(config.database_url)
+    with make_session_factory(make_engine(config.database_url))() as s:
+        company = Company(name="Co")
+        s.add_all([company, Subscriber(company=company, name="Sam", mobile=SUB)])
+        s.commit()
+    engine = Engine(config, portal=False)
+    token = (tmp_path / "control.token").read_text().strip() if (tmp_path / "control.token").exists() else ""
+    return engine, ControlClient(f"http://{config.control.listen}", token, timeout=5), config.database_url
+
+
+def test_status_contract_and_launch_without_sip(tmp_path: Path) -> None:
+    engine, client, url = _engine(tmp_path)
+
+    async def scenario() -> None:
+        await engine.start()
+        client.token = (tmp_path / "control.token").read_text().strip()
+        loop = asyncio.get_running_loop()
+        status = await loop.run_in_executor(None, client.status)
+        assert status["role"] == "active" and status["node"] == "bridge-a"
+        assert status["services"]["sip"] == "disabled" and status["services"]["smpp"] == "disabled"
+        assert set(status["mixer"]) >= {"conferences", "participants", "ticks", "lateness_p99_ms", "late_ticks"}
+        assert {"state", "since"} <= set(status["smpp"]) and "trunk_groups" in status["sip"]
+        conf = await loop.run_in_executor(None, lambda: client.launch_numbers(1, ["5551230002"]))
+        assert [leg["number"] for leg in conf["legs"]] == [SUB, "+15551230002"]
+        await asyncio.sleep(0.3)  # the dial pacer hands the dials to the (disabled) SIP port
+        assert await loop.run_in_executor(None, client.conferences) == []
+        try:
+            await loop.run_in_executor(None, lambda: client.conference(conf["run_id"]))
+        except ControlRequestError as exc:
+            assert exc.status == 404
+        else:
+            raise AssertionError("an ended conference must be 404")
+        try:
+            await loop.run_in_executor(None, lambda: client.launch_numbers(1, ["not a number"]))
+        except ControlRequestError as exc:
+            assert exc.status == 400
+        else:
+            raise AssertionError("a bad number must be 400")
+        await engine.stop()
+
+    asyncio.run(scenario())
+    with make_session_factory(make_engine(url))() as s:
+        legs = s.scalars(select(Leg).order_by(Leg.id)).all()
+        assert [(leg.status, leg.cause) for leg in legs] == [
+            ("failed", "dial error: SIP is disabled"),  # the subscriber's call could not be placed...
+            ("failed", "subscriber left"),  # ...so the conference ended and the member's dial was dropped
+        ]
+        run = s.scalars(select(ConferenceRun)).one()
+        assert run.result == "subscriber left" and run.ended_at is not None
+
+
+def test_seeds_rooms_and_dnis_and_recovers_open_legs(tmp_path: Path) -> None:
+    engine, _, url = _engine(tmp_path)
+    factory = make_session_factory(make_engine(url))
+    with factory() as s:
+        run = ConferenceRun(service_type="IC", subscriber_id=1)
+        s.add(run)
+        s.flush()
+        s.add(Leg(run_id=run.id, direction="out", role="subscriber", called=SUB, status="connected"))
+        s.commit()
+
+    async def scenario() -> None:
+        await engine.start()
+        assert engine._accept("1001") and engine._accept("15550100") and not engine._accept("999")
+        await engine.stop()
+
+    asyncio.run(scenario())
+    with factory() as s:
+        leg = s.scalars(select(Leg)).one()
+        assert leg.cause == "system restart" and leg.disconnected_at is not None
+        assert s.scalars(select(ConferenceRun)).one().ended_at is not None
