@@ -242,7 +242,7 @@ class CdrConfig:
     retention_days: int = 92
     """CDRs and spooled files older than this are purged nightly."""
     summary_time: str = "02:00"
-    """Local time (HH:MM) of the nightly usage summary."""
+    """Time of day (HH:MM, the engine scheduler's zone: UTC) of the nightly usage summary and retention purge."""
     feed_listen: str = "127.0.0.1:8282"
     """``ip:port`` of the real-time CDR feed; empty disables it."""
     alert_after_s: float = 3600.0

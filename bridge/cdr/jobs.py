@@ -8,8 +8,8 @@ threads, never on the asyncio loop that carries the media. Jobs:
   hour), push all pending files;
 - ``cdr-retry`` every ``cdr.retry_min_s``: push pending files to targets whose backoff has expired, so a
   target that comes back is served within minutes, not at the next hour;
-- ``cdr-nightly`` at ``cdr.summary_time`` (the scheduler's time zone, i.e. the node's local time): write
-  and push the previous UTC day's usage summary, then the retention purge.
+- ``cdr-nightly`` at ``cdr.summary_time`` (in the scheduler's time zone; the engine runs its scheduler in
+  UTC): write and push the previous UTC day's usage summary, then the retention purge.
 
 Every job first asks ``is_active()``: on the standby node of an HA pair nothing is written or pushed.
 """
