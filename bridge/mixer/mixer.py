@@ -151,6 +151,17 @@ class MixResult:
             raise UnknownParticipant(pid)  # added after this tick: no output yet
         return bytes(self.out[slot])
 
+    def frames_for(self, pids: Sequence[int] | npt.NDArray[np.integer]) -> U8:
+        """Output rows for ``pids`` in that order (one gather; for senders that keep their own leg order)."""
+        ids = np.asarray(pids, dtype=np.int64)
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(self._slot_of_pid)):
+            raise UnknownParticipant("frames_for: unknown participant id")
+        slots = self._slot_of_pid[ids]
+        if len(slots) and (slots.min() < 0 or slots.max() >= len(self.out)):
+            raise UnknownParticipant("frames_for: unknown participant id")
+        rows: U8 = self.out[slots]
+        return rows
+
 
 @dataclass
 class _Play:

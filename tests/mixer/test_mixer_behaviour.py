@@ -359,3 +359,15 @@ def test_membership_queries_and_many_participants_grow_storage() -> None:
     assert sorted(result.pids.tolist()) == pids[1::2]
     assert mixer.stats()["participants"] == 150
     assert mixer.conference_of(pids[3]) == 3
+
+
+def test_frames_for_returns_rows_in_the_callers_order() -> None:
+    mixer = Mixer()
+    pids = [mixer.add(c % 2, muted=c == 3) for c in range(6)]
+    for i, pid in enumerate(pids):
+        mixer.write(pid, ulaw(sine(200 + 100 * i, 3000)))
+    result = mixer.tick()
+    rows = result.frames_for(pids[::-1])
+    assert [bytes(r) for r in rows] == [result.frame(p) for p in pids[::-1]]
+    with pytest.raises(UnknownParticipant):
+        result.frames_for([9999])

@@ -1,0 +1,270 @@
+"""Media benchmark: the mixer behind real UDP sockets on loopback, fed by a load-generator subprocess.
+
+    .venv/bin/python bench/media.py [--legs 500,1000,2000] [--seconds 8] [--size 5]
+
+The bridge side (this process) owns one non-blocking UDP socket per leg, like the appliance (one
+RTP port per leg). Every 20 ms tick, on absolute time (``bridge.mixer.clock.run_ticks``), it reads
+one RTP packet per leg (``recv``), batch-writes the payloads into the mixer, mixes, and sends each
+leg its own N-1 frame as an RTP packet (``sendto``). Legs are grouped in conferences of ``--size``.
+
+The load generator (a subprocess of this script, ``--generator``) sends one 160-byte PCMU RTP
+packet per leg every 20 ms from a single socket (speech-level noise) and counts what comes back.
+
+Reported per load level: CPU of the bridge process per 1,000 legs (% of one core), the share of
+it spent in the mixer, tick lateness p50/p99/max (wake-up time after the deadline), tick duration
+p99, packets lost in either direction. Baseline measured in the same run: the same loop with the
+mixer replaced by an echo (each leg gets back its own payload): the cost of the sockets alone,
+which the mixer's figure is compared with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import select
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bridge.mixer import Mixer, g711  # noqa: E402
+from bridge.mixer.clock import LatenessStats, Tick, run_ticks  # noqa: E402
+
+RTP_HEADER = struct.Struct("!BBHII")
+PT_PCMU = 0
+FRAME = 160
+PACKET = RTP_HEADER.size + FRAME
+LEGS_PER_GENERATOR_SOCKET = 50
+
+
+# ----------------------------------------------------------------------------- load generator
+
+
+def generator(legs: int, seconds: float) -> int:
+    """Subprocess: send one RTP packet per leg per 20 ms to the ports read from stdin; count replies."""
+    ports = json.loads(sys.stdin.readline())["ports"]
+    assert len(ports) == legs
+    socks = []
+    for _ in range(-(-legs // LEGS_PER_GENERATOR_SOCKET)):  # several, so bursts of replies fit the buffers
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        s.bind(("127.0.0.1", 0))
+        s.setblocking(False)
+        socks.append(s)
+    sock = socks[0]
+    print(json.dumps({"ports": [s.getsockname()[1] for s in socks]}), flush=True)
+    rng = np.random.default_rng(1)
+    noise = rng.standard_normal((64, FRAME)) * 32768 * 10 ** (-20 / 20)
+    payloads = [bytes(row) for row in g711.ulaw_encode(np.clip(noise, -32768, 32767).astype(np.int16))]
+    targets = [("127.0.0.1", p) for p in ports]
+    sent = received = 0
+    start = time.monotonic() + 0.01  # half a tick out of phase with the bridge
+    n = 0
+    buf = bytearray(2048)
+    end = start + seconds  # a safety net: the bridge normally says "stop" on stdin first
+    stopping = False
+    while not stopping:
+        deadline = start + n * 0.02
+        now = time.monotonic()
+        while now < deadline:  # drain replies while waiting
+            ready, _, _ = select.select([*socks, sys.stdin], [], [], deadline - now)
+            for r in ready:
+                if r is sys.stdin:
+                    stopping = True
+                    sys.stdin.readline()
+                    break
+                while True:
+                    try:
+                        r.recv_into(buf)
+                    except BlockingIOError:
+                        break
+                    received += 1
+            now = time.monotonic()
+        if now > end or stopping:
+            break
+        header = RTP_HEADER.pack(0x80, PT_PCMU, n & 0xFFFF, (n * FRAME) & 0xFFFFFFFF, 0)
+        payload = payloads[n % len(payloads)]
+        for target in targets:
+            try:
+                sock.sendto(header + payload, target)
+                sent += 1
+            except BlockingIOError:
+                pass
+        n += 1
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    wall = time.monotonic() - start
+    print(json.dumps({"sent": sent, "received": received, "cpu": usage.ru_utime + usage.ru_stime, "wall": wall}))
+    return 0
+
+
+# ----------------------------------------------------------------------------- bridge side
+
+
+class Bridge:
+    def __init__(self, legs: int, size: int, *, mix: bool) -> None:
+        self.legs = legs
+        self.mix = mix
+        self.socks = []
+        for _ in range(legs):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            s.setblocking(False)
+            self.socks.append(s)
+        self.ports = [s.getsockname()[1] for s in self.socks]
+        self.mixer = Mixer()
+        self.pids = np.array([self.mixer.add(i // size) for i in range(legs)], dtype=np.int64)
+        # Packets are received into, and sent from, rows of preallocated arrays: no per-leg numpy call.
+        self.rx = np.zeros((legs, PACKET + 1), dtype=np.uint8)  # +1: a longer datagram shows as too long
+        self.rx_views = [memoryview(row) for row in self.rx]
+        self.tx = np.zeros((legs, PACKET), dtype=np.uint8)
+        self.tx_views = [memoryview(row) for row in self.tx]
+        self.frames = np.full((legs, FRAME), 0xFF, dtype=np.uint8)
+        self.targets: list[tuple[str, int]] = []
+        self.received = self.sent = self.empty = 0
+        self.mix_cpu = 0.0
+        self.durations: list[float] = []
+        self.seq = 0
+
+    def tick(self, tick: Tick) -> None:
+        t0 = time.thread_time()
+        sizes = [0] * self.legs
+        for i, (s, view) in enumerate(zip(self.socks, self.rx_views, strict=True)):
+            try:
+                sizes[i] = s.recv_into(view)  # one packet per leg per tick; extras wait for the next tick
+            except BlockingIOError:
+                pass
+        good = np.array(sizes) == PACKET
+        frames = self.frames
+        frames[:] = 0xFF  # nothing (or garbage) this tick: silence
+        frames[good] = self.rx[good, RTP_HEADER.size : PACKET]
+        recv = int(good.sum())
+        self.received += recv
+        self.empty += self.legs - recv
+        m0 = time.thread_time()
+        if self.mix:
+            self.mixer.write_rows(self.pids, frames)
+            result = self.mixer.tick()
+            payloads = result.frames_for(self.pids)
+        else:
+            payloads = frames
+        self.mix_cpu += time.thread_time() - m0
+        if self.targets:
+            header = RTP_HEADER.pack(0x80, PT_PCMU, self.seq & 0xFFFF, (tick.index * FRAME) & 0xFFFFFFFF, 1)
+            self.seq += 1
+            self.tx[:, : RTP_HEADER.size] = np.frombuffer(header, dtype=np.uint8)
+            self.tx[:, RTP_HEADER.size :] = payloads
+            targets = self.targets
+            for i, (s, view) in enumerate(zip(self.socks, self.tx_views, strict=True)):
+                try:
+                    s.sendto(view, targets[i % len(targets)])
+                    self.sent += 1
+                except BlockingIOError:
+                    pass
+        self.durations.append(time.thread_time() - t0)
+
+    def close(self) -> None:
+        for s in self.socks:
+            s.close()
+
+
+async def run_level(legs: int, size: int, seconds: float, *, mix: bool) -> dict[str, float]:
+    bridge = Bridge(legs, size, mix=mix)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--generator", str(legs), "--seconds", str(seconds + 30.0)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps({"ports": bridge.ports}) + "\n")
+    proc.stdin.flush()
+    ports = json.loads(proc.stdout.readline())["ports"]
+    bridge.targets = [("127.0.0.1", port) for port in ports]
+    stop = asyncio.Event()
+    warm, measured = 50, round(seconds / 0.02)  # ticks on the absolute grid (skipped ones count as time)
+    lateness: list[float] = []
+    skipped = 0
+    marks: dict[str, float] = {}
+
+    def on_tick(tick: Tick) -> None:
+        nonlocal skipped
+        if tick.index >= warm + measured:
+            stop.set()
+            return
+        if tick.index >= warm:
+            if not marks:
+                marks["cpu0"], marks["t0"] = time.process_time(), time.monotonic()
+                bridge.durations.clear()
+                bridge.mix_cpu = 0.0
+            lateness.append(tick.lateness)
+            skipped += tick.skipped
+        bridge.tick(tick)
+
+    await run_ticks(on_tick, stats=LatenessStats(), stop=stop)
+    cpu = time.process_time() - marks["cpu0"]
+    wall = time.monotonic() - marks["t0"]
+    ring = np.array(lateness or [0.0])
+    proc.stdin.write("stop\n")
+    proc.stdin.flush()
+    result_line = proc.stdout.readline()
+    proc.wait(timeout=30)
+    gen = json.loads(result_line)
+    bridge.close()
+    durations = np.array(bridge.durations or [0.0])
+    return {
+        "legs": legs,
+        "cpu_pct": 100 * cpu / wall,
+        "cpu_per_1000": 100 * cpu / wall * 1000 / legs,
+        "mix_pct": 100 * bridge.mix_cpu / wall,
+        "p50": 1000 * float(np.percentile(ring, 50)),
+        "p99": 1000 * float(np.percentile(ring, 99)),
+        "max": 1000 * float(ring.max()),
+        "tick_p99": 1000 * float(np.percentile(durations, 99)),
+        "skipped": skipped,
+        "gen_cpu_pct": 100 * gen["cpu"] / gen["wall"],
+        "loss_in": 100 * bridge.empty / max(1, bridge.empty + bridge.received),
+        "loss_out": 100 * (1 - gen["received"] / max(1, bridge.sent)),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--legs", default="500,1000,2000")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--size", type=int, default=5, help="participants per conference")
+    parser.add_argument("--generator", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.generator:
+        return generator(args.generator, args.seconds)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; conferences of {args.size}; "
+          f"{args.seconds:.0f} s per level after 1 s warm-up")  # fmt: skip
+    header = (
+        f"{'legs':>5} {'mode':>6} {'CPU%':>6} {'%/1000 legs':>11} {'mixer%':>7} {'late p50':>9} {'p99':>6} "
+        f"{'max':>6} {'tick p99':>8} {'skip':>5} {'loss in/out %':>14} {'gen CPU%':>8}"
+    )
+    print(header)
+    for legs in (int(v) for v in args.legs.split(",")):
+        for mix in (False, True):
+            r = asyncio.run(run_level(legs, args.size, args.seconds, mix=mix))
+            print(
+                f"{legs:>5} {'mix' if mix else 'echo':>6} {r['cpu_pct']:>6.1f} {r['cpu_per_1000']:>11.1f} "
+                f"{r['mix_pct']:>7.1f} {r['p50']:>7.2f}ms {r['p99']:>6.2f} {r['max']:>6.1f} {r['tick_p99']:>6.2f}ms "
+                f"{r['skipped']:>5} {r['loss_in']:>6.2f}/{r['loss_out']:<6.2f} {r['gen_cpu_pct']:>8.1f}"
+            )
+    print("echo = same sockets and tick loop without the mixer (baseline); mixer% = CPU in write_rows+tick.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
