@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bridge.config import Config, parse_port_range
 from bridge.rtp.endpoint import RtpEndpoint
@@ -24,9 +24,9 @@ from bridge.sip import PeerError
 if TYPE_CHECKING:
     from bridge.sip.leg import SipLeg
 
-MediaEndpoint = Any
-"""The object exposed as ``SipLeg.rtp``: a :class:`bridge.rtp.endpoint.RtpEndpoint` with the default factory
-(typed loosely so tests and benchmarks can inject other media)."""
+MediaEndpoint = RtpEndpoint
+"""The type of ``SipLeg.rtp``: the leg's :class:`bridge.rtp.endpoint.RtpEndpoint` (the engine calls
+``read_frame``/``write_frame``/``send_dtmf``/``stats`` on it)."""
 
 OnDtmf = Callable[[str, str], None]
 """``on_dtmf(digit, source)`` with source ``"rfc4733"`` or ``"inband"``; called on the loop thread."""
