@@ -186,7 +186,8 @@ class RtpEndpoint:
                 self._rtp.sendto(packet, remote)
 
     def send_dtmf(self, digit: str, duration_ms: int = 160) -> None:
-        """Queue an RFC 4733 digit (start, updates, 3x end), sent over the next ``write_frame`` ticks."""
+        """Queue a digit, sent over the next ``write_frame`` ticks: RFC 4733 (start, updates, 3x end), or
+        in-band tones when the peer did not negotiate telephone-event. Raises EndpointError before start()."""
         self.session.add_dtmf(digit, duration_ms)
 
     def stats(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["InbandDtmfDetector"]
+__all__ = ["InbandDtmfDetector", "dtmf_tone"]
 
 SAMPLE_RATE = 8000
 FRAME_SAMPLES = 160
@@ -32,6 +32,20 @@ MIN_TONE_POWER = 100.0**2 / 2  # mean power of a sine of amplitude ~100 (about -
 NORMAL_TWIST = 10 ** (8 / 10)
 REVERSE_TWIST = 10 ** (4 / 10)
 CONFIRM_FRAMES = 2
+
+
+TONE_AMPLITUDE = 6000  # per tone: about -8 dBm0, inside Q.23's sending levels
+
+
+def dtmf_tone(digit: str, duration_ms: int) -> npt.NDArray[np.int16]:
+    """The two-tone signal of ``digit`` (``0-9 * # A-D``) for ``duration_ms``, for peers without RFC 4733."""
+    row = next((i for i, keys in enumerate(KEYS) if digit.upper() in keys), None) if len(digit) == 1 else None
+    if row is None:
+        raise ValueError(f"not a DTMF digit: {digit!r}")
+    column = KEYS[row].index(digit.upper())
+    t = np.arange(SAMPLE_RATE * duration_ms // 1000) / SAMPLE_RATE
+    signal = np.sin(2 * np.pi * ROWS[row] * t) + np.sin(2 * np.pi * COLUMNS[column] * t)
+    return np.round(TONE_AMPLITUDE * signal).astype(np.int16)
 
 
 def _basis() -> npt.NDArray[np.float64]:

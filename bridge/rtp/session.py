@@ -17,21 +17,23 @@ Receive path (hot: up to 100,000 packets/s per engine). The fixed RTP header is 
   report every key press twice.
 
 Send path: one packet per 20 ms tick with sequence number +1 and timestamp +160; while a DTMF event is
-being sent the tick carries the event packets instead (see :mod:`bridge.rtp.dtmf`). We send nothing while
+being sent the tick carries the event packets instead (see :mod:`bridge.rtp.dtmf`), or, for a peer that did
+not negotiate telephone-event, the digit's tones instead of the audio. We send nothing while
 the remote party does not want our audio (it is ``sendonly``/``inactive``: on hold).
 """
 
 from __future__ import annotations
 
 import struct
+from collections import deque
 from typing import Any
 
 import numpy as np
 
-from bridge.mixer.g711 import DECODE_TABLES
+from bridge.mixer.g711 import DECODE_TABLES, ENCODE_TABLES
 from bridge.rtp.dtmf import DtmfReceiver, DtmfSender
 from bridge.rtp.errors import EndpointError, PacketError
-from bridge.rtp.inband import InbandDtmfDetector
+from bridge.rtp.inband import InbandDtmfDetector, dtmf_tone
 from bridge.rtp.jitterbuffer import JitterBuffer
 from bridge.rtp.packet import RtpPacket
 from bridge.rtp.rtcp import ReceptionStats, RtcpSession
@@ -76,6 +78,7 @@ class MediaSession:
         self.source: ReceptionStats | None = None
         self._dtmf_rx = DtmfReceiver()
         self._dtmf_tx = DtmfSender()
+        self._tone_frames: deque[bytes] = deque()  # in-band DTMF queued for peers without telephone-event
         self._inband = InbandDtmfDetector() if inband_dtmf else None
         self._inband_active = inband_dtmf
         self._decode = DECODE_TABLES["PCMU"]
@@ -220,13 +223,22 @@ class MediaSession:
 
     @property
     def dtmf_idle(self) -> bool:
-        return self._dtmf_tx.idle
+        """True when the next tick carries the caller's audio (no DTMF being sent)."""
+        return self._dtmf_tx.idle and not self._tone_frames
 
     def add_dtmf(self, digit: str, duration_ms: int = 160) -> None:
-        """Queue an RFC 4733 digit; it goes out on the next ticks (:meth:`tick_packets`)."""
-        if self._dtmf_pt < 0 and self.media is not None:
-            raise EndpointError("the peer did not negotiate telephone-event: cannot send RFC 4733 DTMF")
-        self._dtmf_tx.add(digit, duration_ms)
+        """Queue a digit; it goes out on the next ticks (:meth:`tick_packets`). RFC 4733 when the peer
+        negotiated telephone-event, else as in-band tones replacing the audio (then 40 ms of silence)."""
+        if self.media is None:
+            raise EndpointError("send_dtmf() before start(): the telephone-event payload type is not known yet")
+        if self._dtmf_pt >= 0:
+            self._dtmf_tx.add(digit, duration_ms)
+            return
+        duration_ms = max(40, min(2000, duration_ms))
+        samples = np.concatenate([dtmf_tone(digit, duration_ms), np.zeros(2 * FRAME_SAMPLES, np.int16)])
+        samples = np.pad(samples, (0, -len(samples) % FRAME_SAMPLES))
+        encoded = ENCODE_TABLES[self.media.codec].take(samples.view(np.uint16)).tobytes()
+        self._tone_frames.extend(encoded[i : i + FRAME_SAMPLES] for i in range(0, len(encoded), FRAME_SAMPLES))
 
     def audio_packet(self, payload: bytes, now: float) -> bytes:
         """The RTP packet carrying one 20 ms frame; advances sequence number and timestamp."""
@@ -245,6 +257,8 @@ class MediaSession:
 
     def tick_packets(self, payload: bytes, now: float) -> list[bytes]:
         """Packets for one tick when DTMF may be in progress: event packets, or the audio packet."""
+        if self._tone_frames:
+            return [self.audio_packet(self._tone_frames.popleft(), now)]
         events = self._dtmf_tx.tick(self._ts)
         if not events:
             return [self.audio_packet(payload, now)]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import struct
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.mixer.g711 import decode, encode
+from bridge.rtp.errors import EndpointError
 from bridge.rtp.inband import COLUMNS, ROWS
 from bridge.rtp.packet import RtpPacket, parse_rtcp
 from bridge.rtp.sdp import MediaDescription
@@ -214,3 +216,25 @@ def test_inband_detection_stops_once_the_peer_sends_rfc4733() -> None:
         b.read_frame(now)
         now += 0.02
     assert b.take_digits() == ["1"]
+
+
+def test_dtmf_to_a_peer_without_telephone_event_goes_in_band() -> None:
+    a = session(1)
+    b = session(2, inband=True)
+    a.start(MediaDescription(B_ADDR[0], B_ADDR[1], "PCMA", 8, None, "sendrecv"), 0.0)
+    b.start(MediaDescription(A_ADDR[0], A_ADDR[1], "PCMA", 8, None, "sendrecv"), 0.0)
+    a.add_dtmf("0", 100)
+    a.add_dtmf("D", 100)
+    speech = encode(tone(300, 1), "PCMA").tobytes()
+    for i in range(20):
+        packets = send_tick(a, speech, i * 0.02)
+        assert [RtpPacket.parse(p).payload_type for p in packets] == [8]
+        transfer(packets, b, A_ADDR, i * 0.02)
+        b.read_frame(i * 0.02)
+    assert b.take_digits() == ["0", "D"]
+    assert a.dtmf_idle
+
+
+def test_dtmf_before_start_is_a_caller_bug() -> None:
+    with pytest.raises(EndpointError):
+        session().add_dtmf("1")
