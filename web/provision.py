@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from bridge.commands import provisioning
 from bridge.commands.errors import ProvisioningError as CommandProvisioningError
-from bridge.config import Config
+from bridge.config import Config, expand_numbers
 from bridge.db.models import InstantConference, Subscriber
 from web.errors import ProvisioningError
 
@@ -47,4 +47,6 @@ def regenerate_pins(session: Session, ic: InstantConference, config: Config) -> 
 
 def load_configured_dnis(session: Session, config: Config) -> int:
     """Add ``[dnis]`` numbers from the config that the pool table lacks; returns how many."""
-    return provisioning.load_dnis(session, common=config.dnis.common, pool=config.dnis.pool)
+    return provisioning.load_dnis(
+        session, common=config.dnis.common, pool=expand_numbers(config.dnis.pool, "dnis.pool")
+    )
