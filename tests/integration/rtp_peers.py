@@ -58,6 +58,19 @@ def tone(freq: float, secs: float, amp: float = 8000) -> np.ndarray[Any, Any]:
     return np.round(amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
 
 
+def dtmf_tones(digits: str, *, tone_ms: int = 100, gap_ms: int = 100, amp: float = 5000) -> np.ndarray[Any, Any]:
+    """Key presses as in-band tones (Q.23 frequencies), each followed by silence."""
+    rows, cols = (697, 770, 852, 941), (1209, 1336, 1477, 1633)
+    keys = ("123A", "456B", "789C", "*0#D")
+    parts = [np.zeros(RATE * gap_ms // 1000)]
+    t = np.arange(RATE * tone_ms // 1000) / RATE
+    for digit in digits:
+        row = next(i for i, k in enumerate(keys) if digit in k)
+        col = keys[row].index(digit)
+        parts += [amp * (np.sin(2 * np.pi * rows[row] * t) + np.sin(2 * np.pi * cols[col] * t)), parts[0]]
+    return np.round(np.concatenate(parts)).astype(np.int16)
+
+
 _SEG_END = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
 
 

@@ -5,7 +5,9 @@
    ``read_frame`` returns and the digits are reported exactly once each.
 2. Our endpoint sends a 1 kHz tone and RFC 4733 digits to SIPp in RTP echo mode: SIPp sends every packet
    back, so what we read again (FFT) and the digits we decode are what SIPp received.
-3. A plain socket receives what the endpoint sends: sequence/timestamp continuity, the tone (decoded by an
+3. SIPp replays in-band DTMF tones (no RFC 4733) to an endpoint with ``inband_dtmf``: the digits are
+   reported once each; when SIPp stops sending, ``on_timeout`` fires once.
+4. A plain socket receives what the endpoint sends: sequence/timestamp continuity, the tone (decoded by an
    independent µ-law decoder) and the digits (decoded independently) are checked.
 """
 
@@ -19,6 +21,7 @@ from rtp_peers import (
     HOST,
     RtpSink,
     dominant_freq,
+    dtmf_tones,
     echo_scenario,
     free_rtp_range,
     free_udp_port,
@@ -74,6 +77,46 @@ async def _sipp_pcap_to_endpoint(tmp_path: Path) -> None:
     pcm = ulaw2lin(b"".join(frames))
     freq, share = dominant_freq(pcm[: int(1.4 * 8000)])
     assert abs(freq - 440) < 5 and share > 0.9, (freq, share)
+
+
+def test_sipp_inband_tones_and_rtp_timeout(tmp_path: Path) -> None:
+    asyncio.run(asyncio.wait_for(_sipp_inband_and_timeout(tmp_path), 60))
+
+
+async def _sipp_inband_and_timeout(tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    digits: list[str] = []
+    timeouts: list[float] = []
+    endpoint = await RtpEndpoint.open(
+        loop,
+        PortAllocator(*free_rtp_range()),
+        host=HOST,
+        on_dtmf=digits.append,
+        inband_dtmf=True,
+        rtp_timeout_s=1.0,
+        on_timeout=lambda: timeouts.append(loop.time()),
+    )
+    play_s = write_tone_dtmf_pcap(tmp_path / "keys.pcap", dtmf_tones("1234#"), "")
+    uas_port, uac_port, uac_media = free_udp_port(), free_udp_port(), free_udp_port(even=True)
+    _, remote = answer_offer(sipp_offer_sdp(uac_media), HOST, endpoint.local_port, session_id=1)
+    endpoint.start(remote)
+    uas = start_sipp(tmp_path, "uas", uas_answer_scenario(endpoint.local_port),
+                     ["-p", str(uas_port), "-mp", str(free_udp_port(even=True)), "-m", "1"])  # fmt: skip
+    await asyncio.sleep(0.3)
+    uac_args = [f"{HOST}:{uas_port}", "-s", "1000", "-p", str(uac_port), "-mp", str(uac_media), "-m", "1"]
+    uac = start_sipp(tmp_path, "uac", uac_play_scenario("keys.pcap", int(play_s * 1000) + 200), uac_args)
+    try:
+        await pump_frames(endpoint.read_frame, lambda: bool(timeouts), timeout=40)
+        assert uac.wait(10) == 0, sipp_log(tmp_path)
+        assert uas.wait(10) == 0, sipp_log(tmp_path)
+        await asyncio.sleep(1.5)
+    finally:
+        stop(uac)
+        stop(uas)
+        endpoint.close()
+    assert digits == list("1234#")
+    assert len(timeouts) == 1
+    assert endpoint.stats()["packets_in"] == round(play_s / 0.02)
 
 
 def test_endpoint_rtp_echoed_by_sipp_carries_our_tone_and_digits(tmp_path: Path) -> None:
