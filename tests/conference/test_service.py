@@ -343,3 +343,18 @@ def test_sms_actions_launch_and_blast(rig: Rig) -> None:
     assert [leg.called for leg in rig.sip.dialled] == [SUB, ALICE]
     with rig.factory() as s:
         assert sorted(m.destination for m in s.scalars(select(SmsMessage))) == [ALICE, BOB]
+
+
+def test_participant_sms_carries_dial_back_number_and_user_pin(rig: Rig) -> None:
+    from bridge.db.models import SmsMessage
+
+    with rig.factory() as s:
+        ic = s.get(InstantConference, 1)
+        assert ic is not None
+        ic.participant_sms = True
+        s.commit()
+    rig.service.launch_ic(1, launched_by="portal")
+    with rig.factory() as s:
+        texts = {m.destination: m.text for m in s.scalars(select(SmsMessage))}
+    assert set(texts) == {ALICE, BOB}  # the members, not the subscriber
+    assert all(COMMON in text and "222222" in text for text in texts.values())
