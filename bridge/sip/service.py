@@ -54,6 +54,7 @@ from bridge.sip.stack import (
     Reoffer,
     SippyRuntime,
     SipStack,
+    SipThread,
     StackEvent,
 )
 
@@ -105,6 +106,7 @@ class SipService:
     ``accept_number`` decides which Request-URI users inbound INVITEs may reach (default: ``[dnis]`` and
     rooms); it is called from the SIP thread, so it must be quick and thread-safe (a set lookup). ``media``
     opens the per-leg media (default: :func:`bridge.sip.media.open_rtp_media`, RTP from ``[sip] rtp_ports``).
+    ``stack_factory`` and ``sip_thread`` replace the sippy adapter and its thread (unit tests inject fakes).
     One process may run several services (tests do), but sippy's User-Agent and default address are global.
     """
 
@@ -115,8 +117,12 @@ class SipService:
         on_event: Callable[[LegEvent], None],
         accept_number: Callable[[str], bool] | None = None,
         media: MediaFactory | None = None,
+        stack_factory: Callable[..., SipStack] = SipStack,
+        sip_thread: SipThread = SippyRuntime,
     ) -> None:
         self.config = config
+        self._stack_factory = stack_factory
+        self._thread = sip_thread
         self.on_event = on_event
         self.accept_number = accept_number or default_accept_number(config)
         self.media_factory: MediaFactory = media or open_rtp_media(config)
@@ -152,8 +158,8 @@ class SipService:
     async def start(self) -> None:
         """Bind ``[sip] listen`` and start the OPTIONS keepalive. Raises :class:`SipError` if the port is taken."""
         self._loop = loop = asyncio.get_running_loop()
-        SippyRuntime.ensure()
-        stack = SipStack(
+        self._thread.ensure()
+        stack = self._stack_factory(
             host=self.host,
             port=self.port,
             public_address=self.config.sip.public_address,
@@ -164,7 +170,7 @@ class SipService:
             post=lambda ev: _post(loop, self._on_stack_event, ev),
         )
         opened: asyncio.Future[BaseException | None] = loop.create_future()
-        SippyRuntime.call(stack.open, lambda err: loop.call_soon_threadsafe(_resolve, opened, err))
+        self._thread.call(stack.open, lambda err: loop.call_soon_threadsafe(_resolve, opened, err))
         error = await asyncio.wait_for(opened, 10)
         if error is not None:
             raise SipError(f"cannot listen on {self.config.sip.listen}: {error}") from error
@@ -193,7 +199,7 @@ class SipService:
         assert self._loop is not None
         closed: asyncio.Future[None] = self._loop.create_future()
         loop = self._loop
-        SippyRuntime.call(self._stack.close, lambda: loop.call_soon_threadsafe(_resolve, closed, None))
+        self._thread.call(self._stack.close, lambda: loop.call_soon_threadsafe(_resolve, closed, None))
         await asyncio.wait_for(closed, 5)
         self._stack = None
 
@@ -202,7 +208,7 @@ class SipService:
         assert self._loop is not None
         loop = self._loop
         fut: asyncio.Future[Any] = loop.create_future()
-        SippyRuntime.call(lambda: loop.call_soon_threadsafe(_resolve, fut, fn()))
+        self._thread.call(lambda: loop.call_soon_threadsafe(_resolve, fut, fn()))
         return await asyncio.wait_for(fut, 5)
 
     # --- public API ---------------------------------------------------------------------------------
@@ -235,7 +241,7 @@ class SipService:
         if leg.state is not LegState.OFFERED:
             raise SipError(f"leg {leg.leg_id} cannot be answered in state {leg.state.value}")
         assert self._stack is not None
-        SippyRuntime.call(self._stack.answer, runtime.token, runtime.answer_sdp)
+        self._thread.call(self._stack.answer, runtime.token, runtime.answer_sdp)
         leg.set_state(LegState.CONNECTED)
         self._spawn(runtime, self._start_media(runtime))
 
@@ -247,7 +253,7 @@ class SipService:
         if not 300 <= status <= 699:
             raise SipError(f"reject status must be 3xx-6xx, got {status}")
         assert self._stack is not None
-        SippyRuntime.call(self._stack.reject, runtime.token, status, reason)
+        self._thread.call(self._stack.reject, runtime.token, status, reason)
         self._fail(runtime, reason, status)
 
     def hangup(self, leg: SipLeg, cause: str = "normal") -> None:
@@ -256,16 +262,16 @@ class SipService:
         if runtime is None or leg.is_final or self._stack is None:
             return
         if leg.state is LegState.OFFERED:
-            SippyRuntime.call(self._stack.reject, runtime.token, 480, "Temporarily Unavailable")
+            self._thread.call(self._stack.reject, runtime.token, 480, "Temporarily Unavailable")
             self._fail(runtime, cause, 480)
         elif leg.state is LegState.CONNECTED:
-            SippyRuntime.call(self._stack.hangup, runtime.token)
+            self._thread.call(self._stack.hangup, runtime.token)
             self._end(runtime, cause, "local")
         else:
             attempt = self._attempts.get(runtime.token)
             if attempt is not None and not attempt.outcome.done():
                 attempt.outcome.set_result((-1, cause))
-            SippyRuntime.call(self._stack.hangup, runtime.token)
+            self._thread.call(self._stack.hangup, runtime.token)
             self._fail(runtime, cause, 487)
 
     def status(self) -> dict[str, Any]:
@@ -383,20 +389,20 @@ class SipService:
             password=group.password,
             extra_headers=(("P-Asserted-Identity", pai), *extra),
         )
-        SippyRuntime.call(self._stack.dial, request)
+        self._thread.call(self._stack.dial, request)
         invite_timeout = self.config.sip.invite_timeout_s
         try:
             try:
                 return await asyncio.wait_for(asyncio.shield(attempt.outcome), invite_timeout)
             except TimeoutError:
                 if not attempt.responded:
-                    SippyRuntime.call(self._stack.hangup, token)
+                    self._thread.call(self._stack.hangup, token)
                     return NO_RESPONSE, f"no response from {route.gateway}"
             remaining = max(0.0, deadline - loop.time())
             try:
                 return await asyncio.wait_for(asyncio.shield(attempt.outcome), remaining)
             except TimeoutError:
-                SippyRuntime.call(self._stack.hangup, token)
+                self._thread.call(self._stack.hangup, token)
                 return -2, "no answer"
         finally:
             self._attempts.pop(token, None)
@@ -458,7 +464,7 @@ class SipService:
                 runtime.media.accept_answer(event.sdp)
             except PeerError as exc:
                 assert self._stack is not None
-                SippyRuntime.call(self._stack.hangup, attempt.token)
+                self._thread.call(self._stack.hangup, attempt.token)
                 attempt.outcome.set_result((exc.status, f"unusable SDP answer: {exc}"))
                 return
             attempt.outcome.set_result((200, "answered"))
@@ -506,7 +512,7 @@ class SipService:
             leg.rtp = runtime.media.endpoint
             runtime.answer_sdp = runtime.media.answer(offer)
         except PeerError as exc:
-            SippyRuntime.call(self._stack.reject, runtime.token, exc.status, "Not Acceptable Here")
+            self._thread.call(self._stack.reject, runtime.token, exc.status, "Not Acceptable Here")
             leg.set_state(LegState.FAILED)
             leg.cause = f"unusable SDP offer: {exc}"
             await self._close_media(runtime)
@@ -514,7 +520,7 @@ class SipService:
             return
         except Exception as exc:
             log.exception("leg %s: cannot open media", leg.leg_id)
-            SippyRuntime.call(self._stack.reject, runtime.token, 503, "Service Unavailable")
+            self._thread.call(self._stack.reject, runtime.token, 503, "Service Unavailable")
             leg.set_state(LegState.FAILED)
             leg.cause = f"no media port: {exc}"
             await self._close_media(runtime)
@@ -532,9 +538,9 @@ class SipService:
         try:
             answer, on_hold = runtime.media.reoffer(sdp)
         except PeerError as exc:
-            SippyRuntime.call(self._stack.reject_update, runtime.token, exc.status, "Not Acceptable Here")
+            self._thread.call(self._stack.reject_update, runtime.token, exc.status, "Not Acceptable Here")
             return
-        SippyRuntime.call(self._stack.answer_update, runtime.token, answer)
+        self._thread.call(self._stack.answer_update, runtime.token, answer)
         if on_hold != leg.on_hold:
             leg.on_hold = on_hold
             self._emit(LegHold(leg, on_hold))
@@ -632,7 +638,7 @@ class SipService:
                 for gateway in {gw for g in self.config.trunk_group for gw in g.gateways}:
                     host, port = parse_host_port(gateway, "gateway")
                     probe = self.health.probe_sent(gateway, now)
-                    SippyRuntime.call(self._stack.options, gateway, host, port, probe)
+                    self._thread.call(self._stack.options, gateway, host, port, probe)
             await asyncio.sleep(min(0.5, interval / 4))
 
 

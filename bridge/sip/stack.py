@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.sip import SipError
 from bridge.sip.antiflood import Antiflood
@@ -99,6 +99,14 @@ class OptionsReply(StackEvent):
 
 
 # --- the sippy thread -------------------------------------------------------------------------------
+
+
+class SipThread(Protocol):
+    """Where the stack runs: ``ensure()`` starts it, ``call(fn, *args)`` runs ``fn`` there."""
+
+    def ensure(self) -> None: ...
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None: ...
 
 
 class SippyRuntime:
