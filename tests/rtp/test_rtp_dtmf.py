@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import struct
 
 import pytest
@@ -145,3 +146,27 @@ def test_sender_to_receiver_round_trip(digits: str, start_ts: int) -> None:
         for _, ts, payload in tick:
             got += rx.feed(SSRC, ts, payload)
     assert got == digits.upper()
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(DTMF_EVENTS), st.integers(1, 12), st.integers(1, 5)),
+        min_size=1,
+        max_size=6,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_duplicated_and_reordered_packets_of_each_press_report_it_once(
+    presses: list[tuple[str, int, int]], rng: random.Random
+) -> None:
+    rx = DtmfReceiver()
+    got = ""
+    ts = 1000
+    for digit, ticks, ends in presses:
+        packets = press(digit, ts, ticks=ticks, ends=ends)
+        packets += [rng.choice(packets) for _ in range(rng.randrange(4))]  # network duplicates
+        rng.shuffle(packets)  # reordered within the press
+        got += feed_all(rx, packets)
+        ts += ticks * 160 + 800
+    got += rx.flush()
+    assert got == "".join(digit for digit, _, _ in presses)
