@@ -303,6 +303,9 @@ class SipService:
         if not plan:
             self._fail(runtime, "no trunk gateway available (all down or none configured)", 503)
             return
+        # The media opens once per leg, before the first INVITE: it follows the first group's settings
+        # (in-band DTMF detection) even if the call advances to another group.
+        leg.trunk_group = plan[0].group
         try:
             runtime.media = await self.media_factory(
                 leg,

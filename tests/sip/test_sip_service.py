@@ -103,7 +103,8 @@ def config(**sip: Any) -> Config:
 
 
 class Harness:
-    def __init__(self, cfg: Config, media: FakeMedia | None = None) -> None:
+    def __init__(self, cfg: Config, media: FakeMedia | None = None, open_media: Any = None) -> None:
+        open_media_override = open_media
         self.events: list[LegEvent] = []
         self.medias: list[FakeMedia] = []
         self.stack: FakeStack | None = None
@@ -120,7 +121,7 @@ class Harness:
         self.service = SipService(
             cfg,
             on_event=self.events.append,
-            media=open_media,  # type: ignore[arg-type]
+            media=open_media_override or open_media,
             stack_factory=make_stack,  # type: ignore[arg-type]
             sip_thread=FakeThread(),
         )
@@ -307,3 +308,26 @@ def test_default_acceptor_serves_dnis_and_rooms_with_or_without_plus() -> None:
     accept = default_accept_number(cfg)
     assert all(accept(n) for n in ("+15550100", "15550100", "+15550102", "1001"))
     assert not any(accept(n) for n in ("+15550103", "1002", ""))
+
+
+def test_rtp_timeout_hangs_up_with_bye() -> None:
+    timeouts: list[Callable[[], None]] = []
+
+    async def test(h: Harness) -> None:
+        assert h.stack is not None
+        h.stack.post(Incoming(-1, "cid@x", "+1555", "5550100", "", "10.0.0.1", OFFER))
+        await settle()
+        leg = h.events[0].leg
+        h.service.answer(leg)
+        await settle()
+        timeouts[0]()  # the endpoint saw no RTP for sip.rtp_timeout_s
+        await settle()
+        assert ("hangup", -1) in h.stack.calls
+        ended = h.events[-1]
+        assert isinstance(ended, LegEnded) and (ended.cause, ended.by) == ("rtp timeout", "local")
+
+    async def open_media(leg: SipLeg, on_dtmf: Any, on_timeout: Callable[[], None]) -> FakeMedia:
+        timeouts.append(on_timeout)
+        return FakeMedia()
+
+    run(test, open_media=open_media)
