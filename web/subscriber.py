@@ -7,6 +7,7 @@ turns everything else into 404).
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from werkzeug.wrappers import Response
 from bridge.config import Config
 from bridge.control_client import ControlRequestError, EngineUnreachable
 from bridge.db.models import (
+    Cdr,
     ConferenceRun,
     Contact,
     DnisKind,
@@ -32,7 +34,8 @@ from bridge.db.models import (
     SubscriberStatus,
 )
 from bridge.phone import PhoneError, to_e164
-from web import db, provision, reports
+from web import charts, db, provision, reports
+from web.clock import utc_now
 from web.errors import ProvisioningError
 from web.forms import ActionForm, ContactForm, DialForm, GroupForm, IcForm
 from web.live import control
@@ -434,7 +437,15 @@ def history(sid: int) -> View:
         )
         .all()
     )
-    return render_template("subscriber/history.html", subscriber=subscriber, runs=runs)
+    today = utc_now().date()
+    start = today - dt.timedelta(days=29)
+    cdrs = db.session().scalars(
+        scoped(Cdr).where(Cdr.subscriber_id == sid, Cdr.called_at >= dt.datetime.combine(start, dt.time()))
+    )
+    chart = charts.bar_chart(
+        reports.days(start, today, reports.minutes_by(cdrs, "day")), title="Minutes per day (last 30 days)"
+    )
+    return render_template("subscriber/history.html", subscriber=subscriber, runs=runs, chart=chart)
 
 
 def _report(run: ConferenceRun) -> list[reports.ReportLine]:

@@ -119,6 +119,7 @@ def test_history_report_csv_and_recordings(client: FlaskClient, auth: Auth, worl
     sid = world.a.subscriber_id
     history = client.get(f"/s/{sid}/history").data
     assert b"Acme weekly" in history
+    assert b"<title>2026-11-20: 8 min</title>" in history  # the usage chart's bar for the seeded call
     report = client.get(f"/runs/{world.a.run_id}").data
     assert b"Acmecontact" in report and b"8.0" in report  # 8 minutes connected
     text = client.get(f"/runs/{world.a.run_id}/report.csv").get_data(as_text=True)
