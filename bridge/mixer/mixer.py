@@ -603,13 +603,17 @@ class Mixer:
             table = _ENCODE[ci]
             for start in range(lo, hi, BLOCK):
                 stop = min(start + BLOCK, hi)
-                vb, ib = v[: stop - start], idx[: stop - start]
-                np.subtract(sums[lay.individual_conf[start - c0 : stop - c0]], x[start:stop], out=vb)
+                ib = idx[: stop - start]
+                heard = sums[lay.individual_conf[start - c0 : stop - c0]]
                 g0, g1 = np.searchsorted(gain_rows, (start, stop))
-                if g1 > g0:
+                if g1 == g0:  # the usual case: subtract and convert to the index in one pass
+                    np.subtract(heard, x[start:stop], out=ib, casting="unsafe")
+                else:
+                    vb = v[: stop - start]
+                    np.subtract(heard, x[start:stop], out=vb)
                     rows = gain_rows[g0:g1] - start
                     vb[rows] = np.rint((vb[rows] - _BIAS) * (lay.gain_out[g0:g1] / QUARTER)) * QUARTER + _BIAS
-                np.copyto(ib, vb, casting="unsafe")
+                    np.copyto(ib, vb, casting="unsafe")
                 table.take(ib, out=out[start:stop], mode="clip")
 
         # 6. shared rows: one encoded frame per conference and codec
