@@ -13,6 +13,7 @@ from wtforms import (
     TextAreaField,
     widgets,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 
@@ -65,7 +66,7 @@ class SubscriberForm(FlaskForm):  # type: ignore[misc]
     company_id = SelectField("Company", coerce=int)
     name = StringField("Name", validators=[DataRequired(), Length(max=120)])
     mobile = StringField("Mobile", validators=[DataRequired(), Length(max=32)])
-    status = SelectField("Status", choices=[("active", "active"), ("suspended", "suspended")])
+    status = SelectField("Status", choices=[SelectChoice("active", "active"), SelectChoice("suspended", "suspended")])
     prepaid = BooleanField("Prepaid")
     username = StringField("Portal username (optional)", validators=[Optional(), Length(max=80)])
     password = PasswordField("Portal password", validators=[Optional(), Length(min=8, max=200)])
@@ -79,7 +80,9 @@ class CompanyForm(FlaskForm):  # type: ignore[misc]
 class AccountForm(FlaskForm):  # type: ignore[misc]
     username = StringField("Username", validators=[DataRequired(), Length(max=80)])
     password = PasswordField("Password", validators=[Optional(), Length(min=8, max=200)])
-    role = SelectField("Role", choices=[("company_admin", "company admin"), ("operator", "operator")])
+    role = SelectField(
+        "Role", choices=[SelectChoice("company_admin", "company admin"), SelectChoice("operator", "operator")]
+    )
     company_id = SelectField("Company", coerce=int)
     active = BooleanField("Active", default=True)
     unlock = BooleanField("Clear lockout")
@@ -87,7 +90,7 @@ class AccountForm(FlaskForm):  # type: ignore[misc]
 
 class DnisForm(FlaskForm):  # type: ignore[misc]
     number = StringField("Number", validators=[DataRequired(), Length(max=32)])
-    kind = SelectField("Kind", choices=[("pool", "pool"), ("common", "common")])
+    kind = SelectField("Kind", choices=[SelectChoice("pool", "pool"), SelectChoice("common", "common")])
     position = StringField("Position (pool slot)", validators=[Optional(), Regexp(r"^\d{1,3}$")])
 
 
