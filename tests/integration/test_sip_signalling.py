@@ -474,3 +474,62 @@ def test_stop_hangs_up_live_legs(tmp_path: Path) -> None:
             await service_.stop()
 
     run(scenario())
+
+
+def test_inband_dtmf_on_an_e1_group(tmp_path: Path) -> None:
+    """A call from an E1 gateway whose group has inband_dtmf: SIPp plays DTMF *tones* in the audio (no RFC 4733);
+    the engine's 20 ms reads feed the detector and LegDtmf(source='inband') reports exactly those digits."""
+    import numpy as np
+    from sip_peers import PTIME, write_tone_dtmf_pcap
+
+    rows, cols = (697.0, 770.0, 852.0, 941.0), (1209.0, 1336.0, 1477.0, 1633.0)
+    keys = ("123A", "456B", "789C", "*0#D")
+
+    def key_tone(digit: str, ms: int) -> np.ndarray:  # type: ignore[type-arg]
+        r = next(i for i, row in enumerate(keys) if digit in row)
+        t = np.arange(int(8 * ms)) / 8000
+        wave = 6000 * np.sin(2 * np.pi * rows[r] * t) + 6000 * np.sin(2 * np.pi * cols[keys[r].index(digit)] * t)
+        return wave.astype(np.int16)
+
+    async def scenario() -> None:
+        sip_port = free_udp_port()
+        config = make_config(
+            sip_port=sip_port,
+            trunk_groups=[
+                {"name": "e1", "kind": "e1", "gateways": ["127.0.0.1:5999"], "spans": 1, "inband_dtmf": True}
+            ],
+        )
+        recorder = Recorder()
+        service_ = await started_service(config, recorder)
+        recorder.hooks.append(lambda e: service_.answer(e.leg) if isinstance(e, IncomingCall) else None)
+        stop = asyncio.Event()
+
+        async def engine_tick() -> None:  # the mixer's 20 ms reads are what feed the in-band detector
+            loop = asyncio.get_running_loop()
+            while not stop.is_set():
+                for leg in service_.legs():
+                    if leg.rtp is not None and leg.state is LegState.CONNECTED:
+                        leg.rtp.read_frame(loop.time())
+                await asyncio.sleep(0.02)
+
+        ticker = asyncio.get_running_loop().create_task(engine_tick())
+        try:
+            silence = np.zeros(PTIME * 10, np.int16)
+            audio = np.concatenate([silence] + [np.concatenate([key_tone(d, 120), silence]) for d in "3#80"])
+            play_s = write_tone_dtmf_pcap(tmp_path / "inband.pcap", audio, "")
+            sipp = start_sipp(
+                uac_dtmf_scenario(pcap="inband.pcap", pause_ms=int(play_s * 1000) + 600, info_digits="",
+                                  calling="+15551234567"),
+                tmp_path, "uac_inband",
+                [f"127.0.0.1:{sip_port}", "-s", "5550100", "-m", "1",
+                 *sipp_common(free_udp_port(), free_udp_port(even=True), timeout_s=30)],
+            )  # fmt: skip
+            assert await wait_process(sipp, 40) == 0, sipp_errors(tmp_path)
+            await recorder.wait_for(lambda: bool(recorder.of(LegEnded)), 5)
+            assert [(e.digit, e.source) for e in recorder.of(LegDtmf)] == [(d, "inband") for d in "3#80"]
+        finally:
+            stop.set()
+            await ticker
+            await service_.stop()
+
+    run(scenario())
