@@ -40,17 +40,14 @@ class DtmfReceiver:
 
     def __init__(self) -> None:
         self._current: tuple[int, int] | None = None  # (ssrc, timestamp) of an event not yet reported
+        self.pending = False
+        """An event has started but has not been reported yet (an attribute: read per audio packet)."""
         self._current_event = 0
         self._current_end = 0  # timestamp just past the current event's latest duration
         self._recent: deque[tuple[int, int]] = deque(maxlen=16)  # events already reported
         self.reported = 0
         self.retransmits = 0
         self.malformed = 0
-
-    @property
-    def pending(self) -> bool:
-        """An event has started but has not been reported yet."""
-        return self._current is not None
 
     def feed(self, ssrc: int, timestamp: int, payload: bytes) -> str:
         """One telephone-event packet; returns the digits completed by it ("" almost always, at most two)."""
@@ -68,6 +65,7 @@ class DtmfReceiver:
         if event >= len(DTMF_EVENTS):
             return digits  # flash hook, tones... (RFC 4733 §3.2 events above 15): not digits
         self._current, self._current_event = key, event
+        self.pending = True
         self._current_end = (timestamp + duration) & _MASK
         if flags & 0x80:
             digits += self._report()
@@ -89,6 +87,7 @@ class DtmfReceiver:
         assert self._current is not None
         self._recent.append(self._current)
         self._current = None
+        self.pending = False
         self.reported += 1
         return DTMF_EVENTS[self._current_event]
 

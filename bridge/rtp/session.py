@@ -133,33 +133,31 @@ class MediaSession:
             self.malformed += 1
             return
         first, second, seq, ts, ssrc = _HEADER.unpack_from(data)
-        if first & 0xC0 != 0x80:
-            self.malformed += 1
-            return
-        if 192 <= second <= 223:  # RTCP multiplexed on the RTP port (RFC 5761): trust it as RTP
-            if self.media is None or (self._latched and addr != self.remote):
-                self.ignored += 1
-            else:
-                self.rtcp.receive(data, now)
-            return
         pt = second & 0x7F
         if pt != self._audio_pt and pt != self._dtmf_pt:
-            self.ignored += 1
+            # RTCP multiplexed on the RTP port (RFC 5761) uses 192-223, which no negotiated type can match.
+            if 192 <= second <= 223 and first & 0xC0 == 0x80:
+                if self.media is None or (self._latched and addr != self.remote):
+                    self.ignored += 1
+                else:
+                    self.rtcp.receive(data, now)
+            else:
+                self.ignored += 1
             return
-        if addr != self.remote:
-            if self._latched:
-                self.foreign += 1
-                return
+        if not self._latched:
             self.remote = addr
-        self._latched = True
-        if first & 0x3F:  # padding, extension or CSRCs: take the careful path
+            self._latched = True
+        elif addr != self.remote:
+            self.foreign += 1
+            return
+        if first == 0x80:  # version 2, no padding, extension or CSRCs: the usual case
+            payload = data[12:]
+        else:
             try:
                 payload = RtpPacket.parse(data).payload
             except PacketError:
                 self.malformed += 1
                 return
-        else:
-            payload = data[12:]
         source = self.source
         if source is None or source.ssrc != ssrc:
             source = self.source = self.rtcp.source = ReceptionStats(ssrc, seq)
@@ -179,8 +177,7 @@ class MediaSession:
                 ended = self._dtmf_rx.audio(ts)
                 if ended:
                     self.digits.extend(ended)
-            assert self.jitter is not None
-            self.jitter.put(ts, payload)
+            self.jitter.put(ts, payload)  # type: ignore[union-attr]  # set whenever _audio_pt is (start())
         else:
             self._inband_active = False  # the peer sends RFC 4733: tones in its audio would be reported twice
             digits = self._dtmf_rx.feed(ssrc, ts, payload)
