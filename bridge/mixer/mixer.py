@@ -15,18 +15,22 @@ inside a category, grouped by codec then conference:
 
 Per tick, with no Python loop per participant or per sample:
 
-1. decode the contributing rows (B, A) by table ``take`` (float32, integer valued);
+1. decode the contributing rows (A, B): one ``take`` per *two* samples in a 64K-entry pair table,
+   to float32 in quarter steps (``x = sample / 4``, see ``QUARTER``);
 2. energy per row by ``vecdot`` -> talker detection with hysteresis -> events;
 3. input gains (only rows that have one), then per-conference sums ``T = M @ x`` with ``M`` a
    CSR membership matrix (conference x contributing row);
-4. plays that everyone in a conference hears (prompts, hold music) are added to ``T``;
-5. individual rows: ``v = T[conference] + OFFSET - x`` (N-1, already biased to the table origin),
-   output gains, ``int32 >> 2`` and one ``take`` in the limiter+encoder table of the codec;
+4. plays that everyone in a conference hears (prompts, hold music) are added to ``T``; recordings
+   take the limited ``T`` of their conference; ``T += INDEX_OFFSET``;
+5. individual rows, in blocks: ``T[conference] - x`` (N-1) is written by the subtraction itself
+   as an intp array, which *is* the limiter-table index (``(sum >> 2) + INDEX_OFFSET``: quarter
+   steps truncated), then one ``take`` in the limit+encode table of the codec. Output gains (rare)
+   take a float detour for their rows only;
 6. shared rows (D) copy their conference's full-mix frame, encoded once per conference and codec;
-7. recordings take the limited full mix ``T`` of their conference.
+7. exclusive and personal prompts overwrite their rows (a loop over plays, not participants).
 
-Sums are exact: samples and gained contributions are integers held in float32, exact while a
-conference's sum of magnitudes stays below 2**24 (512 full-scale talkers at 0 dB).
+Sums are exact: samples and gained contributions are integers, held in float32 as quarter steps,
+exact while a conference's sum of magnitudes stays below 2**24 (512 full-scale talkers at 0 dB).
 Everything here is pure: no sockets, no clock (recordings write through an injectable sink).
 """
 
