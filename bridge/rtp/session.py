@@ -119,8 +119,12 @@ class MediaSession:
         return self._sending and self.remote is not None
 
     def timed_out(self, now: float, timeout_s: float) -> bool:
-        """True when the peer should be sending RTP but nothing came for ``timeout_s`` (on hold: never)."""
-        if self.media is None or self.started_at is None or not self.media.remote_sends:
+        """True when the peer should be sending RTP but nothing came for ``timeout_s``.
+
+        Only a ``sendrecv`` stream can time out: in any hold state (``sendonly``, ``recvonly``, ``inactive``)
+        many phones stop sending altogether, even when their SDP says ``sendonly`` (music on hold they lack).
+        """
+        if self.media is None or self.started_at is None or self.media.direction != "sendrecv":
             return False
         last = self.started_at if self.last_received is None else max(self.last_received, self.started_at)
         return now - last > timeout_s

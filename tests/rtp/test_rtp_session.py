@@ -106,13 +106,17 @@ def test_nothing_is_accepted_before_start_and_unknown_payload_types_are_ignored(
 def test_hold_stops_sending_and_suspends_the_rtp_timeout() -> None:
     a, b = call()
     assert a.sending
-    a.start(media(B_ADDR, "sendonly"), 1.0)  # B put us on hold with a=sendonly: it still sends, wants nothing
+    a.start(media(B_ADDR, "sendonly"), 1.0)  # B put us on hold with a=sendonly: it wants nothing from us
     assert not a.sending
-    assert a.timed_out(40.0, 30.0)
+    assert not a.timed_out(1000.0, 30.0)  # and may well send nothing either
     a.start(media(B_ADDR, "inactive"), 2.0)
     assert not a.timed_out(1000.0, 30.0)
     a.start(media(("0.0.0.0", 5000), "inactive"), 3.0)
     assert not a.sending
+    a.start(media(B_ADDR), 4.0)  # taken off hold: the timeout counts again, from the re-INVITE
+    assert a.sending
+    assert not a.timed_out(33.0, 30.0)
+    assert a.timed_out(34.5, 30.0)
 
 
 def test_rtp_timeout_counts_from_the_last_packet() -> None:
