@@ -105,6 +105,9 @@ class SipConfig:
     """Requests allowed per source IP within ``antiflood_window_s``; more are dropped."""
     antiflood_window_s: float = 2.0
     """Window of the per-source request limit."""
+    antiflood_gateways: bool = False
+    """Apply the limit to the trunk gateways too. Off by default: a carrier trunk carrying many calls sends
+    far more than 30 requests / 2 s at busy hour; the limit then guards against every other source."""
     rtp_timeout_s: float = 30.0
     """Hang up a leg after this many seconds without RTP."""
     options_interval_s: float = 30.0

@@ -168,6 +168,7 @@ class SipService:
             accept_number=self.accept_number,
             antiflood=Antiflood(limit=self.config.sip.antiflood_requests, window_s=self.config.sip.antiflood_window_s),
             post=lambda ev: _post(loop, self._on_stack_event, ev),
+            flood_gateways=self.config.sip.antiflood_gateways,
         )
         opened: asyncio.Future[BaseException | None] = loop.create_future()
         self._thread.call(stack.open, lambda err: loop.call_soon_threadsafe(_resolve, opened, err))

@@ -12,7 +12,8 @@ Direction of the traffic:
   ``loop.call_soon_threadsafe``; the events are the small frozen dataclasses below (no sippy objects cross).
 
 What the stack decides on its own, before anything reaches the engine (RFC 3261 §8.2 / §21.4): antiflood
-(requests beyond the per-source budget are dropped silently), a request sippy cannot parse gets 400 when its
+(requests beyond the per-source budget are dropped silently; trunk gateways are exempt unless
+``sip.antiflood_gateways``), a request sippy cannot parse gets 400 when its
 request line is readable (else it is dropped), out-of-dialog requests from addresses that are not trunk
 gateways get 403, an INVITE for a number the engine does not serve gets 404, OPTIONS gets 200, other
 out-of-dialog methods get 405. Accepted INVITEs get 100 (sippy) and 180 (us) and are posted as
@@ -222,6 +223,7 @@ class SipStack:
         accept_number: Callable[[str], bool],
         antiflood: Antiflood,
         post: Callable[[StackEvent], None],
+        flood_gateways: bool = False,
     ) -> None:
         self.host, self.port = host, port
         self.public_address = public_address
@@ -229,6 +231,7 @@ class SipStack:
         self.acl = acl
         self.accept_number = accept_number
         self.antiflood = antiflood
+        self.flood_gateways = flood_gateways
         self.post = post
         self._uas: dict[int, Any] = {}
         self._next_in = -1  # inbound dialogs get negative tokens, outbound ones come from the service (> 0)
@@ -299,7 +302,8 @@ class SipStack:
         if len(data) < 32:
             return False  # keepalive CRLFs and junk (sippy ignores these too)
         self.counters["requests"] += 1
-        if not self.antiflood.allow(ra.address[0], time.monotonic()):
+        source = ra.address[0]
+        if (self.flood_gateways or source not in self.acl) and not self.antiflood.allow(source, time.monotonic()):
             self.counters["flood_dropped"] += 1
             return False
         try:

@@ -109,19 +109,24 @@ def test_fuzz_corpus_never_crashes_the_stack() -> None:
     asyncio.run(scenario())
 
 
-def test_antiflood_drops_requests_over_budget() -> None:
-    """limit 5 per 60 s: 12 OPTIONS in a burst -> exactly 5 answers; the drops are counted."""
+@pytest.mark.parametrize(
+    ("source", "flood_gateways", "answered", "status"),
+    [("127.0.0.2", False, 5, b"403"), ("127.0.0.1", False, 12, b"200"), ("127.0.0.1", True, 5, b"200")],
+)
+def test_antiflood_drops_requests_over_budget(source: str, flood_gateways: bool, answered: int, status: bytes) -> None:
+    """limit 5 per 60 s, 12 OPTIONS in a burst: a stranger (127.0.0.2) gets 5 answers (403), the trunk gateway
+    (127.0.0.1) is exempt unless sip.antiflood_gateways."""
 
     async def scenario() -> None:
         sip_port = free_udp_port()
         config = make_config(
             sip_port=sip_port,
-            sip={"antiflood_requests": 5, "antiflood_window_s": 60.0},
+            sip={"antiflood_requests": 5, "antiflood_window_s": 60.0, "antiflood_gateways": flood_gateways},
             trunk_groups=[{"name": "pstn", "gateways": ["127.0.0.1:5999"]}],
         )
         service_ = await started_service(config, Recorder())
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((source, 0))
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
         try:
@@ -133,7 +138,8 @@ def test_antiflood_drops_requests_over_budget() -> None:
                     replies.append(await asyncio.wait_for(loop.sock_recv(sock, 65535), 1.5))
                 except TimeoutError:
                     break
-            assert len(replies) == 5 and all(r.startswith(b"SIP/2.0 200 ") for r in replies)
+            assert len(replies) == answered
+            assert all(r.startswith(b"SIP/2.0 " + status + b" ") for r in replies)
         finally:
             sock.close()
             await service_.stop()
