@@ -155,8 +155,11 @@ class CdrPusher:
                         continue
                     try:
                         self.transports[name].upload(path, record.name)
-                    except DeliveryError as exc:
-                        log.warning("CDR file %s to %s failed: %s", record.name, name, exc)
+                    except Exception as exc:
+                        if isinstance(exc, DeliveryError):
+                            log.warning("CDR file %s to %s failed: %s", record.name, name, exc)
+                        else:  # a bug or an unexpected library error: still just a failed attempt
+                            log.exception("CDR file %s to %s failed unexpectedly", record.name, name)
                         report.failures.append((name, str(exc)))
                         security = isinstance(exc, HostKeyError)
                         self._alert(health.handle(Failed(now, str(exc), security=security)), report, now)

@@ -3,10 +3,10 @@
 File ``<node>_<YYYYmmddHH>.csv`` (hour in UTC) holds, under the usual header:
 
 1. the CDRs disconnected in that hour and written before the file was cut (``created_at <= cut``, the
-   cut being the time the file is written, kept as ``CdrFile.created_at``);
+   cut being :data:`SETTLE` before the file is written, kept as ``CdrFile.created_at``);
 2. *late* CDRs: disconnected in an earlier hour but written after the previous file was cut
    (``prev_cut < created_at <= cut``), e.g. a leg that ended at 10:59:59 whose record was written at
-   11:07, after the 10:00 file had been cut at 11:05.
+   11:07, after the 10:00 file had been cut at 11:04.
 
 Files are cut in hour order (missing hours are caught up oldest first), so every CDR lands in exactly one
 file: either its own hour's or the first one cut after it was written. Only CDRs before the very first
