@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import resource
 import select
 import socket
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bridge.mixer import Mixer, g711  # noqa: E402
 from bridge.mixer.clock import LatenessStats, Tick, run_ticks  # noqa: E402
+from bridge.rtp import MediaDescription, PortAllocator, RtpEndpoint  # noqa: E402
 
 RTP_HEADER = struct.Struct("!BBHII")
 PT_PCMU = 0
@@ -60,7 +62,6 @@ def generator(legs: int, seconds: float) -> int:
         s.bind(("127.0.0.1", 0))
         s.setblocking(False)
         socks.append(s)
-    sock = socks[0]
     print(json.dumps({"ports": [s.getsockname()[1] for s in socks]}), flush=True)
     rng = np.random.default_rng(1)
     noise = rng.standard_normal((64, FRAME)) * 32768 * 10 ** (-20 / 20)
@@ -93,9 +94,10 @@ def generator(legs: int, seconds: float) -> int:
             break
         header = RTP_HEADER.pack(0x80, PT_PCMU, n & 0xFFFF, (n * FRAME) & 0xFFFFFFFF, 0)
         payload = payloads[n % len(payloads)]
-        for target in targets:
+        packet = header + payload
+        for i, target in enumerate(targets):
             try:
-                sock.sendto(header + payload, target)
+                socks[i % len(socks)].sendto(packet, target)  # replies come back spread over the sockets
                 sent += 1
             except BlockingIOError:
                 pass
@@ -176,8 +178,64 @@ class Bridge:
             s.close()
 
 
-async def run_level(legs: int, size: int, seconds: float, *, mix: bool) -> dict[str, float]:
-    bridge = Bridge(legs, size, mix=mix)
+class EndpointBridge:
+    """The appliance's media path: ``RtpEndpoint`` per leg (asyncio protocol, jitter buffer, RTCP) + mixer."""
+
+    def __init__(self, legs: int, size: int) -> None:
+        self.legs = legs
+        self.mixer = Mixer()
+        self.pids = [self.mixer.add(i // size) for i in range(legs)]
+        self.endpoints: list[RtpEndpoint] = []
+        self.ports: list[int] = []
+        self.received = self.sent = self.empty = 0
+        self.mix_cpu = 0.0
+        self.durations: list[float] = []
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        base = 20000 + 2 * random.randrange(10000)
+        allocator = PortAllocator(base, min(65534, base + 4 * self.legs + 400))
+        for _ in range(self.legs):
+            self.endpoints.append(await RtpEndpoint.open(loop, allocator, host="127.0.0.1"))
+        self.ports = [e.local_port for e in self.endpoints]
+
+    def start(self, targets: list[tuple[str, int]]) -> None:
+        for i, endpoint in enumerate(self.endpoints):
+            host, port = targets[i % len(targets)]
+            endpoint.start(MediaDescription(host, port, "PCMU", PT_PCMU, None, "sendrecv"))
+
+    def tick(self, tick: Tick) -> None:
+        t0 = time.thread_time()
+        now = asyncio.get_running_loop().time()
+        mixer = self.mixer
+        got = 0
+        for pid, endpoint in zip(self.pids, self.endpoints, strict=True):
+            frame = endpoint.read_frame(now)
+            got += frame is not None
+            mixer.write(pid, frame)
+        self.received += got
+        self.empty += self.legs - got
+        m0 = time.thread_time()
+        result = mixer.tick()
+        rows = result.frames_for(self.pids)
+        self.mix_cpu += time.thread_time() - m0
+        for endpoint, row in zip(self.endpoints, rows, strict=True):
+            endpoint.write_frame(row.tobytes())
+        self.sent += self.legs
+        self.durations.append(time.thread_time() - t0)
+
+    def close(self) -> None:
+        for endpoint in self.endpoints:
+            endpoint.close()
+
+
+async def run_level(legs: int, size: int, seconds: float, *, mode: str) -> dict[str, float]:
+    bridge: Bridge | EndpointBridge
+    if mode == "endpoint":
+        bridge = EndpointBridge(legs, size)
+        await bridge.open()
+    else:
+        bridge = Bridge(legs, size, mix=mode == "mix")
     proc = subprocess.Popen(
         [sys.executable, __file__, "--generator", str(legs), "--seconds", str(seconds + 30.0)],
         stdin=subprocess.PIPE,
@@ -187,8 +245,11 @@ async def run_level(legs: int, size: int, seconds: float, *, mix: bool) -> dict[
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(json.dumps({"ports": bridge.ports}) + "\n")
     proc.stdin.flush()
-    ports = json.loads(proc.stdout.readline())["ports"]
-    bridge.targets = [("127.0.0.1", port) for port in ports]
+    targets = [("127.0.0.1", port) for port in json.loads(proc.stdout.readline())["ports"]]
+    if isinstance(bridge, EndpointBridge):
+        bridge.start(targets)
+    else:
+        bridge.targets = targets
     stop = asyncio.Event()
     warm, measured = 50, round(seconds / 0.02)  # ticks on the absolute grid (skipped ones count as time)
     lateness: list[float] = []
@@ -241,6 +302,7 @@ def main() -> int:
     parser.add_argument("--legs", default="500,1000,2000")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--size", type=int, default=5, help="participants per conference")
+    parser.add_argument("--modes", default="echo,mix,endpoint", help="echo (baseline), mix, endpoint")
     parser.add_argument("--generator", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generator:
@@ -250,19 +312,23 @@ def main() -> int:
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; conferences of {args.size}; "
           f"{args.seconds:.0f} s per level after 1 s warm-up")  # fmt: skip
     header = (
-        f"{'legs':>5} {'mode':>6} {'CPU%':>6} {'%/1000 legs':>11} {'mixer%':>7} {'late p50':>9} {'p99':>6} "
+        f"{'legs':>5} {'mode':>8} {'CPU%':>6} {'%/1000 legs':>11} {'mixer%':>7} {'late p50':>9} {'p99':>6} "
         f"{'max':>6} {'tick p99':>8} {'skip':>5} {'loss in/out %':>14} {'gen CPU%':>8}"
     )
     print(header)
     for legs in (int(v) for v in args.legs.split(",")):
-        for mix in (False, True):
-            r = asyncio.run(run_level(legs, args.size, args.seconds, mix=mix))
+        for mode in args.modes.split(","):
+            r = asyncio.run(run_level(legs, args.size, args.seconds, mode=mode))
             print(
-                f"{legs:>5} {'mix' if mix else 'echo':>6} {r['cpu_pct']:>6.1f} {r['cpu_per_1000']:>11.1f} "
+                f"{legs:>5} {mode:>8} {r['cpu_pct']:>6.1f} {r['cpu_per_1000']:>11.1f} "
                 f"{r['mix_pct']:>7.1f} {r['p50']:>7.2f}ms {r['p99']:>6.2f} {r['max']:>6.1f} {r['tick_p99']:>6.2f}ms "
                 f"{r['skipped']:>5} {r['loss_in']:>6.2f}/{r['loss_out']:<6.2f} {r['gen_cpu_pct']:>8.1f}"
             )
-    print("echo = same sockets and tick loop without the mixer (baseline); mixer% = CPU in write_rows+tick.")
+    print(
+        "echo = plain sockets and the tick loop, no mixer (baseline); mix = plain sockets + mixer;\n"
+        "endpoint = RtpEndpoint per leg (asyncio, jitter buffer, RTCP) + mixer, as the engine does;\n"
+        "mixer% = CPU in the mixer calls (write_rows+tick, or tick+frames_for)."
+    )
     return 0
 
 

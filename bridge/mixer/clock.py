@@ -131,13 +131,13 @@ async def run_ticks(
     stats = stats if stats is not None else LatenessStats()
     clock = TickClock(clock_time(), period)
     while stop is None or not stop.is_set():
-        now = clock_time()
-        tick = clock.poll(now)
-        if tick is None:
-            await sleep(clock.next_deadline - now)
-            continue
-        stats.record(tick)
-        result = callback(tick)
-        if inspect.isawaitable(result):
-            await result
+        tick = clock.poll(clock_time())
+        if tick is not None:
+            stats.record(tick)
+            result = callback(tick)
+            if inspect.isawaitable(result):
+                await result
+        # Always yield, even when the next tick is already due: sockets and timers must run between
+        # ticks, or a loop that falls behind would starve the very I/O that feeds it.
+        await sleep(max(0.0, clock.next_deadline - clock_time()))
     return stats

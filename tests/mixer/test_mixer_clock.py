@@ -88,3 +88,36 @@ def test_run_ticks_counts_skips_when_a_tick_overruns() -> None:
 def test_invalid_period() -> None:
     with pytest.raises(ValueError):
         TickClock(0.0, 0.0)
+
+
+def test_run_ticks_yields_to_the_event_loop_even_when_always_late() -> None:
+    # Every tick overruns its period: other tasks (socket callbacks) must still get to run between ticks.
+    async def scenario() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        fake_now = [start]
+        stop = asyncio.Event()
+        ticks = 0
+        others = 0
+
+        def on_tick(tick: Tick) -> None:
+            nonlocal ticks
+            ticks += 1
+            fake_now[0] += 0.03  # 30 ms of work per 20 ms tick
+            if ticks == 20:
+                stop.set()
+
+        async def other() -> None:
+            nonlocal others
+            while not stop.is_set():
+                others += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(other())
+        await run_ticks(on_tick, stop=stop, time=lambda: fake_now[0])
+        await task
+        return ticks, others
+
+    ticks, others = asyncio.run(scenario())
+    assert ticks == 20
+    assert others >= 19
