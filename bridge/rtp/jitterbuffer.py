@@ -23,6 +23,7 @@ Timestamps are compared modulo 2**32, so wrap-around is seamless.
 
 from __future__ import annotations
 
+import logging
 from enum import Enum
 
 import numpy as np
@@ -30,6 +31,8 @@ import numpy as np
 from bridge.mixer.g711 import DECODE_TABLES, ENCODE_TABLES
 
 __all__ = ["JitterBuffer", "JitterState"]
+
+log = logging.getLogger(__name__)
 
 FRAME_SAMPLES = 160
 MIN_TARGET = 1  # 20 ms
@@ -58,6 +61,13 @@ class JitterState(Enum):
     PLAYING = "playing"
 
 
+# The two state changes and why they happen (see the module docstring).
+TRANSITIONS: dict[tuple[JitterState, JitterState], str] = {
+    (JitterState.BUFFERING, JitterState.PLAYING): "target depth reached",
+    (JitterState.PLAYING, JitterState.BUFFERING): "underrun after concealment, timestamp jump or reset",
+}
+
+
 class JitterBuffer:
     """See the module docstring. ``codec`` selects the concealment attenuation table."""
 
@@ -81,6 +91,11 @@ class JitterBuffer:
         self.dropped = 0
         self.bad_size = 0
 
+    def _set_state(self, state: JitterState) -> None:
+        if state is not self.state:
+            log.debug("jitter buffer %s -> %s: %s", self.state.value, state.value, TRANSITIONS[self.state, state])
+            self.state = state
+
     def __len__(self) -> int:
         return len(self._frames)
 
@@ -92,7 +107,7 @@ class JitterBuffer:
     def reset(self) -> None:
         """Forget everything queued (new SSRC, re-INVITE); keep the counters and the learnt target."""
         self._frames.clear()
-        self.state = JitterState.BUFFERING
+        self._set_state(JitterState.BUFFERING)
         self._last = None
         self._concealed_run = 0
 
@@ -138,7 +153,7 @@ class JitterBuffer:
     def _resync(self, timestamp: int) -> None:
         self.dropped += len(self._frames)
         self._frames.clear()
-        self.state = JitterState.BUFFERING
+        self._set_state(JitterState.BUFFERING)
         self._head = timestamp
 
     def get(self) -> bytes | None:
@@ -147,7 +162,7 @@ class JitterBuffer:
         if self.state is JitterState.BUFFERING:
             if len(frames) < self.target:
                 return None
-            self.state = JitterState.PLAYING
+            self._set_state(JitterState.PLAYING)
         head = self._head
         if len(frames) > self.target + DRAIN_SLACK:  # too much delay: skip one frame per tick
             if frames.pop(head, None) is not None:
@@ -167,7 +182,7 @@ class JitterBuffer:
             return frame
         if not frames:
             if self._concealed_run >= MAX_CONCEALED:
-                self.state = JitterState.BUFFERING
+                self._set_state(JitterState.BUFFERING)
                 self._last = None
                 return None
         return self._conceal()
