@@ -11,11 +11,21 @@ PCMU, an RTP sink scoring what the bridge sends back and a /proc CPU sampler. Af
 the engine's control API for the mixer's tick lateness. Figures are printed as a table next to the
 reference measured for a widely deployed C bridge on this kind of machine with exactly this load
 (0.21 % of one core per participant at 1x200, 0.26 % at 40x5).
+
+Baseline measured in the same run: the idle engine's CPU (no calls, ``--idle-window`` s) right after start;
+``net%/part`` subtracts it. ``busy`` is the whole machine (% of one core, from /proc/stat idle time) over the
+window: on a shared machine it shows how much else was running. Runs of this script are serialised by a
+lock file (two loads at once would collide on SIPp's media ports 30000-39999).
+
+``--profile DIR`` also runs ``py-spy record`` (``.venv/bin/py-spy``, --threads --nonblocking) over each
+window and writes ``DIR/<size>.txt`` (collapsed stacks) and ``DIR/<size>.svg``; profiled runs cost more
+CPU, so measure and profile in separate runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -24,6 +34,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -33,6 +44,9 @@ LOAD = ROOT / "bench" / "load"
 BRIDGE = ROOT / ".venv" / "bin" / "bridge"
 SIZES = ["1x10", "1x50", "1x100", "1x200", "10x5", "40x5"]
 REFERENCE = {"1x200": 0.21, "40x5": 0.26}  # % of one core per participant, C bridge, same load, same machine kind
+LOCK = Path(tempfile.gettempdir()) / "bridge-conference-load.lock"
+PY_SPY = ROOT / ".venv" / "bin" / "py-spy"
+PROFILE_RATE = 200
 
 
 def free_udp_port() -> int:
@@ -102,6 +116,74 @@ def wait_until_idle(control_port: int, timeout: float = 120.0) -> None:
     raise SystemExit("the bridge still has participants after the load ended")
 
 
+def idle_cpu(pid: int, window: float, load_dir: Path) -> float:
+    """% of one core the engine uses with no calls (the same-run baseline)."""
+    out = subprocess.run(
+        [sys.executable, "cpu_sample.py", "--window", str(window), f"bridge={pid}"],
+        cwd=load_dir,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(json.loads(out.stdout)["bridge"]["cpu_pct_of_one_core"])
+
+
+def profile_window(pid: int, delay: float, window: int, out: Path) -> threading.Thread:
+    """py-spy over the CPU window: collapsed stacks (``.txt``) and a flame graph (``.svg``)."""
+
+    def run() -> None:
+        time.sleep(delay)
+        for fmt, suffix in (("raw", ".txt"), ("flamegraph", ".svg")):
+            subprocess.run(
+                [str(PY_SPY), "record", "--pid", str(pid), "--duration", str(window // 2), "--rate", str(PROFILE_RATE),
+                 "--threads", "--nonblocking", "--format", fmt, "--output", str(out) + suffix],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+            )  # fmt: skip
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+#: (category, substrings any of which puts a main-thread sample in it); first match wins, leaf side first.
+CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
+    ("tick: rtp.read_frame (jitter buffer)", ("RtpEndpoint.read_frame",)),
+    ("tick: rtp.write_frame (build + sendto)", ("RtpEndpoint.write_frame",)),
+    ("tick: mixer.write (row copy)", ("Mixer.write ",)),
+    ("tick: mixer.tick (N-1 mix)", ("Mixer.tick ",)),
+    ("tick: service.poll", ("ConferenceService.poll",)),
+    ("tick: engine loop over legs", ("Engine._tick",)),
+    ("rx: MediaSession.receive_rtp", ("MediaSession.receive_rtp",)),
+    ("rx: asyncio _read_ready + recvfrom", ("_SelectorDatagramTransport._read_ready",)),
+    ("rtcp + 1 s housekeeping", ("_on_rtcp", "_housekeeping")),
+    ("control API / db", ("control", "sqlalchemy")),
+    ("asyncio loop (select, handles)", ("_run_once",)),
+]
+
+
+def summarize_profile(path: Path, rate: int, seconds: float) -> list[tuple[str, float]]:
+    """% of one core per category from py-spy's collapsed stacks (``--format raw --threads``)."""
+    totals: dict[str, float] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        thread = frames[0].split(": ", 1)[-1] if frames else "?"
+        if thread != "MainThread":
+            key = f"thread {thread}"
+        else:
+            key = "main: other"
+            for frame in reversed(frames):
+                hit = next((name for name, keys in CATEGORIES if any(k in frame + " " for k in keys)), None)
+                if hit is not None:
+                    key = hit
+                    break
+        totals[key] = totals.get(key, 0.0) + int(count)
+    scale = 100.0 / (rate * seconds)
+    return sorted(((k, v * scale) for k, v in totals.items()), key=lambda kv: -kv[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sizes", nargs="*", help="RxP sizes (rooms x per room); default: the standard set")
@@ -109,6 +191,8 @@ def main() -> None:
     parser.add_argument("--hold-ms", type=int, default=0, help="call hold time (default: fits the window)")
     parser.add_argument("--window", type=int, default=20, help="CPU window in seconds")
     parser.add_argument("--silent", action="store_true", help="replay silence instead of the tone")
+    parser.add_argument("--idle-window", type=int, default=10, help="idle-engine baseline window in seconds")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy each window into this directory")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: SIPp play_pcap_audio needs a raw socket")
@@ -145,6 +229,10 @@ def main() -> None:
                 time.sleep(0.2)
         else:
             raise SystemExit(f"bridge did not start; see {work / 'bridge.log'}")
+        baseline = idle_cpu(bridge.pid, args.idle_window, load_dir)
+        print(f"idle engine (baseline, same run): {baseline:.2f} % of one core", flush=True)
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
         for rooms, per_room in sizes:
             n = rooms * per_room
             rate = 50 if n > 200 else 20
@@ -158,18 +246,24 @@ def main() -> None:
                 "RATE": str(rate),
                 "WINDOW": str(args.window),
                 "OUTDIR": str(work / "runs"),
+                "SIP_PORT": str(free_udp_port()),
                 "CHECK_CMD": check,
                 **({"SCENARIO": "uac_pcmu_conf_silent.xml"} if args.silent else {}),
             }
             label = f"{rooms}x{per_room}"
             print(f"== {label}: {n} calls at {rate}/s, hold {hold_ms / 1000:.0f} s", flush=True)
-            out = subprocess.run(
-                ["bash", "run_load.sh", str(bridge.pid), str(rooms), str(per_room), label],
-                cwd=load_dir,
-                env=run_env,
-                capture_output=True,
-                text=True,
-            )
+            with open(LOCK, "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # another load running now would share SIPp's media ports
+                if args.profile is not None:
+                    profile_window(bridge.pid, ramp + 5 + args.window / 4, args.window, args.profile / label)
+                out = subprocess.run(
+                    ["bash", "run_load.sh", str(bridge.pid), str(rooms), str(per_room), label],
+                    cwd=load_dir,
+                    env=run_env,
+                    capture_output=True,
+                    text=True,
+                )
+                wait_until_idle(control_port)
             lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
             if out.returncode != 0 or not lines:
                 print(out.stdout[-2000:], out.stderr[-2000:])
@@ -178,11 +272,15 @@ def main() -> None:
             summary = json.loads(lines[-1])
             try:
                 status = json.loads((Path(summary["run"]) / "check.out").read_text())
-                summary["tick_lateness_p99_ms"] = status.get("mixer", {}).get("lateness_p99_ms")
+                mixer = status.get("mixer", {})
+                summary["tick_lateness_p99_ms"] = mixer.get("lateness_p99_ms")
+                summary["engine_participants"] = mixer.get("participants")
             except (OSError, ValueError):
                 summary["tick_lateness_p99_ms"] = None
+            per = summary.get("bridge_cpu_pct")
+            if isinstance(per, float | int):
+                summary["net_cpu_pct_per_participant"] = round((per - baseline) / n, 3)
             results.append(summary)
-            wait_until_idle(control_port)
     finally:
         bridge.send_signal(signal.SIGTERM)
         try:
@@ -190,6 +288,14 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             bridge.kill()
     print_table(results)
+    print(f"\nbaseline: idle engine {baseline:.2f} % of one core (same run)")
+    if args.profile is not None:
+        for row in results:
+            raw = args.profile / f"{row['label']}.txt"
+            if raw.exists():
+                print(f"\nprofile {row['label']} (py-spy, % of one core; {raw}):")
+                for name, pct in summarize_profile(raw, PROFILE_RATE, args.window // 2):
+                    print(f"  {pct:7.2f}  {name}")
     print(f"\nraw runs: {work / 'runs'}  bridge log: {work / 'bridge.log'}")
 
 
@@ -198,6 +304,7 @@ def print_table(results: list[dict[str, object]]) -> None:
         ("label", "size"),
         ("bridge_cpu_pct", "cpu%"),
         ("bridge_cpu_pct_per_participant", "cpu%/part"),
+        ("net_cpu_pct_per_participant", "net%/part"),
         ("sipp_cpu_pct", "sipp%"),
         ("calls_ok", "ok"),
         ("calls_failed", "fail"),
@@ -206,6 +313,7 @@ def print_table(results: list[dict[str, object]]) -> None:
         ("rx_iat_p99_ms", "iat p99"),
         ("rx_iat_max_ms", "iat max"),
         ("tick_lateness_p99_ms", "tick p99"),
+        ("machine_busy_from_idle_pct_one_core", "busy"),
     ]
     print("\n" + "  ".join(f"{title:>9}" for _, title in cols) + "  vs C bridge")
     for row in results:
@@ -215,7 +323,7 @@ def print_table(results: list[dict[str, object]]) -> None:
         cells = "  ".join(f"{_fmt(row.get(key)):>9}" for key, _ in cols)
         ref = REFERENCE.get(str(row["label"]))
         per = row.get("bridge_cpu_pct_per_participant")
-        ratio = f"{ref / per:.1f}x less CPU ({ref} %)" if ref and isinstance(per, float) and per > 0 else ""
+        ratio = f"{per / ref:.2f}x the C bridge's {ref} %/part" if ref and isinstance(per, float) else ""
         print(f"{cells}  {ratio}")
 
 
