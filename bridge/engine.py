@@ -116,8 +116,10 @@ class Engine:
         loop = asyncio.get_running_loop()
         self._seed()
         self._refresh_served()
+        media = MixerMedia(self.mixer)
+        media.warm()
         self.service = ConferenceService(
-            self.config, self.session_factory, sip=self.sip_switch, media=MixerMedia(self.mixer), clock=loop.time,
+            self.config, self.session_factory, sip=self.sip_switch, media=media, clock=loop.time,
             on_cdr=self._on_cdr,
         )  # fmt: skip
         closed = self.service.recover()

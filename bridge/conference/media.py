@@ -19,6 +19,19 @@ class MixerMedia:
         self.mixer = mixer
         self._sequences: dict[tuple[str, ...], Prompt] = {}
 
+    def warm(self) -> None:
+        """Load every prompt and the recorder now, before the loop runs: the first recording imports
+        scipy.signal (seconds on a busy machine) and the first prompt reads its WAV -- neither may stall
+        the 20 ms tick or the SIP events later."""
+        import bridge.mixer.recording  # noqa: F401 - imported for its side effect (scipy.signal loaded)
+        from bridge.mixer.prompts import PROMPT_NAMES
+
+        for name in PROMPT_NAMES:
+            try:
+                load_prompt(name)
+            except Exception as exc:
+                log.warning("prompt %r unavailable: %s", name, exc)
+
     def add(self, conference: int, *, codec: str = "PCMU", muted: bool = False) -> int:
         return self.mixer.add(conference, codec=codec, muted=muted)
 

@@ -400,7 +400,13 @@ class Appliance:
     """``bridge run --no-web`` with a private config and database; control API client ready."""
 
     def __init__(
-        self, workdir: Path, *, trunk_port: int, smpp_port: int | None = None, conference: dict[str, Any] | None = None
+        self,
+        workdir: Path,
+        *,
+        trunk_port: int,
+        smpp_port: int | None = None,
+        conference: dict[str, Any] | None = None,
+        extra: str = "",
     ) -> None:
         self.workdir = workdir
         self.sip_port = free_port(socket.SOCK_DGRAM)
@@ -425,7 +431,7 @@ class Appliance:
         ]  # fmt: skip
         self.config_path = workdir / "etc" / "bridge.toml"
         self.config_path.parent.mkdir()
-        self.config_path.write_text("\n".join(lines) + "\n")
+        self.config_path.write_text("\n".join(lines) + "\n" + extra)
         self.db_url = f"sqlite:///{data / 'bridge.db'}"
         upgrade(self.db_url)
         self.db = make_engine(self.db_url)
