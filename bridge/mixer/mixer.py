@@ -39,7 +39,7 @@ from __future__ import annotations
 import itertools
 import logging
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -753,9 +753,3 @@ class Mixer:
             "recordings": len(self._recordings),
             "bad_frames": self.bad_frames,
         }
-
-
-def iter_pids(result: MixResult) -> Iterable[tuple[int, bytes]]:
-    """(pid, frame) pairs of a tick (convenience for per-leg senders; batch senders use the arrays)."""
-    for pid, row in zip(result.pids.tolist(), result.out, strict=True):
-        yield pid, row.tobytes()

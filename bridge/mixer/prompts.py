@@ -8,6 +8,7 @@ music) are synthesised here in numpy, so they need no files.
 from __future__ import annotations
 
 import functools
+import io
 import wave
 from dataclasses import dataclass, field
 from importlib import resources
@@ -76,8 +77,6 @@ class Prompt:
     @classmethod
     def from_wav(cls, name: str, data: bytes | str) -> Prompt:
         """Read an 8 kHz 16-bit mono WAV (bytes or a file path)."""
-        import io
-
         try:
             with wave.open(io.BytesIO(data) if isinstance(data, bytes) else data, "rb") as wav:
                 if (wav.getframerate(), wav.getsampwidth(), wav.getnchannels()) != (SAMPLE_RATE, 2, 1):
