@@ -16,6 +16,7 @@ from bridge.config import Config
 from bridge.control_client import ControlError
 from bridge.db.models import (
     Account,
+    Cdr,
     Company,
     DnisKind,
     DnisNumber,
@@ -26,7 +27,7 @@ from bridge.db.models import (
 )
 from web import charts, db, provision, reports
 from web.clock import utc_now
-from web.company import _cdrs, _range
+from web.company import _cdr_conditions, _cdrs, _range, stream_cdr_csv
 from web.forms import AccountForm, CompanyForm, DnisForm
 from web.live import control
 from web.security import roles_required
@@ -313,7 +314,7 @@ def trunks() -> View:
 @operator_only
 def billing() -> View:
     form, start, end, company_id = _range()
-    count = db.session().scalar(select(func.count()).select_from(_cdrs(start, end, company_id).subquery()))
+    count = db.session().scalar(select(func.count(Cdr.id)).where(*_cdr_conditions(start, end, company_id)))
     return render_template(
         "admin/billing.html", form=form, count=count, args={"start": start, "end": end, "company_id": company_id}
     )
@@ -323,10 +324,7 @@ def billing() -> View:
 @operator_only
 def billing_csv() -> Response:
     _form, start, end, company_id = _range()
-    text = reports.cdr_csv(db.session().scalars(_cdrs(start, end, company_id)))
-    return Response(
-        text, mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="billing-{start}-{end}.csv"'}
-    )
+    return stream_cdr_csv(_cdr_conditions(start, end, company_id), f"billing-{start}-{end}.csv")
 
 
 def port_rows(status: dict[str, Any]) -> list[dict[str, Any]]:

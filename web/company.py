@@ -6,15 +6,29 @@ Company admins see their company; the operator sees every company (and can narro
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import io
+import itertools
+from collections.abc import Iterator, Sequence
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 from werkzeug.wrappers import Response
 
+from bridge.cdr import export as cdr_export
+from bridge.cdr import reports as cdr_reports
 from bridge.config import Config
 from bridge.db.models import Account, Cdr, Company, Role, Subscriber, SubscriberStatus
 from bridge.phone import PhoneError, to_e164
@@ -22,7 +36,7 @@ from web import charts, db, reports
 from web.clock import utc_now
 from web.forms import RangeForm, SubscriberForm
 from web.security import STAFF, roles_required
-from web.tenancy import get_or_404, scoped
+from web.tenancy import current_scope, get_or_404, report_scope, scoped
 
 bp = Blueprint("company", __name__, url_prefix="/company")
 
@@ -56,13 +70,53 @@ def _range() -> tuple[RangeForm, dt.date, dt.date, int]:
     return form, start, end, company_id
 
 
-def _cdrs(start: dt.date, end: dt.date, company_id: int) -> Select[Cdr]:
-    begin = dt.datetime.combine(start, dt.time())
-    stop = dt.datetime.combine(end + dt.timedelta(days=1), dt.time())
-    stmt = scoped(Cdr).where(Cdr.called_at >= begin, Cdr.called_at < stop)
+def _period(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """``[start 00:00, end+1 00:00)`` in naive UTC, on ``Cdr.disconnected_at`` like ``bridge.cdr.reports``."""
+    return dt.datetime.combine(start, dt.time()), dt.datetime.combine(end + dt.timedelta(days=1), dt.time())
+
+
+def _cdr_conditions(start: dt.date, end: dt.date, company_id: int) -> list[ColumnElement[bool]]:
+    begin, stop = _period(start, end)
+    conditions = [current_scope().condition(Cdr), Cdr.disconnected_at >= begin, Cdr.disconnected_at < stop]
     if company_id:
-        stmt = stmt.where(Cdr.company_id == company_id)
-    return stmt.order_by(Cdr.called_at)
+        conditions.append(Cdr.company_id == company_id)
+    return conditions
+
+
+def _cdrs(start: dt.date, end: dt.date, company_id: int) -> Select[Cdr]:
+    """The CDRs of the period in the current user's scope, as ORM rows (pages and charts)."""
+    return select(Cdr).where(*_cdr_conditions(start, end, company_id)).order_by(Cdr.disconnected_at, Cdr.id)
+
+
+def usage_rows(start: dt.date, end: dt.date, company_id: int) -> list[cdr_reports.ModeratorUsage]:
+    args = report_scope(company_id)
+    if args is None:
+        return []
+    begin, stop = _period(start, end)
+    return cdr_reports.usage_by_moderator(db.session(), start=begin, end=stop, **args)
+
+
+def stream_cdr_csv(conditions: list[ColumnElement[bool]], name: str) -> Response:
+    """CDRs as CSV in the CDR-file format (``bridge.cdr.export``), streamed in chunks from the database."""
+    session = db.session()
+    stmt = cdr_export.cdr_select(*conditions)
+
+    def generate() -> Iterator[str]:
+        buffer = io.StringIO()
+        cdr_export.write_csv(iter(()), buffer)  # the header
+        rows = cdr_export.stream_rows(session, stmt, chunk=1000)
+        while True:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            if not cdr_export.write_csv(itertools.islice(rows, 1000), buffer, header=False):
+                return
+
+    return Response(
+        stream_with_context(generate()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 def _args(start: dt.date, end: dt.date, company_id: int) -> dict[str, str | int]:
@@ -91,7 +145,7 @@ def usage() -> View:
     return render_template(
         "company/usage.html",
         form=form,
-        rows=reports.usage(cdrs),
+        rows=usage_rows(start, end, company_id),
         args=_args(start, end, company_id),
         chart=charts.bar_chart(reports.days(start, end, reports.minutes_by(cdrs, "day")), title="Minutes per day"),
     )
@@ -101,8 +155,7 @@ def usage() -> View:
 @roles_required(*STAFF)
 def usage_csv() -> Response:
     _form, start, end, company_id = _range()
-    cdrs = db.session().scalars(_cdrs(start, end, company_id)).all()
-    return _csv(reports.usage_csv(reports.usage(cdrs)), f"usage-{start}-{end}.csv")
+    return _csv(reports.usage_csv(usage_rows(start, end, company_id)), f"usage-{start}-{end}.csv")
 
 
 @bp.route("/cdrs")
@@ -121,7 +174,7 @@ def cdrs() -> View:
 @roles_required(*STAFF)
 def cdrs_csv() -> Response:
     _form, start, end, company_id = _range()
-    return _csv(reports.cdr_csv(db.session().scalars(_cdrs(start, end, company_id))), f"cdr-{start}-{end}.csv")
+    return stream_cdr_csv(_cdr_conditions(start, end, company_id), f"cdr-{start}-{end}.csv")
 
 
 def _csv(text: str, name: str) -> Response:

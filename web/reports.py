@@ -1,7 +1,8 @@
-"""Usage aggregates, service reports and CSV for the portal. Pure: rows in, rows/text out.
+"""Chart series, the per-conference service report and CSV text for the portal. Pure: rows in, rows/text out.
 
-The CDR helper's ``bridge.cdr.reports`` is the appliance-wide source of these aggregates; until it is
-in the tree the portal computes them here from the (already tenant-filtered) CDR rows.
+The moderator usage aggregates come from ``bridge.cdr.reports`` and CDR exports from ``bridge.cdr.export``;
+what stays here is what those do not cover: chart series from already tenant-filtered CDR rows, and the
+service report built from ``Leg`` rows (so it also covers a conference still running, before its CDRs).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from bridge.cdr.reports import ModeratorUsage
 from bridge.db.models import Cdr, Leg
 
 
@@ -20,34 +22,6 @@ def seconds(joined_at: dt.datetime | None, disconnected_at: dt.datetime | None) 
     if joined_at is None or disconnected_at is None or disconnected_at <= joined_at:
         return 0.0
     return (disconnected_at - joined_at).total_seconds()
-
-
-@dataclass(frozen=True)
-class UsageRow:
-    company: str
-    moderator: str
-    subscriber_id: int | None
-    service_type: str
-    events: int
-    legs: int
-    minutes: float
-
-
-def usage(cdrs: Iterable[Cdr]) -> list[UsageRow]:
-    """Moderator usage: per (company, moderator, service type) the number of conferences and minutes."""
-    services: dict[tuple[str, str, int | None, str], set[int | None]] = defaultdict(set)
-    legs: dict[tuple[str, str, int | None, str], int] = defaultdict(int)
-    total: dict[tuple[str, str, int | None, str], float] = defaultdict(float)
-    for cdr in cdrs:
-        key = (cdr.company_name, cdr.moderator_name or cdr.moderator_ident, cdr.subscriber_id, cdr.service_type)
-        services[key].add(cdr.service_id)
-        legs[key] += 1
-        total[key] += seconds(cdr.joined_at, cdr.disconnected_at)
-    return [
-        UsageRow(company, moderator, sid, stype, len(services[key]), legs[key], round(total[key] / 60, 1))
-        for key in sorted(services, key=lambda k: (k[0], k[1], k[3]))
-        for company, moderator, sid, stype in [key]
-    ]
 
 
 def minutes_by(cdrs: Iterable[Cdr], label: str) -> list[tuple[str, float]]:
@@ -76,61 +50,24 @@ def days(start: dt.date, end: dt.date, points: Sequence[tuple[str, float]]) -> l
     return out
 
 
-USAGE_HEADER = ("company", "moderator", "service_type", "events", "legs", "minutes")
+USAGE_HEADER = ("company", "moderator", "moderator_ident", "service_type", "events", "legs", "seconds", "minutes")
 
 
-def usage_csv(rows: Iterable[UsageRow]) -> str:
-    return _csv(USAGE_HEADER, ([r.company, r.moderator, r.service_type, r.events, r.legs, r.minutes] for r in rows))
-
-
-CDR_COLUMNS = (
-    "id",
-    "company_name",
-    "moderator_ident",
-    "moderator_name",
-    "moderator_phone",
-    "subscriber_id",
-    "ic_id",
-    "service_id",
-    "service_type",
-    "service_subject",
-    "service_result",
-    "service_started_at",
-    "service_completed_at",
-    "destination",
-    "direction",
-    "role",
-    "cli",
-    "dnis",
-    "called_at",
-    "joined_at",
-    "disconnected_at",
-    "port_id",
-    "activation_pin_used",
-    "recording",
-    "cause",
-    "codec",
-    "packet_loss",
-)
+def usage_csv(rows: Iterable[ModeratorUsage]) -> str:
+    """The moderator usage report (``bridge.cdr.reports.usage_by_moderator`` rows) as CSV."""
+    return _csv(
+        USAGE_HEADER,
+        (
+            [r.company, r.moderator_name, r.moderator_ident, r.service_type, r.events, r.legs, r.seconds, r.minutes]
+            for r in rows
+        ),
+    )
 
 
 def _cell(value: object) -> object:
     if isinstance(value, dt.datetime):
         return value.isoformat(timespec="seconds")
-    if isinstance(value, bool):
-        return int(value)
     return "" if value is None else value
-
-
-def cdr_csv(cdrs: Iterable[Cdr]) -> str:
-    """CDRs (billing records) as CSV, times in UTC, plus the connected seconds."""
-    return _csv(
-        (*CDR_COLUMNS, "duration_s"),
-        (
-            [_cell(getattr(c, col)) for col in CDR_COLUMNS] + [round(seconds(c.joined_at, c.disconnected_at))]
-            for c in cdrs
-        ),
-    )
 
 
 @dataclass(frozen=True)

@@ -131,6 +131,24 @@ def get_or_404(model: type[T], object_id: int) -> T:
     return obj
 
 
+def report_scope(company_id: int = 0) -> dict[str, int | None] | None:
+    """``company_id``/``subscriber_id`` arguments for ``bridge.cdr.reports`` limited to the current user.
+
+    The operator may narrow to one company (``company_id``, 0 = all); a company admin always gets their
+    own company and a subscriber their own CDRs, whatever they ask for. ``None``: nothing is visible.
+    """
+    scope = current_scope()
+    if scope.role is Role.OPERATOR:
+        return {"company_id": company_id or None, "subscriber_id": None}
+    if scope.company_id is None:
+        return None
+    if scope.role is Role.COMPANY_ADMIN:
+        return {"company_id": scope.company_id, "subscriber_id": None}
+    if scope.role is Role.SUBSCRIBER and scope.subscriber_id is not None:
+        return {"company_id": scope.company_id, "subscriber_id": scope.subscriber_id}
+    return None
+
+
 def visible_ids(model: type[Any], ids: list[int]) -> set[int]:
     """Which of ``ids`` the current user may see (used to filter the engine's live conferences)."""
     if not ids:

@@ -79,11 +79,12 @@ def test_usage_report_and_csv(client: FlaskClient, auth: Auth, world: World) -> 
     auth.login("acmeadmin")
     page = client.get("/company/usage?start=2026-11-01&end=2026-11-30").data
     assert b"Acme Moderator" in page and b"<svg" in page and b"ZETA" not in page
+    assert b"<td>0:08:00</td><td>8</td>" in page  # total time and billed minutes
     text = client.get("/company/usage.csv?start=2026-11-01&end=2026-11-30").get_data(as_text=True)
     rows = list(csv.reader(io.StringIO(text)))
     assert rows == [
-        ["company", "moderator", "service_type", "events", "legs", "minutes"],
-        ["Acme Corp", "Acme Moderator", "IC", "1", "1", "8.0"],
+        ["company", "moderator", "moderator_ident", "service_type", "events", "legs", "seconds", "minutes"],
+        ["Acme Corp", "Acme Moderator", "", "IC", "1", "1", "480", "8"],
     ]
     empty = client.get("/company/usage.csv?start=2026-12-01&end=2026-12-31").get_data(as_text=True)
     assert empty.count("\n") == 1

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from bridge.cdr.reports import ModeratorUsage
 from bridge.config import from_dict
 from bridge.control_client import ControlClient, ControlRequestError, EngineUnreachable
 from bridge.db.models import Account, Role
@@ -48,14 +49,6 @@ def _cdr(**kw: Any) -> Any:
     return SimpleNamespace(**{**base, **kw})
 
 
-def test_usage_groups_events_and_minutes() -> None:
-    rows = reports.usage([_cdr(), _cdr(), _cdr(service_id=2), _cdr(service_type="room", joined_at=None)])
-    assert rows == [
-        reports.UsageRow("A", "M", 1, "IC", 2, 3, 9.0),
-        reports.UsageRow("A", "M", 1, "room", 1, 1, 0.0),
-    ]
-
-
 def test_minutes_per_day_fills_gaps() -> None:
     points = reports.minutes_by(
         [_cdr(), _cdr(joined_at=T + dt.timedelta(days=2), disconnected_at=T + dt.timedelta(days=2, minutes=1))], "day"
@@ -66,9 +59,9 @@ def test_minutes_per_day_fills_gaps() -> None:
 
 
 def test_csv_defuses_formulas_but_keeps_numbers() -> None:
-    text = reports.usage_csv([reports.UsageRow("=HYPERLINK(1)", "+15551230001", 1, "-x", 1, 1, -1.0)])
-    row = text.splitlines()[1]
-    assert row.startswith("'=HYPERLINK(1),+15551230001,'-x,")
+    row = ModeratorUsage("=HYPERLINK(1)", 1, "+15551230001", "@me", "-x", 1, 1, 60, 1)
+    line = reports.usage_csv([row]).splitlines()[1]
+    assert line == "'=HYPERLINK(1),'@me,+15551230001,'-x,1,1,60,1"
 
 
 def test_rate_limiter_sliding_window() -> None:
