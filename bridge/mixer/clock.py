@@ -43,13 +43,21 @@ def deadline(start: float, period: float, index: int) -> float:
 
 
 class TickClock:
-    """Pure tick scheduler. ``poll(now)`` returns the tick due now (or ``None``); ``next_deadline`` says when."""
+    """Pure tick scheduler. ``poll(now)`` returns the tick due now (or ``None``); ``next_deadline`` says when.
 
-    def __init__(self, start: float, period: float = PERIOD) -> None:
+    ``early``: a tick may run up to this long before its deadline (counted as lateness 0). The event
+    loop's timers wake up to a millisecond late (epoll rounds its timeout up to whole ms), so the
+    glue aims a little early instead of always landing late.
+    """
+
+    def __init__(self, start: float, period: float = PERIOD, *, early: float = 0.0) -> None:
         if not period > 0:
             raise ValueError("period must be positive")
+        if not 0 <= early < period:
+            raise ValueError("early must be in [0, period)")
         self.start = start
         self.period = period
+        self.early = early
         self.next_index = 0
         self.skipped = 0
 
@@ -57,16 +65,21 @@ class TickClock:
     def next_deadline(self) -> float:
         return deadline(self.start, self.period, self.next_index)
 
+    @property
+    def next_wake(self) -> float:
+        """When to wake up for the next tick (its deadline minus ``early``)."""
+        return self.next_deadline - self.early
+
     def poll(self, now: float) -> Tick | None:
         """The tick to run at ``now``, skipping any whose successor is already due."""
-        if now < self.next_deadline:
+        if now < self.next_wake:
             return None
         # Latest index whose deadline has passed; everything before it (since next_index) is skipped.
         latest = max(self.next_index, math.floor((now - self.start) / self.period + 1e-9))
         skipped = latest - self.next_index
         self.skipped += skipped
-        tick = Tick(latest, deadline(self.start, self.period, latest), now - deadline(self.start, self.period, latest),
-                    skipped)  # fmt: skip
+        due = deadline(self.start, self.period, latest)
+        tick = Tick(latest, due, max(0.0, now - due), skipped)
         self.next_index = latest + 1
         return tick
 
@@ -117,6 +130,7 @@ async def run_ticks(
     callback: TickCallback,
     *,
     period: float = PERIOD,
+    early: float = 0.0005,
     stats: LatenessStats | None = None,
     stop: asyncio.Event | None = None,
     time: Callable[[], float] | None = None,
@@ -126,10 +140,12 @@ async def run_ticks(
 
     ``time`` defaults to the running loop's monotonic clock; ``time`` and ``sleep`` are injectable
     so tests drive it with a fake clock. The callback may be sync or async; it should not block.
+    ``early``: see ``TickClock`` (a tick runs at most this long before its deadline, never after
+    it if the loop can help it).
     """
     clock_time = time or asyncio.get_running_loop().time
     stats = stats if stats is not None else LatenessStats()
-    clock = TickClock(clock_time(), period)
+    clock = TickClock(clock_time(), period, early=early)
     while stop is None or not stop.is_set():
         tick = clock.poll(clock_time())
         if tick is not None:
@@ -139,5 +155,5 @@ async def run_ticks(
                 await result
         # Always yield, even when the next tick is already due: sockets and timers must run between
         # ticks, or a loop that falls behind would starve the very I/O that feeds it.
-        await sleep(max(0.0, clock.next_deadline - clock_time()))
+        await sleep(max(0.0, clock.next_wake - clock_time()))
     return stats

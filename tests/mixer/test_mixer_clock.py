@@ -77,7 +77,7 @@ def test_run_ticks_counts_skips_when_a_tick_overruns() -> None:
         if len(seen) == 10:
             stop.set()
 
-    stats = asyncio.run(run_ticks(on_tick, stop=stop, time=fake.time, sleep=fake.sleep))
+    stats = asyncio.run(run_ticks(on_tick, stop=stop, time=fake.time, sleep=fake.sleep, early=0.0))
     indexes = [t.index for t in seen]
     assert indexes[:5] == [0, 1, 2, 3, 5]  # tick 4 is skipped, tick 5 runs late
     assert seen[4].skipped == 1 and seen[4].lateness == pytest.approx(0.010)
@@ -121,3 +121,16 @@ def test_run_ticks_yields_to_the_event_loop_even_when_always_late() -> None:
     ticks, others = asyncio.run(scenario())
     assert ticks == 20
     assert others >= 19
+
+
+def test_early_wake_runs_the_tick_before_its_deadline_without_drift() -> None:
+    clock = TickClock(0.0, 0.02, early=0.001)
+    assert clock.poll(0.0) is not None
+    assert clock.next_wake == pytest.approx(0.019)
+    assert clock.poll(0.0185) is None
+    tick = clock.poll(0.0193)
+    assert tick is not None and tick.index == 1 and tick.lateness == 0.0 and tick.deadline == pytest.approx(0.02)
+    tick = clock.poll(0.0415)  # late for tick 2 (0.04): not a skip, lateness 1.5 ms
+    assert tick is not None and (tick.index, tick.skipped) == (2, 0) and tick.lateness == pytest.approx(0.0015)
+    with pytest.raises(ValueError):
+        TickClock(0.0, 0.02, early=0.02)
