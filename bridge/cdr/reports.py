@@ -71,13 +71,15 @@ class DailyMinutes:
 
 def _seconds(session: Session) -> ColumnElement[Any]:
     """Connected seconds of a CDR as a SQL expression (0 when it never joined), dialect by dialect."""
+    positive = and_(Cdr.joined_at.is_not(None), Cdr.disconnected_at > Cdr.joined_at)
+    # half-up rounding to whole seconds, as csvformat.duration_s does: floor(x + 0.5)
     if session.get_bind().dialect.name == "sqlite":
         raw: ColumnElement[Any] = (func.julianday(Cdr.disconnected_at) - func.julianday(Cdr.joined_at)) * 86400.0
+        rounded = cast(raw + 0.5, Integer)  # SQLite's CAST truncates, i.e. floors a positive number
     else:
         raw = func.extract("epoch", Cdr.disconnected_at - Cdr.joined_at)
-    positive = and_(Cdr.joined_at.is_not(None), Cdr.disconnected_at > Cdr.joined_at)
-    # half-up rounding to whole seconds, as csvformat.duration_s does
-    return case((positive, cast(cast(raw, Float) + 0.5, Integer)), else_=0)
+        rounded = cast(func.floor(cast(raw, Float) + 0.5), Integer)  # PostgreSQL's CAST would round
+    return case((positive, rounded), else_=0)
 
 
 def _minutes(seconds: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -123,7 +125,9 @@ def usage_by_moderator(
         )
         .where(*_scope(start, end, company_id, subscriber_id))
         .group_by(Cdr.company_name, Cdr.subscriber_id, Cdr.moderator_ident, Cdr.moderator_name, Cdr.service_type)
-        .order_by(Cdr.company_name, Cdr.moderator_name, Cdr.subscriber_id, Cdr.service_type)
+        .order_by(
+            Cdr.company_name, Cdr.moderator_name, Cdr.subscriber_id.is_(None), Cdr.subscriber_id, Cdr.service_type
+        )
     )
     return [
         ModeratorUsage(
@@ -180,7 +184,8 @@ def conference_report(
         .outerjoin(Company, Company.id == Cdr.company_id)
         .outerjoin(Contact, and_(Contact.subscriber_id == Cdr.subscriber_id, Contact.phone == party))
         .where(*conditions)
-        .order_by(Cdr.service_id, Cdr.called_at, Cdr.id)
+        # NULLs sort differently on SQLite and PostgreSQL: put them last explicitly
+        .order_by(Cdr.service_id.is_(None), Cdr.service_id, Cdr.called_at.is_(None), Cdr.called_at, Cdr.id)
     )
     if limit is not None:
         stmt = stmt.limit(limit)
