@@ -5,10 +5,11 @@ Receive path (hot: up to 100,000 packets/s per engine). The fixed RTP header is 
 ``struct.unpack_from``; no packet object is built unless the packet has CSRCs, an extension or padding.
 
 * Nothing is accepted before :meth:`MediaSession.start` (we do not know the codec yet).
-* **Symmetric RTP** (RFC 4961): we send to the address in the remote SDP until the first packet with a
-  negotiated payload type arrives, then to wherever that packet came from (NATs and gateways that send from
-  another address than they advertise). Once latched, packets from any other address are dropped, so a
-  stranger cannot hijack the stream; :meth:`start` (re-INVITE) re-arms latching.
+* **Symmetric RTP** (RFC 4961): we send to the address in the remote SDP until the first well-formed packet
+  with a negotiated payload type arrives, then to wherever that packet came from (NATs and gateways that
+  send from another address than they advertise). Once latched, packets from any other address are dropped,
+  except from the SDP address itself, which takes the stream back (a stranger who got in first cannot keep
+  it); :meth:`start` (re-INVITE) re-arms latching.
 * Audio goes to the :class:`~bridge.rtp.jitterbuffer.JitterBuffer`; telephone events to the
   :class:`~bridge.rtp.dtmf.DtmfReceiver`; comfort noise (PT 13) and unknown payload types are counted and
   dropped. A new SSRC restarts the statistics and the jitter buffer.
@@ -68,6 +69,7 @@ class MediaSession:
         self.media: MediaDescription | None = None
         self.remote: Address | None = None
         self.remote_rtcp: Address | None = None
+        self._sdp_remote: Address | None = None
         self._latched = False
         self._rtcp_latched = False
         self._audio_pt = -1
@@ -107,7 +109,7 @@ class MediaSession:
         self._dtmf_pt = -1 if media.dtmf_payload_type is None else media.dtmf_payload_type
         self._sending = media.remote_receives and media.port != 0
         if media.port and not _is_unspecified(media.address):
-            self.remote = (media.address, media.port)
+            self.remote = self._sdp_remote = (media.address, media.port)
             self.remote_rtcp = (media.address, media.port + 1)
         self._latched = self._rtcp_latched = False
         self._marker = True
@@ -148,12 +150,6 @@ class MediaSession:
             else:
                 self.ignored += 1
             return
-        if not self._latched:
-            self.remote = addr
-            self._latched = True
-        elif addr != self.remote:
-            self.foreign += 1
-            return
         if first == 0x80:  # version 2, no padding, extension or CSRCs: the usual case
             payload = data[12:]
         else:
@@ -162,6 +158,14 @@ class MediaSession:
             except PacketError:
                 self.malformed += 1
                 return
+        if not self._latched:
+            self.remote = addr
+            self._latched = True
+        elif addr != self.remote:
+            if addr != self._sdp_remote:
+                self.foreign += 1
+                return
+            self.remote = addr  # the address the peer's SDP gave wins back a stream a stranger latched first
         source = self.source
         if source is None or source.ssrc != ssrc:
             source = self.source = self.rtcp.source = ReceptionStats(ssrc, seq)

@@ -172,3 +172,37 @@ async def test_rtcp_reports_reach_a_plain_socket_peer(allocator: PortAllocator) 
         endpoint.close()
         peer.close()
         rtcp_peer.close()
+
+
+@run
+async def test_garbage_datagrams_on_both_ports_are_survived(
+    allocator: PortAllocator, caplog: pytest.LogCaptureFixture
+) -> None:
+    import random
+
+    digits: list[str] = []
+    a, b = await pair(allocator, on_dtmf=digits.append)
+    rng = random.Random(4733)
+    attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        with caplog.at_level(logging.WARNING):
+            for i in range(400):
+                size = rng.choice([0, 1, 4, 11, 12, 13, 40, 172, 1500, 4000])
+                data = bytearray(rng.randbytes(size))
+                if size >= 2 and i % 2:
+                    data[0] = 0x80 | (data[0] & 0x3F)  # plausible RTP/RTCP first byte
+                    data[1] = rng.choice([0, 101, 200, 201, 202, 203, 0x80 | 101])
+                attacker.sendto(bytes(data), (HOST, b.local_port + rng.randrange(2)))
+            await asyncio.sleep(0.2)
+            a.send_dtmf("3")
+            for _ in range(12):
+                a.write_frame(bytes([0xFF]) * 160)
+                b.read_frame(asyncio.get_running_loop().time())
+                await asyncio.sleep(0.02)
+            await until(lambda: digits == ["3"])
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert b.stats()["remote"] == f"{HOST}:{a.local_port}"  # garbage did not steal the latch
+    finally:
+        attacker.close()
+        a.close()
+        b.close()

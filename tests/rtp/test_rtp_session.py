@@ -88,8 +88,22 @@ def test_symmetric_rtp_latches_to_the_real_source_and_drops_strangers() -> None:
     transfer(send_tick(a, bytes(FRAME), 0.02), b, ("198.51.100.9", 1), 0.02)
     assert b.foreign == 1
     assert b.packets_in == 1
+    transfer(send_tick(a, bytes(FRAME), 0.04), b, A_ADDR, 0.04)  # the SDP address itself takes the stream back
+    assert b.remote == A_ADDR
+    transfer(send_tick(a, bytes(FRAME), 0.06), b, natted, 0.06)
+    assert b.foreign == 2
     b.start(media(A_ADDR), 1.0)  # re-INVITE re-arms latching
     assert b.remote == A_ADDR
+    transfer(send_tick(a, bytes(FRAME), 1.0), b, natted, 1.0)
+    assert b.remote == natted
+
+
+def test_a_malformed_packet_never_latches() -> None:
+    a, b = call()
+    b.receive_rtp(b"\x90\x00" + bytes(10), ("203.0.113.5", 9), 0.0)  # PT 0 but a truncated extension
+    assert (b.malformed, b.remote) == (1, A_ADDR)
+    transfer(send_tick(a, bytes(FRAME), 0.0), b, ("192.0.2.7", 31000), 0.0)
+    assert b.remote == ("192.0.2.7", 31000)
 
 
 def test_nothing_is_accepted_before_start_and_unknown_payload_types_are_ignored() -> None:
