@@ -8,20 +8,35 @@ this process commits.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import event
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
 from bridge.db.models import SmsDirection, SmsMessage, SmsStatus, utcnow
 
 log = logging.getLogger(__name__)
 
-_listeners: list[Callable[[], None]] = []  # in-process wake-up of running services (glue, not logic)
+
+@dataclass(frozen=True)
+class QueuedMt:
+    """What the sender needs of a queued MT (handed over in-process, or read back from the table)."""
+
+    id: int
+    source: str
+    destination: str
+    text: str
+
+
+Listener = Callable[[Sequence[QueuedMt]], None]
+_listeners: list[Listener] = []  # in-process hand-over to running services (glue, not logic)
 _listeners_lock = threading.Lock()
-_PENDING_FLAG = "bridge.smpp.queued"
+_PENDING = "bridge.smpp.queued"
 
 
 def queue_mt(
@@ -39,30 +54,42 @@ def queue_mt(
     )
     session.add(message)
     session.flush()
-    if not session.info.get(_PENDING_FLAG):
-        session.info[_PENDING_FLAG] = True
+    pending = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = []
         event.listen(session, "after_commit", _after_commit, once=True)
+        event.listen(session, "after_rollback", _after_rollback, once=True)
+    pending.append(QueuedMt(message.id, message.source, message.destination, message.text))
     return message
 
 
-def add_listener(callback: Callable[[], None]) -> None:
-    """Call ``callback`` (from the committing thread; it must be quick) after a commit that queued MTs."""
+def add_listener(callback: Listener) -> None:
+    """Call ``callback(rows)`` (from the committing thread; it must be quick) after a commit that queued MTs."""
     with _listeners_lock:
         _listeners.append(callback)
 
 
-def remove_listener(callback: Callable[[], None]) -> None:
+def remove_listener(callback: Listener) -> None:
     with _listeners_lock:
         if callback in _listeners:
             _listeners.remove(callback)
 
 
 def _after_commit(session: Session) -> None:
-    session.info.pop(_PENDING_FLAG, None)
+    rows = session.info.pop(_PENDING, None) or []
+    with contextlib.suppress(InvalidRequestError):
+        event.remove(session, "after_rollback", _after_rollback)
     with _listeners_lock:
         callbacks = list(_listeners)
     for callback in callbacks:
         try:
-            callback()
+            callback(rows)
         except Exception:  # a listener must never break the caller's commit
             log.exception("MT queue listener failed")
+
+
+def _after_rollback(session: Session) -> None:
+    """Rows queued in a rolled-back transaction were never committed: forget them."""
+    session.info.pop(_PENDING, None)
+    with contextlib.suppress(InvalidRequestError):
+        event.remove(session, "after_commit", _after_commit)

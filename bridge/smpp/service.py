@@ -29,7 +29,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -62,12 +62,12 @@ from bridge.smpp.constants import (
 from bridge.smpp.errors import EncodingError, LinkError
 from bridge.smpp.inbound import DeliverSm, Inbound, Mo, Part, Receipt, Undecodable, classify, decode_joined
 from bridge.smpp.outbox import MessageFailed, MessageRetrying, MessageSubmitted, Outbox, Outcome, OutgoingMessage
-from bridge.smpp.queue import add_listener, remove_listener
+from bridge.smpp.queue import QueuedMt, add_listener, remove_listener
 from bridge.smpp.receipt import DeliveryReceipt
 
 log = logging.getLogger(__name__)
 
-READ_BATCH = 256
+READ_BATCH = 64
 """PDUs read before handling them as one batch (one transaction, then the responses)."""
 RECEIPT_RETRY_S = 10.0
 """How long a receipt whose MT is not known yet (split binds: it can beat the submit_sm_resp) is kept."""
@@ -103,6 +103,7 @@ class _NoSequence:
 
 
 _NO_SEQUENCE = _NoSequence()
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
 @dataclass
@@ -188,7 +189,7 @@ class SmppService:
             now=clock(),
         )
         self.reassembler = Reassembler(s.reassembly_timeout_s)
-        self._mt_ids: collections.OrderedDict[str, int] = collections.OrderedDict()  # SMSC id -> MT id
+        self._mt_ids: collections.OrderedDict[str, tuple[int, int]] = collections.OrderedDict()  # id -> MT, parts
         self._mt_ids_lock = threading.Lock()
         self.delivered_parts: dict[int, set[str]] = {}
         self.counters: collections.Counter[str] = collections.Counter()
@@ -247,11 +248,11 @@ class SmppService:
             "in_flight": self.outbox.in_flight,
         }
 
-    def wake_transmitter(self) -> None:
-        """An MT was queued in this process: look at the queue now rather than at the next poll."""
+    def wake_transmitter(self, rows: Sequence[QueuedMt]) -> None:
+        """MTs were queued (and committed) in this process: hand them to the sender, no database read."""
         for link in self.links:
             if link.tx:
-                link.request_refill()
+                link.offer(rows)
 
     # --- recovery and MO handling (worker thread) ------------------------------------------------------
 
@@ -312,11 +313,12 @@ class SmppService:
     def remember_ids(self, mt_id: int, message_ids: tuple[str, ...]) -> None:
         with self._mt_ids_lock:
             for message_id in message_ids:
-                self._mt_ids[message_id] = mt_id
+                self._mt_ids[message_id] = (mt_id, len(message_ids))
             while len(self._mt_ids) > MT_ID_CACHE:
                 self._mt_ids.popitem(last=False)
 
-    def known_mt(self, message_id: str) -> int | None:
+    def known_mt(self, message_id: str) -> tuple[int, int] | None:
+        """``(MT id, number of parts)`` of a message id submitted by this process (recent ones)."""
         with self._mt_ids_lock:
             return self._mt_ids.get(message_id)
 
@@ -346,10 +348,14 @@ class _Link(threading.Thread):
         self._wake_w.setblocking(False)
         self._seq = _Sequence()
         self._pending: dict[int, _Request] = {}
-        self._refill = threading.Event()
+        self._offered: collections.deque[QueuedMt] = collections.deque()
+        self._settled: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._more_queued = False
         self._next_poll = 0.0
         self._orphans: list[tuple[float, DeliveryReceipt]] = []
+        self._delivered: list[int] = []
+        self._out: list[bytes] = []
+        self._undeliverable: list[tuple[int, str]] = []
 
     # --- called from other threads ---------------------------------------------------------------------
 
@@ -357,8 +363,8 @@ class _Link(threading.Thread):
         with contextlib.suppress(BlockingIOError, OSError):
             self._wake_w.send(b"\0")
 
-    def request_refill(self) -> None:
-        self._refill.set()
+    def offer(self, rows: Sequence[QueuedMt]) -> None:
+        self._offered.extend(rows)
         self.wake()
 
     def describe(self) -> dict[str, Any]:
@@ -431,6 +437,7 @@ class _Link(threading.Thread):
             address_range=address_range(s.short_codes),
         )
         self._send(bind)
+        self._write()
         deadline = self.service.clock() + s.response_timeout_s
         while True:
             if self.service.clock() > deadline:
@@ -477,7 +484,8 @@ class _Link(threading.Thread):
                 self._request(smpplib.smpp.make_pdu("enquire_link", client=self._seq), now)
                 next_enquire = now + s.enquire_link_s
             oldest = min((r.sent_at for r in self._pending.values()), default=None)
-            if oldest is not None and now - oldest > s.response_timeout_s:
+            if oldest is not None and now - oldest > s.response_timeout_s and not self._readable():
+                # Late only if nothing is waiting in our socket: a long batch of ours is not the SMSC's fault.
                 late = min(self._pending.values(), key=lambda r: r.sent_at)
                 raise _Down(BindEvent.LINK_LOST, f"no response to {late.command} within {s.response_timeout_s:g} s")
             deadlines = [next_enquire]
@@ -496,6 +504,7 @@ class _Link(threading.Thread):
                     deadlines.append(expiry)
                 if self._orphans:
                     deadlines.append(now + 0.2)
+            self._write()
             timeout = max(0.0, min(deadlines) - clock())
             assert self._sock is not None
             readable, _, _ = select.select([self._sock, self._wake_r], [], [], timeout)
@@ -518,6 +527,7 @@ class _Link(threading.Thread):
         unbind = smpplib.smpp.make_pdu("unbind", client=self._seq)
         try:
             self._send(unbind)
+            self._write()
             deadline = self.service.clock() + self.settings.response_timeout_s
             while self.service.clock() < deadline:
                 pdu = self._read_pdu()
@@ -528,6 +538,7 @@ class _Link(threading.Thread):
                     return
                 if pdu.command == "deliver_sm":  # still ours to persist and acknowledge
                     self._handle_batch([pdu])
+                    self._write()
                 elif pdu.command.endswith("_resp"):
                     self._dispatch_response(pdu, [])
         except _Down as exc:
@@ -539,15 +550,23 @@ class _Link(threading.Thread):
     # --- wire ------------------------------------------------------------------------------------------
 
     def _close(self) -> None:
+        self._out = []
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.close()
             self._sock = None
 
     def _send(self, pdu: Any) -> None:
+        """Queue a PDU; :meth:`_write` sends everything queued in one system call per loop turn."""
+        self._out.append(pdu.generate())
+
+    def _write(self) -> None:
+        if not self._out:
+            return
         assert self._sock is not None
+        data, self._out = b"".join(self._out), []
         try:
-            self._sock.sendall(pdu.generate())
+            self._sock.sendall(data)
         except OSError as exc:
             raise _Down(BindEvent.LINK_LOST, f"send failed: {exc}") from None
 
@@ -595,11 +614,20 @@ class _Link(threading.Thread):
             raise _Down(BindEvent.LINK_LOST, f"garbage from the SMSC: {exc!r} in {raw[:48].hex()}") from None
         return pdu
 
+    def _readable(self) -> bool:
+        assert self._sock is not None
+        return bool(select.select([self._sock], [], [], 0)[0])
+
     def _read_batch(self) -> None:
         assert self._sock is not None
         pdus = [self._read_pdu()]
         while len(pdus) < READ_BATCH and select.select([self._sock], [], [], 0)[0]:
             pdus.append(self._read_pdu())
+        if _QUICKACK is not None:
+            # Acknowledge at once: an SMSC with Nagle on holds its next PDU (the receipt after a
+            # submit_sm_resp, the next MO) until our ACK, which Linux would otherwise delay by up to 40 ms.
+            with contextlib.suppress(OSError):
+                self._sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
         self._handle_batch([p for p in pdus if p is not None])
 
     # --- PDU handling ----------------------------------------------------------------------------------
@@ -616,6 +644,8 @@ class _Link(threading.Thread):
             elif command == "unbind":
                 self._respond("unbind_resp", pdu.sequence)
                 self._flush(outcomes, deliveries)
+                with contextlib.suppress(_Down):
+                    self._write()
                 raise _Down(BindEvent.LINK_LOST, "the SMSC unbound")
             elif command.endswith("_resp") or command == "generic_nack":
                 self._dispatch_response(pdu, outcomes)
@@ -650,8 +680,10 @@ class _Link(threading.Thread):
             if isinstance(outcome, MessageSubmitted):
                 service.remember_ids(outcome.mt_id, outcome.message_ids)
                 service.counters["mt"] += 1
+                self._settle_id(outcome.mt_id)
             elif isinstance(outcome, MessageFailed):
                 service.counters["failed"] += 1
+                self._settle_id(outcome.mt_id)
                 log.warning("smpp: MT %d failed: %s", outcome.mt_id, outcome.error)
             elif isinstance(outcome, MessageRetrying):
                 service.counters["throttled"] += 1
@@ -660,10 +692,14 @@ class _Link(threading.Thread):
         mono, wall = service.clock(), utcnow()
         try:
             with service.transaction() as session:
+                self._delivered, self._undeliverable = [], []
                 store.settle(session, outcomes, wall, lambda at: wall + dt.timedelta(seconds=max(0.0, at - mono)))
                 for _pdu, item in items:
                     self._persist(session, item, mono, wall, new_mos)
                 self._retry_orphans(session, mono, wall)
+                store.mark_delivered(session, self._delivered, wall)
+                for mt_id, error in self._undeliverable:
+                    store.mark_undeliverable(session, mt_id, error, wall)
             status = ESME_ROK
         except Exception:
             log.exception(
@@ -724,7 +760,7 @@ class _Link(threading.Thread):
                 self._persist(session, decode_joined(assembled), mono, wall, new_mos)
         elif isinstance(item, Receipt):
             service.counters["dlr"] += 1
-            if not self._apply_receipt(session, item.receipt, wall):
+            if not self._match_receipt(item.receipt) and not self._apply_receipt(session, item.receipt, wall):
                 self._orphans.append((mono + RECEIPT_RETRY_S, item.receipt))
         elif isinstance(item, Undecodable):
             service.counters["invalid"] += 1
@@ -749,15 +785,34 @@ class _Link(threading.Thread):
         codes = self.settings.short_codes
         return destination if destination in codes else codes[0]
 
-    def _apply_receipt(self, session: Session, receipt: DeliveryReceipt, wall: dt.datetime) -> bool:
+    def _match_receipt(self, receipt: DeliveryReceipt) -> bool:
+        """Fast path: a receipt for an MT this process submitted; written in bulk by :meth:`_flush`."""
         service = self.service
-        mt_id = service.known_mt(receipt.message_id)
-        parts = service.delivered_parts.setdefault(mt_id, set()) if mt_id is not None else set()
-        mt = store.apply_receipt(session, receipt, mt_id=mt_id, delivered_parts=parts, now=wall)
+        known = service.known_mt(receipt.message_id)
+        if known is None:
+            return False
+        mt_id, parts = known
+        if not receipt.final:
+            return True
+        if receipt.delivered:
+            delivered = service.delivered_parts.setdefault(mt_id, set())
+            delivered.add(receipt.message_id)
+            if len(delivered) >= parts:
+                self._delivered.append(mt_id)
+                service.delivered_parts.pop(mt_id, None)
+        else:
+            self._undeliverable.append((mt_id, f"{receipt.stat} err:{receipt.err}"))
+            service.delivered_parts.pop(mt_id, None)
+        return True
+
+    def _apply_receipt(self, session: Session, receipt: DeliveryReceipt, wall: dt.datetime) -> bool:
+        """Slow path: look the message id up in the database (e.g. an MT submitted before a restart)."""
+        service = self.service
+        mt = store.find_mt(session, receipt.message_id)
         if mt is None:
             return False
-        if mt_id is None:  # found in the database (e.g. after a restart)
-            service.delivered_parts.setdefault(mt.id, set()).update(parts)
+        parts = service.delivered_parts.setdefault(mt.id, set())
+        store.apply_receipt(session, receipt, mt_id=mt.id, delivered_parts=parts, now=wall)
         if receipt.final and mt.status.value != "submitted":
             service.delivered_parts.pop(mt.id, None)
         return True
@@ -765,7 +820,7 @@ class _Link(threading.Thread):
     def _retry_orphans(self, session: Session, mono: float, wall: dt.datetime) -> None:
         orphans, self._orphans = self._orphans, []
         for deadline, receipt in orphans:
-            if self._apply_receipt(session, receipt, wall):
+            if self._match_receipt(receipt) or self._apply_receipt(session, receipt, wall):
                 continue
             if mono < deadline:
                 self._orphans.append((deadline, receipt))
@@ -774,16 +829,13 @@ class _Link(threading.Thread):
 
     def _expire_parts(self, now: float) -> None:
         service = self.service
+        if self._orphans:
+            self._flush([], [])
         expired = service.reassembler.expire(now)
-        if not expired and not self._orphans:
-            return
-        if not expired:
+        if expired:
             with service.transaction() as session:
-                self._retry_orphans(session, now, utcnow())
-            return
-        with service.transaction() as session:
-            for message in expired:
-                self._expire_one(session, message)
+                for message in expired:
+                    self._expire_one(session, message)
 
     def _expire_one(self, session: Session, message: Expired) -> None:
         source, destination, _ref, total = message.key
@@ -823,31 +875,46 @@ class _Link(threading.Thread):
     # --- MT --------------------------------------------------------------------------------------------
 
     def _refill_outbox(self, now: float) -> None:
-        service = self.service
-        outbox = service.outbox
+        """Fill the outbox: first MTs handed over in-process, then (when due) QUEUED rows from the table."""
+        outbox = self.service.outbox
         cap = max(4 * self.settings.window, 200)
-        requested = self._refill.is_set()
-        if outbox.backlog >= cap:
-            return
-        if not (requested or now >= self._next_poll or (self._more_queued and outbox.backlog < cap // 2)):
-            return
-        self._refill.clear()
-        self._next_poll = now + self.settings.queue_poll_s
-        limit = cap - outbox.backlog
-        wall = utcnow()
         failures: list[tuple[int, str]] = []
-        with service.transaction() as session:
-            rows = store.claim_queued(session, exclude=outbox.ids(), limit=limit, now=wall)
-            for row in rows:
-                try:
-                    encoded = encode_message(row.text, ref=service.next_ref())
-                except EncodingError as exc:
-                    failures.append((row.id, str(exc)))
-                    continue
-                outbox.add(OutgoingMessage(row.id, row.source, row.destination, encoded))
+        while self._offered and outbox.backlog < cap:
+            row = self._offered.popleft()
+            if row.id not in outbox and row.id not in self._settled:  # the poll may have been first
+                self._add(row, failures)
+        due = now >= self._next_poll or (self._more_queued and outbox.backlog < cap // 2)
+        if outbox.backlog >= cap or not (due or failures):
+            return
+        wall = utcnow()
+        with self.service.transaction() as session:
             for mt_id, error in failures:
                 store.fail_mt(session, mt_id, error, wall)
-        self._more_queued = len(rows) == limit
+            if due:
+                self._next_poll = now + self.settings.queue_poll_s
+                limit = cap - outbox.backlog
+                rows = store.claim_queued(session, exclude=outbox.ids(), limit=limit, now=wall)
+                failures = []
+                for row in rows:
+                    if row.id not in self._settled:
+                        self._add(row, failures)
+                for mt_id, error in failures:
+                    store.fail_mt(session, mt_id, error, wall)
+                self._more_queued = len(rows) == limit
+
+    def _add(self, row: QueuedMt, failures: list[tuple[int, str]]) -> None:
+        try:
+            encoded = encode_message(row.text, ref=self.service.next_ref())
+        except EncodingError as exc:
+            failures.append((row.id, str(exc)))
+            self._settle_id(row.id)
+            return
+        self.service.outbox.add(OutgoingMessage(row.id, row.source, row.destination, encoded))
+
+    def _settle_id(self, mt_id: int) -> None:
+        self._settled[mt_id] = None
+        while len(self._settled) > MT_ID_CACHE:
+            self._settled.popitem(last=False)
 
     def _submit(self, part: Any, now: float) -> None:
         src_ton, src_npi, source = _address(part.source)

@@ -13,17 +13,18 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from bridge.config import Config
 from bridge.db.models import SmsDirection, SmsMessage, SmsPart, SmsStatus
 from bridge.smpp.concat import Segment, SegmentKey
 from bridge.smpp.outbox import MessageFailed, MessageRetrying, MessageSubmitted, Outcome
-from bridge.smpp.queue import queue_mt
+from bridge.smpp.queue import QueuedMt, queue_mt
 from bridge.smpp.receipt import DeliveryReceipt, id_candidates
 
 log = logging.getLogger(__name__)
+_SMS: Table = SmsMessage.__table__  # type: ignore[assignment]  # Core table for the executemany paths that run at MT rate
 
 UNREADABLE_REPLY = "Sorry, we could not read your message. Send HELP for the list of commands."
 INCOMPLETE_REPLY = "Sorry, part of your message did not arrive. Please send it again."
@@ -74,14 +75,12 @@ def record_mo(
     bucket = int(epoch // window_s)
     identity = text if identity is None else identity
     keys = [dedup_key(source, destination, identity, b) for b in (bucket, bucket - 1)]
-    recent = session.scalar(
-        select(SmsMessage.id).where(
-            SmsMessage.dedup_key.in_(keys), SmsMessage.created_at >= now - dt.timedelta(seconds=window_s)
-        )
-    )
-    if recent is not None:
+    seen = session.execute(
+        select(SmsMessage.dedup_key, SmsMessage.created_at).where(SmsMessage.dedup_key.in_(keys))
+    ).all()
+    if any(created >= now - dt.timedelta(seconds=window_s) for _key, created in seen):
         return None
-    if session.scalar(select(SmsMessage.id).where(SmsMessage.dedup_key == keys[0])) is not None:
+    if any(key == keys[0] for key, _created in seen):
         keys[0] += f":{int(epoch * 1000)}"  # same bucket but outside the window: keep the key unique
     message = SmsMessage(
         direction=SmsDirection.MO,
@@ -229,10 +228,10 @@ def reply_source(mo: SmsMessage, config: Config) -> str:
     return mo.destination if mo.destination in codes else codes[0]
 
 
-def claim_queued(session: Session, *, exclude: Iterable[int], limit: int, now: dt.datetime) -> list[SmsMessage]:
-    """QUEUED MTs due now, oldest first, not already in the outbox."""
+def claim_queued(session: Session, *, exclude: Iterable[int], limit: int, now: dt.datetime) -> list[QueuedMt]:
+    """QUEUED MTs due now, oldest first, not already in the outbox (plain rows: this runs at MT rate)."""
     query = (
-        select(SmsMessage)
+        select(SmsMessage.id, SmsMessage.source, SmsMessage.destination, SmsMessage.text)
         .where(
             SmsMessage.direction == SmsDirection.MT,
             SmsMessage.status == SmsStatus.QUEUED,
@@ -244,7 +243,7 @@ def claim_queued(session: Session, *, exclude: Iterable[int], limit: int, now: d
     excluded = list(exclude)
     if excluded:
         query = query.where(SmsMessage.id.not_in(excluded))
-    return list(session.scalars(query))
+    return [QueuedMt(*row) for row in session.execute(query)]
 
 
 def fail_mt(session: Session, mt_id: int, error: str, now: dt.datetime) -> None:
@@ -258,16 +257,62 @@ def fail_mt(session: Session, mt_id: int, error: str, now: dt.datetime) -> None:
 def settle(
     session: Session, outcomes: Sequence[Outcome], now: dt.datetime, retry_at: Callable[[float], dt.datetime]
 ) -> None:
-    """Write what submit responses settled: SUBMITTED with message ids, FAILED with the error, or retrying."""
-    for outcome in outcomes:
-        values: dict[str, Any] = {"attempts": outcome.attempts, "updated_at": now}
-        if isinstance(outcome, MessageSubmitted):
-            values.update(status=SmsStatus.SUBMITTED, smsc_message_ids=",".join(outcome.message_ids)[:255], error="")
-        elif isinstance(outcome, MessageFailed):
-            values.update(status=SmsStatus.FAILED, error=outcome.error[:255])
-        elif isinstance(outcome, MessageRetrying):
-            values.update(error=f"retrying after 0x{outcome.status:02X}", next_attempt_at=retry_at(outcome.retry_at))
-        session.execute(update(SmsMessage).where(SmsMessage.id == outcome.mt_id).values(**values))
+    """Write what submit responses settled: SUBMITTED with message ids, FAILED with the error, or retrying.
+
+    One executemany per kind of outcome: at hundreds of MTs per second, per-row ORM updates dominate.
+    """
+    submitted = [
+        {
+            "id": o.mt_id,
+            "status": SmsStatus.SUBMITTED,
+            "smsc_message_ids": ",".join(o.message_ids)[:255],
+            "attempts": o.attempts,
+            "error": "",
+            "updated_at": now,
+        }
+        for o in outcomes
+        if isinstance(o, MessageSubmitted)
+    ]
+    failed = [
+        {"id": o.mt_id, "status": SmsStatus.FAILED, "error": o.error[:255], "attempts": o.attempts, "updated_at": now}
+        for o in outcomes
+        if isinstance(o, MessageFailed)
+    ]
+    retrying = [
+        {
+            "id": o.mt_id,
+            "error": f"retrying after 0x{o.status:02X}",
+            "attempts": o.attempts,
+            "next_attempt_at": retry_at(o.retry_at),
+            "updated_at": now,
+        }
+        for o in outcomes
+        if isinstance(o, MessageRetrying)
+    ]
+    for rows in (submitted, failed, retrying):
+        if rows:
+            values: dict[str, Any] = {key: bindparam(f"v_{key}") for key in rows[0] if key != "id"}
+            statement = update(_SMS).where(_SMS.c.id == bindparam("v_id")).values(**values)
+            session.execute(statement, [{f"v_{key}": value for key, value in row.items()} for row in rows])
+
+
+def mark_delivered(session: Session, mt_ids: Sequence[int], now: dt.datetime) -> None:
+    """Every part of these MTs was reported delivered (receipts matched in memory by the service)."""
+    if mt_ids:
+        session.execute(
+            update(_SMS)
+            .where(_SMS.c.id.in_(mt_ids), _SMS.c.status == SmsStatus.SUBMITTED.value)
+            .values(status=SmsStatus.DELIVERED.value, updated_at=now)
+        )
+
+
+def mark_undeliverable(session: Session, mt_id: int, error: str, now: dt.datetime) -> None:
+    session.execute(
+        update(SmsMessage)
+        .where(SmsMessage.id == mt_id, SmsMessage.status.in_([SmsStatus.SUBMITTED, SmsStatus.DELIVERED]))
+        .values(status=SmsStatus.UNDELIVERABLE, error=error[:255], updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def find_mt(session: Session, message_id: str) -> SmsMessage | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,10 +162,10 @@ def test_undeliverable_receipt(session: Session) -> None:
 
 
 def test_queue_listener_fires_after_commit_only(session: Session) -> None:
-    calls: list[int] = []
+    calls: list[list[str]] = []
 
-    def listener() -> None:
-        calls.append(1)
+    def listener(rows: Sequence[queue.QueuedMt]) -> None:
+        calls.append([r.text for r in rows])
 
     queue.add_listener(listener)
     try:
@@ -175,13 +176,15 @@ def test_queue_listener_fires_after_commit_only(session: Session) -> None:
         assert calls == []
         queue.queue_mt(session, destination=MOBILE, text="c", source="2663")
         session.commit()
-        assert calls == [1]
+        assert calls == [["c"]]
+        session.commit()
+        assert calls == [["c"]]
     finally:
         queue.remove_listener(listener)
 
 
 def test_a_failing_listener_does_not_break_the_commit(session: Session) -> None:
-    def broken() -> None:
+    def broken(rows: Sequence[queue.QueuedMt]) -> None:
         raise RuntimeError("listener bug")
 
     queue.add_listener(broken)
