@@ -221,6 +221,8 @@ class SmppService:
             link.wake()
         timeout = 2 * self.settings.response_timeout_s + 5
         for link in self.links:
+            if link.ident is None:  # never started
+                continue
             await asyncio.to_thread(link.join, timeout)
             if link.is_alive():
                 log.error("smpp %s: thread did not stop within %.0f s", link.name, timeout)
