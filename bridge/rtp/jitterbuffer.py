@@ -17,6 +17,9 @@ frame per 20 ms tick with :meth:`JitterBuffer.get`:
   the oldest one is skipped per tick, bringing the delay back to the target.
 * **Timestamp jumps** (a new talk spurt after silence suppression, a new stream after SSRC change) farther
   than ``JUMP_FRAMES`` away from the playout point re-synchronise the buffer instead of concealing for ever.
+  A timestamp off the 20 ms grid of the playout point is snapped to the nearest frame (a shift under 10 ms).
+* **Other packet sizes** (10, 30, 40 ms...) are cut into 20 ms frames; the remainder of a packet waits for
+  the next one (``a=ptime:20`` in our SDP asks for 20 ms, but a gateway may insist on 30).
 
 Timestamps are compared modulo 2**32, so wrap-around is seamless.
 """
@@ -81,6 +84,8 @@ class JitterBuffer:
         self._frames: dict[int, bytes] = {}
         self._head = 0  # BUFFERING: earliest queued timestamp; PLAYING: next timestamp to play
         self._last: bytes | None = None
+        self._carry = b""  # the tail of a packet that was not a whole number of 20 ms frames
+        self._carry_ts = 0
         self._concealed_run = 0
         self._calm = 0
         self.received = 0
@@ -112,36 +117,58 @@ class JitterBuffer:
         self._concealed_run = 0
 
     def put(self, timestamp: int, payload: bytes) -> bool:
-        """Queue one packet's payload; False if it was dropped (late, duplicate, bad size)."""
-        size = len(payload)
-        if size != FRAME_SAMPLES:
-            if size == 0 or size % FRAME_SAMPLES:
-                self.bad_size += 1
-                return False
-            ok = False  # a 40/60 ms packet: queue it as 20 ms frames
-            for i in range(0, size, FRAME_SAMPLES):
-                ok = self.put((timestamp + i) & _MASK, payload[i : i + FRAME_SAMPLES]) or ok
-            return ok
+        """Queue one packet's payload; False if it was dropped (late, duplicate, empty)."""
+        if len(payload) != FRAME_SAMPLES:
+            return self._put_other_size(timestamp, payload)
+        return self._put_frame(timestamp, payload)
+
+    def _put_other_size(self, timestamp: int, payload: bytes) -> bool:
+        """10, 30, 40 ms... packets: cut the contiguous stream into 20 ms frames, carrying the remainder over
+        to the next packet (a gap or reordering discards the carried part)."""
+        if not payload:
+            self.bad_size += 1
+            return False
+        carry = self._carry
+        if carry and timestamp == (self._carry_ts + len(carry)) & _MASK:
+            data, start = carry + payload, self._carry_ts
+        else:
+            data, start = payload, timestamp
+        whole = len(data) - len(data) % FRAME_SAMPLES
+        ok = False
+        for i in range(0, whole, FRAME_SAMPLES):
+            ok = self._put_frame((start + i) & _MASK, data[i : i + FRAME_SAMPLES]) or ok
+        self._carry, self._carry_ts = data[whole:], (start + whole) & _MASK
+        return ok or bool(self._carry)
+
+    def _put_frame(self, timestamp: int, payload: bytes) -> bool:
         frames = self._frames
         if not frames and self.state is JitterState.BUFFERING:
             self._head = timestamp
             frames[timestamp] = payload
             self.received += 1
             return True
-        ahead = (timestamp - self._head) & _MASK
-        if ahead >= _HALF:  # behind the head
-            behind = _HALF * 2 - ahead
-            if self.state is JitterState.BUFFERING and behind <= JUMP_FRAMES * FRAME_SAMPLES:
+        offset = (timestamp - self._head) & _MASK
+        if offset >= _HALF:
+            offset -= _MASK + 1  # signed: negative means behind the head
+        original = timestamp
+        rem = offset % FRAME_SAMPLES
+        if rem:  # off the 20 ms grid (a sender's odd timestamp jump): snap to it, shifting by < 10 ms
+            offset += FRAME_SAMPLES - rem if rem >= FRAME_SAMPLES // 2 else -rem
+            timestamp = (self._head + offset) & _MASK
+        if offset < 0:
+            if -offset > JUMP_FRAMES * FRAME_SAMPLES:
+                timestamp = original
+                self._resync(timestamp)
+            elif self.state is JitterState.BUFFERING:
                 self._head = timestamp  # reordered before the first queued frame: still in time
-            elif behind <= JUMP_FRAMES * FRAME_SAMPLES:
+            else:
                 self.late += 1
                 self._calm = 0
                 if self.target < self.max_target:
                     self.target += 1
                 return False
-            else:
-                self._resync(timestamp)
-        elif ahead > JUMP_FRAMES * FRAME_SAMPLES:
+        elif offset > JUMP_FRAMES * FRAME_SAMPLES:
+            timestamp = original
             self._resync(timestamp)
         elif timestamp in frames:
             self.duplicates += 1

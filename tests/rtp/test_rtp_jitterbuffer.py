@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,6 +20,10 @@ from bridge.rtp.jitterbuffer import (
 )
 
 FRAME = 160
+
+
+def rng_bytes(n: int) -> bytes:
+    return random.Random(n).randbytes(n)
 
 
 def frame(n: int) -> bytes:
@@ -153,12 +158,56 @@ def test_timestamp_jump_resynchronises() -> None:
     assert play(jb, 2) == [frame(40), frame(41)]
 
 
-def test_40_ms_packets_are_split_and_odd_sizes_refused() -> None:
+def test_40_ms_packets_are_split_and_empty_ones_refused() -> None:
     jb = JitterBuffer()
     assert jb.put(0, frame(0) + frame(1))
-    assert not jb.put(2 * FRAME, bytes(100))
+    assert not jb.put(2 * FRAME, b"")
     assert jb.bad_size == 1
     assert play(jb, 2) == [frame(0), frame(1)]
+
+
+@pytest.mark.parametrize("ptime_ms", [10, 30, 50])
+def test_other_packet_times_are_recut_into_20_ms_frames(ptime_ms: int) -> None:
+    stream = rng_bytes(FRAME * 30)
+    size = ptime_ms * 8
+    jb = JitterBuffer(min_target=4, max_target=4)  # 80 ms: room for a 50 ms packet's arrival pattern
+    out: list[bytes | None] = []
+    for ms in range(0, 30 * 20 + 200, 10):  # packets every ptime, one get every 20 ms
+        if ms % ptime_ms == 0 and ms * 8 + size <= len(stream):
+            jb.put(1000 + ms * 8, stream[ms * 8 : ms * 8 + size])
+        if ms % 20 == 0:
+            out.append(jb.get())
+    played = [f for f in out if f is not None and f in stream]
+    assert b"".join(played) == stream[: len(played) * FRAME]
+    assert len(played) >= 30 - (ptime_ms + 19) // 20  # all but a tail shorter than one packet
+    assert jb.late == jb.dropped == 0
+
+
+def test_a_gap_in_30_ms_packets_loses_only_that_audio() -> None:
+    stream = rng_bytes(240 * 6)
+    jb = JitterBuffer(min_target=6, max_target=6)  # deep enough to hold it all without draining
+    for i in (0, 1, 3, 4, 5):  # packet 2 (timestamps 480-719) lost
+        jb.put(i * 240, stream[i * 240 : (i + 1) * 240])
+    # frames 0 | 160, 320 | (gap) 720 | 880, 1040 | 1200 (+ 80 samples carried); after the gap the frames
+    # are 80 samples off the playout grid and snap to 800, 960, 1120, 1280: the gap plays as 2 frames.
+    assert jb.received == 7
+    out = play(jb, 9)
+    assert out[0:3] == [stream[0:160], stream[160:320], stream[320:480]]
+    assert all(f is None or f not in stream for f in out[3:5])  # concealed
+    assert out[5:9] == [stream[720:880], stream[880:1040], stream[1040:1200], stream[1200:1360]]
+
+
+def test_off_grid_timestamps_snap_to_the_playout_grid() -> None:
+    jb = JitterBuffer()
+    jb.put(0, frame(0))
+    jb.put(FRAME, frame(1))
+    assert jb.get() == frame(0)
+    jb.put(2 * FRAME + 70, frame(2))  # 70 samples past the grid: frame slot 2
+    jb.put(3 * FRAME + 90, frame(3))  # 90 samples past slot 3: nearer slot 4
+    out = play(jb, 4)
+    assert out[:2] == [frame(1), frame(2)]
+    assert out[2] is not None and out[2] != frame(2)  # slot 3 empty: concealed
+    assert out[3] == frame(3)
 
 
 def test_too_deep_buffer_drains_one_frame_per_tick() -> None:
