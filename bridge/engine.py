@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 
 from bridge.conference import ConferenceError, NotAllowed, UnknownLeg
@@ -42,6 +43,7 @@ from bridge.mixer.mixer import Mixer
 log = logging.getLogger(__name__)
 
 ACCEPT_REFRESH_S = 10.0
+FRAME_BYTES = 160  # one 20 ms G.711 frame
 
 
 class _NoSip:
@@ -106,6 +108,7 @@ class Engine:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._media: dict[int, Any] = {}
+        self._media_items: list[tuple[int, Any]] = []
         self._media_version = -1
         self._served: frozenset[str] = frozenset()
         self._served_bare: frozenset[str] = frozenset()
@@ -293,29 +296,54 @@ class Engine:
         try:
             if service.media_version != self._media_version:
                 self._media = dict(service.media_legs())
+                self._media_items = list(self._media.items())
                 self._media_version = service.media_version
-            mixer = self.mixer
-            for pid, rtp in self._media.items():
-                try:
-                    mixer.write(pid, rtp.read_frame(now))
-                except Exception:
-                    mixer.write(pid, None)
-            result = mixer.tick()
-            out = result.out
-            media = self._media
-            for index, pid in enumerate(result.pids.tolist()):
-                rtp = media.get(pid)
-                if rtp is not None:
-                    try:
-                        rtp.write_frame(out[index].tobytes())
-                    except Exception:
-                        pass  # a closed endpoint: its leg is being torn down
-            for event in result.events:
-                if isinstance(event, TalkingStarted | TalkingStopped):
-                    service.set_talking(event.pid, isinstance(event, TalkingStarted))
+            self._mix(now)
             service.poll(now)
         except Exception:
             log.exception("tick %d failed", tick.index)
+
+    def _mix(self, now: float) -> None:
+        """Every leg's frame in, one batched mix, every leg's frame out (bench/engine_tick.py measures it).
+
+        Whole frames go to the mixer in one ``write_rows`` (one join + one array copy instead of a numpy
+        call per leg); a leg with nothing this tick is silent (the mixer clears consumed input), and
+        the output is sliced from one ``bytes`` copy of the mixed rows.
+        """
+        mixer = self.mixer
+        pids: list[int] = []
+        frames: list[bytes] = []
+        for pid, rtp in self._media_items:
+            try:
+                frame = rtp.read_frame(now)
+            except Exception:  # a closing endpoint: its leg is being torn down
+                continue
+            if frame is None:
+                continue
+            if len(frame) == FRAME_BYTES:
+                pids.append(pid)
+                frames.append(frame)
+            else:
+                mixer.write(pid, frame)  # the mixer pads or cuts odd sizes
+        if pids:
+            rows = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(len(pids), FRAME_BYTES)
+            mixer.write_rows(pids, rows)
+        result = mixer.tick()
+        blob = result.out.tobytes()
+        media = self._media
+        for index, pid in enumerate(result.pids.tolist()):
+            rtp = media.get(pid)
+            if rtp is not None:
+                start = index * FRAME_BYTES
+                try:
+                    rtp.write_frame(blob[start : start + FRAME_BYTES])
+                except Exception:
+                    pass  # a closed endpoint: its leg is being torn down
+        service = self.service
+        if service is not None:
+            for event in result.events:
+                if isinstance(event, TalkingStarted | TalkingStopped):
+                    service.set_talking(event.pid, isinstance(event, TalkingStarted))
 
     async def _housekeeping(self) -> None:
         while True:
