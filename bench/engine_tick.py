@@ -67,9 +67,8 @@ def main(sizes: list[int]) -> None:
             base = timed(lambda mixer=mixer, legs=legs: naive(mixer, legs))
             glue, base_glue = ours - mix, base - mix
             ratio = base_glue / glue if glue > 0 else float("inf")
-            print(
-                f"{legs_count:>6} {mix:>9.0f} {ours:>10.0f} {base:>9.0f} {glue:>8.0f} {base_glue:>11.0f} {ratio:>5.1f}x"
-            )
+            row = (legs_count, f"{mix:.0f}", f"{ours:.0f}", f"{base:.0f}", f"{glue:.0f}", f"{base_glue:.0f}")
+            print("".join(f"{v:>11}" for v in row) + f"{ratio:>10.1f}x")
         engine.db.dispose()
     print("(20 ms = 20000 us per tick; the machine is shared, so run it twice and compare ratios, not absolutes)")
 
