@@ -150,6 +150,7 @@ class Ftpd:
     def start(self) -> Ftpd:
         from pyftpdlib.authorizers import DummyAuthorizer
         from pyftpdlib.handlers import FTPHandler
+        from pyftpdlib.ioloop import IOLoop
         from pyftpdlib.servers import FTPServer
 
         authorizer = DummyAuthorizer()
@@ -162,7 +163,9 @@ class Ftpd:
             base = TLS_FTPHandler
             attributes.update(certfile=str(self.cert), tls_control_required=True, tls_data_required=True)
         handler = type("Handler", (base,), attributes)
-        self.server = FTPServer(("127.0.0.1", self.port), handler)
+        # its own IOLoop: the default is a process-wide singleton, and two servers in two threads on one
+        # loop corrupt each other's sessions
+        self.server = FTPServer(("127.0.0.1", self.port), handler, ioloop=IOLoop())
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"timeout": 0.2, "blocking": True}, daemon=True
         )
