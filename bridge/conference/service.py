@@ -290,6 +290,10 @@ class ConferenceService:
                         session.commit()
             except ConferenceError as exc:
                 log.warning("action %s refused: %s", action, exc)
+                if isinstance(action, LaunchConference):
+                    self._tell_subscriber(action.subscriber_id, f"Conference not started: {exc}")
+            except Exception:  # the SMS was accepted: a failure here must not reach the SMPP service
+                log.exception("action %s failed", action)
 
     # --- control API ---------------------------------------------------------------------------
 
@@ -358,6 +362,12 @@ class ConferenceService:
             self._apply(live.run_id, actions)
         except Exception:  # a bad event must never take the engine down
             log.exception("conference service: error handling %s", type(event).__name__)
+            if isinstance(event, ev.IncomingCall):
+                self.ivr_calls.pop(key, None)
+                try:
+                    self.sip.reject(sip_leg, 503, "Service Unavailable")
+                except Exception:
+                    log.exception("rejecting %s failed", key)
 
     # --- timers --------------------------------------------------------------------------------
 
@@ -772,6 +782,13 @@ class ConferenceService:
             return to_e164(number, self.config.numbering.default_country)
         except PhoneError:
             return number
+
+    def _tell_subscriber(self, subscriber_id: int, text: str) -> None:
+        with self._session() as session:
+            subscriber = session.get(Subscriber, subscriber_id)
+            if subscriber is not None:
+                queue_sms(session, destination=subscriber.mobile, text=text[:300], source=self._short_code())
+                session.commit()
 
     def _short_code(self) -> str:
         return self.config.smpp.short_codes[0] if self.config.smpp.short_codes else ""

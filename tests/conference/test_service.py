@@ -358,3 +358,27 @@ def test_participant_sms_carries_dial_back_number_and_user_pin(rig: Rig) -> None
         texts = {m.destination: m.text for m in s.scalars(select(SmsMessage))}
     assert set(texts) == {ALICE, BOB}  # the members, not the subscriber
     assert all(COMMON in text and "222222" in text for text in texts.values())
+
+
+def test_second_sms_launch_of_a_running_ic_is_refused_by_sms(rig: Rig) -> None:
+    from bridge.commands.actions import LaunchConference
+    from bridge.db.models import SmsMessage
+
+    rig.service.on_actions([LaunchConference(1, (SUB, ALICE), ic_id=1)])
+    rig.service.on_actions([LaunchConference(1, (SUB, ALICE), ic_id=1)])
+    assert len(rig.service.conference_ids()) == 1
+    with rig.factory() as s:
+        (sms,) = s.scalars(select(SmsMessage)).all()
+    assert sms.destination == SUB and "already running" in sms.text
+
+
+def test_incoming_call_failing_inside_is_rejected_503(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bridge.conference.service as service_module
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(service_module, "classify", broken)
+    leg = rig.sip.incoming("+1555", COMMON)
+    rig.event(IncomingCall(leg))
+    assert (leg, 503) in rig.sip.rejected and not rig.service.ivr_calls
