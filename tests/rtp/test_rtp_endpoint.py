@@ -206,3 +206,75 @@ async def test_garbage_datagrams_on_both_ports_are_survived(
         attacker.close()
         a.close()
         b.close()
+
+
+class _Relay(asyncio.DatagramProtocol):
+    """A bad network between two endpoints: drops the n-th packet for every n in ``drop``, delays the others
+    by a random 0-50 ms (so they also arrive out of order)."""
+
+    def __init__(self, target: tuple[str, int], drop: set[int], seed: int) -> None:
+        import random
+
+        self.target, self.drop, self.rng = target, drop, random.Random(seed)
+        self.transport: Any = None
+        self.reordered = 0
+        self.count = 0
+        self._last = -1
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        n, self.count = self.count, self.count + 1
+        if n in self.drop:
+            return
+        delay = self.rng.uniform(0.0, 0.05) if n >= 3 else 0.0  # RFC 3550 A.1 counts from the first packet
+        asyncio.get_running_loop().call_later(delay, self._forward, data, n)
+
+    def _forward(self, data: bytes, n: int) -> None:
+        if n < self._last:
+            self.reordered += 1
+        self._last = max(self._last, n)
+        self.transport.sendto(data, self.target)
+
+
+@run
+async def test_tone_survives_loss_jitter_and_reordering(allocator: PortAllocator) -> None:
+    loop = asyncio.get_running_loop()
+    a = await RtpEndpoint.open(loop, allocator, host=HOST)
+    b = await RtpEndpoint.open(loop, allocator, host=HOST)
+    drop = set(range(7, 130, 20))  # about 5 %
+    transport, relay = await loop.create_datagram_endpoint(
+        lambda: _Relay((HOST, b.local_port), drop, seed=3550), local_addr=(HOST, 0)
+    )
+    relay_port = transport.get_extra_info("sockname")[1]
+    a.start(parse_answer(make_offer(HOST, relay_port, session_id=1)))
+    b.start(parse_answer(make_offer(HOST, a.local_port, session_id=2)))
+    pcm = np.round(8000 * np.sin(2 * np.pi * 440 * np.arange(8000 * 3) / 8000)).astype(np.int16)
+    encoded = encode(pcm, "PCMU").tobytes()
+    frames = []
+    try:
+        next_tick = loop.time()
+        for i in range(150):
+            a.write_frame(encoded[i * 160 : (i + 1) * 160])
+            frame = b.read_frame(loop.time())
+            if frame is not None:
+                frames.append(frame)
+            next_tick += 0.02
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+        await until(lambda: b.stats()["packets_in"] == 150 - len(drop))
+    finally:
+        a.close()
+        b.close()
+        transport.close()
+    stats = b.stats()
+    assert relay.reordered > 0  # the network really reordered
+    assert stats["lost"] == len(drop)
+    assert stats["jitter_ms"] > 1.0
+    assert stats["concealed"] > 0
+    x = decode(b"".join(frames), "PCMU").astype(float)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1 / 8000)
+    peak = int(np.argmax(spectrum))
+    assert abs(freqs[peak] - 440) < 5
+    assert spectrum[np.abs(freqs - 440) <= 20].sum() / spectrum.sum() > 0.8
