@@ -362,7 +362,7 @@ class Conference:
         leg.star_at = None
         entry = KEY_MAP.get(digit)
         if entry is None or leg.role not in entry[1]:
-            return [Play(("help",), leg_id)] if entry is None else []
+            return [Play((_help_prompt(leg),), leg_id)] if entry is None else []
         return self._command(entry[0], leg, now)
 
     # --- timers --------------------------------------------------------------------------------
@@ -388,13 +388,13 @@ class Conference:
 
     def _command(self, command: str, leg: LegInfo, now: float) -> list[Action]:
         if command == "help":
-            return [Play(("help",), leg.leg_id)]
+            return [Play((_help_prompt(leg),), leg.leg_id)]
         if command == "mute_self":
             return self.set_muted(leg.leg_id, not leg.muted)
         if command == "toggle_recording":
             return self.set_recording(not self.recording)
         if command == "count":
-            return [Play(tuple(str(len(self.connected()))), leg.leg_id)]
+            return [Play(("participant_count", *str(len(self.connected()))), leg.leg_id)]
         if command == "mute_all":
             actions = self.mute_all(not self.all_muted)
             return actions + [Play(("muted" if self.all_muted else "unmuted",), leg.leg_id)]
@@ -476,6 +476,11 @@ class Conference:
             raise ConferenceError(f"conference {self.run_id}: {self.state.value} -> {new.value} is not allowed")
         log.info("conference %s: %s -> %s", self.run_id, self.state.value, new.value)
         self.state = new
+
+
+def _help_prompt(leg: LegInfo) -> str:
+    """Key-map help for the caller's role (``bridge.conference.make_prompts``)."""
+    return "help_moderator" if leg.role in CONTROLLERS else "help_participant"
 
 
 def plan_launch(

@@ -176,9 +176,11 @@ def test_subscriber_controls_recording_mute_all_lock_count() -> None:
     conf.dtmf(1, "5", 1.5)
     assert conf.locked
     conf.dtmf(1, "*", 1.6)
-    assert conf.dtmf(1, "3", 1.7) == [Play(("3",), 1)]
+    assert conf.dtmf(1, "3", 1.7) == [Play(("participant_count", "3"), 1)]
     conf.dtmf(1, "*", 1.8)
-    assert conf.dtmf(1, "0", 1.9) == [Play(("help",), 1)]
+    assert conf.dtmf(1, "0", 1.9) == [Play(("help_moderator",), 1)]
+    conf.dtmf(10, "*", 2.0)
+    assert conf.dtmf(10, "9", 2.1) == [Play(("help_participant",), 10)]  # unknown key: help
 
 
 def test_participant_joining_while_all_muted_is_muted() -> None:
