@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bridge.commands.actions import Action
 from bridge.config import Config
 from bridge.db.models import utcnow
-from bridge.smpp import store
+from bridge.smpp import store, wire
 from bridge.smpp.bind import BindEvent, BindMachine, BindState
 from bridge.smpp.concat import Expired, Reassembler, encode_message
 from bridge.smpp.constants import (
@@ -61,7 +61,15 @@ from bridge.smpp.constants import (
 )
 from bridge.smpp.errors import EncodingError, LinkError
 from bridge.smpp.inbound import DeliverSm, Inbound, Mo, Part, Receipt, Undecodable, classify, decode_joined
-from bridge.smpp.outbox import MessageFailed, MessageRetrying, MessageSubmitted, Outbox, Outcome, OutgoingMessage
+from bridge.smpp.outbox import (
+    MessageFailed,
+    MessageRetrying,
+    MessageSubmitted,
+    Outbox,
+    Outcome,
+    OutgoingMessage,
+    SubmitPart,
+)
 from bridge.smpp.queue import QueuedMt, add_listener, remove_listener
 from bridge.smpp.receipt import DeliveryReceipt
 
@@ -104,6 +112,12 @@ class _NoSequence:
 
 _NO_SEQUENCE = _NoSequence()
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+_RESPONSE_IDS = {
+    "deliver_sm_resp": wire.DELIVER_SM_RESP,
+    "enquire_link_resp": wire.ENQUIRE_LINK_RESP,
+    "generic_nack": wire.GENERIC_NACK,
+    "unbind_resp": wire.UNBIND_RESP,
+}
 
 
 @dataclass
@@ -572,14 +586,12 @@ class _Link(threading.Thread):
         except OSError as exc:
             raise _Down(BindEvent.LINK_LOST, f"send failed: {exc}") from None
 
-    def _request(self, pdu: Any, now: float, part: tuple[int, int] | None = None) -> None:
-        self._pending[pdu.sequence] = _Request(pdu.command, now, part)
+    def _request(self, pdu: Any, now: float) -> None:
+        self._pending[pdu.sequence] = _Request(pdu.command, now)
         self._send(pdu)
 
     def _respond(self, command: str, sequence: int, status: int = ESME_ROK) -> None:
-        pdu = smpplib.smpp.make_pdu(command, client=_NO_SEQUENCE, status=status)
-        pdu.sequence = sequence
-        self._send(pdu)
+        self._out.append(wire.response(_RESPONSE_IDS[command], sequence, status))
 
     def _recv_exact(self, size: int) -> bytes:
         assert self._sock is not None
@@ -605,6 +617,8 @@ class _Link(threading.Thread):
         if not 16 <= length <= MAX_PDU_LENGTH:
             raise _Down(BindEvent.LINK_LOST, f"garbage from the SMSC: command_length {length} ({header.hex()})")
         raw = header + self._recv_exact(length - 16)
+        if command_id == wire.SUBMIT_SM_RESP:  # the hot path: parsed without smpplib's descriptors
+            return wire.parse_submit_sm_resp(raw)
         try:
             pdu = smpplib.smpp.parse_pdu(raw, client=_NO_SEQUENCE, allow_unknown_opt_params=True)
         except smpplib.exceptions.UnknownCommandError:
@@ -918,23 +932,25 @@ class _Link(threading.Thread):
         while len(self._settled) > MT_ID_CACHE:
             self._settled.popitem(last=False)
 
-    def _submit(self, part: Any, now: float) -> None:
+    def _submit(self, part: SubmitPart, now: float) -> None:
         src_ton, src_npi, source = _address(part.source)
         dst_ton, dst_npi, destination = _address(part.destination)
         if src_ton == TON_UNKNOWN:
             src_npi = NPI_UNKNOWN
-        pdu = smpplib.smpp.make_pdu(
-            "submit_sm",
-            client=self._seq,
-            source_addr_ton=src_ton,
-            source_addr_npi=src_npi,
-            source_addr=source,
-            dest_addr_ton=dst_ton,
-            dest_addr_npi=dst_npi,
-            destination_addr=destination,
-            esm_class=part.esm_class,
-            data_coding=part.data_coding,
-            registered_delivery=REGISTERED_DELIVERY_RECEIPT if self.settings.registered_delivery else 0,
-            short_message=part.short_message,
+        sequence = self._seq.next_sequence()
+        self._pending[sequence] = _Request("submit_sm", now, part.key)
+        self._out.append(
+            wire.submit_sm(
+                sequence,
+                source_ton=src_ton,
+                source_npi=src_npi,
+                source=source,
+                dest_ton=dst_ton,
+                dest_npi=dst_npi,
+                destination=destination,
+                esm_class=part.esm_class,
+                registered_delivery=REGISTERED_DELIVERY_RECEIPT if self.settings.registered_delivery else 0,
+                data_coding=part.data_coding,
+                short_message=part.short_message,
+            )
         )
-        self._request(pdu, now, part.key)
