@@ -38,6 +38,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = ROOT / "bench" / "load"
@@ -126,6 +127,38 @@ def idle_cpu(pid: int, window: float, load_dir: Path) -> float:
         text=True,
     )
     return float(json.loads(out.stdout)["bridge"]["cpu_pct_of_one_core"])
+
+
+def thread_ticks(pid: int) -> dict[str, int]:
+    """utime+stime clock ticks of the main thread (asyncio: RTP, tick, service) and of the other threads
+    together (sippy's SIP thread, the CDR scheduler...): Python does not name OS threads, so the main thread
+    is told apart by its id."""
+    out: dict[str, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            data = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = "main" if task.name == str(pid) else "other threads"
+        rest = data[data.rindex(")") + 2 :].split()
+        out[name] = out.get(name, 0) + int(rest[11]) + int(rest[12])
+    return out
+
+
+def thread_window(pid: int, delay: float, window: int, into: dict[str, float]) -> threading.Thread:
+    """Fill ``into`` with each thread's CPU (% of one core) over the window."""
+
+    def run() -> None:
+        time.sleep(delay)
+        t0, a = time.monotonic(), thread_ticks(pid)
+        time.sleep(window)
+        b, dt = thread_ticks(pid), time.monotonic() - t0
+        hz = os.sysconf("SC_CLK_TCK")
+        into.update({name: round(100.0 * (b[name] - a.get(name, 0)) / (hz * dt), 2) for name in b})
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 def profile_window(pid: int, delay: float, window: int, out: Path) -> threading.Thread:
@@ -219,7 +252,7 @@ def main() -> None:
     subprocess.run([str(BRIDGE), "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL)
     log = open(work / "bridge.log", "w")
     bridge = subprocess.Popen([str(BRIDGE), "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    results = []
+    results: list[dict[str, Any]] = []
     try:
         for _ in range(100):
             try:
@@ -254,6 +287,8 @@ def main() -> None:
             print(f"== {label}: {n} calls at {rate}/s, hold {hold_ms / 1000:.0f} s", flush=True)
             with open(LOCK, "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # another load running now would share SIPp's media ports
+                threads: dict[str, float] = {}
+                thread_window(bridge.pid, ramp + 5, args.window, threads)
                 if args.profile is not None:
                     profile_window(bridge.pid, ramp + 5 + args.window / 4, args.window, args.profile / label)
                 out = subprocess.run(
@@ -280,6 +315,7 @@ def main() -> None:
             per = summary.get("bridge_cpu_pct")
             if isinstance(per, float | int):
                 summary["net_cpu_pct_per_participant"] = round((per - baseline) / n, 3)
+            summary["threads"] = {name: pct for name, pct in threads.items() if pct > 0}
             results.append(summary)
     finally:
         bridge.send_signal(signal.SIGTERM)
@@ -289,6 +325,10 @@ def main() -> None:
             bridge.kill()
     print_table(results)
     print(f"\nbaseline: idle engine {baseline:.2f} % of one core (same run)")
+    print("\nper-thread CPU over the window (% of one core):")
+    for row in results:
+        if "threads" in row:
+            print(f"  {row['label']:>7}: " + ", ".join(f"{k} {v}" for k, v in sorted(row["threads"].items())))
     if args.profile is not None:
         for row in results:
             raw = args.profile / f"{row['label']}.txt"

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import select
 import socket
@@ -149,7 +150,7 @@ async def run_variant(name: str, n: int, seconds: float, warmup: float, port_low
             buf = memoryview(result.out.tobytes())
             for index, pid in enumerate(result.pids.tolist()):
                 session = media[pid].session
-                raw[pid].sendto(session.audio_packet(buf[index * 160 : index * 160 + 160], now), session.remote)
+                raw[pid].sendto(session.audio_packet(buf[index * 160 : index * 160 + 160], now), session.remote)  # type: ignore[arg-type]
 
     else:
         for endpoint in endpoints:  # count packets without changing the path
@@ -174,12 +175,23 @@ async def run_variant(name: str, n: int, seconds: float, warmup: float, port_low
     stop = asyncio.Event()
     ticker = asyncio.create_task(run_ticks(tick, stats=stats, stop=stop))
     await asyncio.sleep(warmup)
+    gc_state = {"t0": 0.0, "seconds": 0.0, "collections": 0}
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_state["t0"] = time.perf_counter()
+        else:
+            gc_state["seconds"] += time.perf_counter() - gc_state["t0"]
+            gc_state["collections"] += 1
+
+    gc.callbacks.append(on_gc)
     rx0, tx0 = counters["rx"], sum(e.session.packets_out for e in endpoints)
     ticks0 = stats.ticks
     cpu0, wall0 = time.process_time(), time.monotonic()
     await asyncio.sleep(seconds)
     cpu1, wall1 = time.process_time(), time.monotonic()
     rx1, tx1 = counters["rx"], sum(e.session.packets_out for e in endpoints)
+    gc.callbacks.remove(on_gc)
     window = wall1 - wall0
     lateness = sorted(stats._ring[: min(stats.ticks, stats.window)])  # noqa: SLF001
     stop.set()
@@ -199,6 +211,8 @@ async def run_variant(name: str, n: int, seconds: float, warmup: float, port_low
         "ticks": stats.ticks - ticks0,
         "lateness_p99_ms": 1000 * float(np.percentile(lateness, 99)) if lateness else 0.0,
         "lost": lost,
+        "gc_pct": 100.0 * gc_state["seconds"] / window,
+        "gc_collections": int(gc_state["collections"]),
         "us_per_packet_in_plus_out": 1e6 * (cpu1 - cpu0) / max(1, (rx1 - rx0) + (tx1 - tx0)),
     }
 
@@ -219,7 +233,8 @@ def main() -> None:
             f"{name:>9}: {row['cpu_pct']:6.2f} % of one core, {row['cpu_pct_per_leg']:.4f} %/leg, "
             f"rx {row['rx_pps']:.0f} pps, tx {row['tx_pps']:.0f} pps, "
             f"{row['us_per_packet_in_plus_out']:.2f} us/packet, "
-            f"tick lateness p99 {row['lateness_p99_ms']:.2f} ms, lost {row['lost']}",
+            f"tick lateness p99 {row['lateness_p99_ms']:.2f} ms, lost {row['lost']}, "
+            f"GC {row['gc_pct']:.2f} % ({row['gc_collections']} collections)",
             flush=True,
         )
     base, fast = rows
