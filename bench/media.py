@@ -76,22 +76,25 @@ def generator(legs: int, seconds: float) -> int:
     while not stopping:
         deadline = start + n * 0.02
         now = time.monotonic()
-        while now < deadline:  # drain replies while waiting
-            ready, _, _ = select.select([*socks, sys.stdin], [], [], deadline - now)
-            for r in ready:
-                if r is sys.stdin:
-                    stopping = True
-                    sys.stdin.readline()
+        # Drain replies (at least once per tick, even when late), waiting for the next deadline.
+        ready, _, _ = select.select([*socks, sys.stdin], [], [], max(0.0, deadline - now))
+        for r in ready:
+            if r is sys.stdin:
+                stopping = True
+                sys.stdin.readline()
+                continue
+            while True:
+                try:
+                    r.recv_into(buf)
+                except BlockingIOError:
                     break
-                while True:
-                    try:
-                        r.recv_into(buf)
-                    except BlockingIOError:
-                        break
-                    received += 1
-            now = time.monotonic()
+                received += 1
+        now = time.monotonic()
         if now > end or stopping:
             break
+        if now < deadline:
+            continue
+        n = max(n, int((now - start) / 0.02))  # a starved generator skips ticks rather than bursting
         header = RTP_HEADER.pack(0x80, PT_PCMU, n & 0xFFFF, (n * FRAME) & 0xFFFFFFFF, 0)
         payload = payloads[n % len(payloads)]
         packet = header + payload
