@@ -75,10 +75,10 @@ async def bridge_run(workdir: Path, calls: int, concurrency: int) -> tuple[float
         dial()
     await asyncio.wait_for(finished.wait(), 300)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    await wait_process(uas, 30)
+    uas_rc = await wait_process(uas, 30)
     await service.stop()
     stop_process(uas)
-    return wall, cpu, state["failed"]
+    return wall, cpu, state["failed"] if uas_rc == 0 else state["failed"] + 1000 * uas_rc
 
 
 async def sipp_run(workdir: Path, calls: int, concurrency: int) -> tuple[float, float, int]:
@@ -114,7 +114,10 @@ async def main() -> None:
         s_wall, s_cpu, s_rc = await sipp_run(workdir, args.calls, args.concurrency)
     n = args.calls
     print(f"calls={n} concurrency={args.concurrency}")
-    print(f"bridge -> SIPp UAS : {n / b_wall:8.1f} setups/s  {1000 * b_cpu / n:7.2f} ms CPU/call  failed={b_failed}")
+    print(
+        f"bridge -> SIPp UAS : {n / b_wall:8.1f} setups/s  {1000 * b_cpu / n:7.2f} ms CPU/call  failed={b_failed}"
+        " (+1000 x SIPp UAS exit code if it saw errors)"
+    )
     print(
         f"SIPp UAC -> UAS    : {n / s_wall:8.1f} setups/s  {1000 * s_cpu / n:7.2f} ms CPU/call  (baseline, rc={s_rc})"
     )

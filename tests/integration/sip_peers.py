@@ -352,6 +352,7 @@ def sipp_common(local_port: int, media_port: int, *, ip: str = "127.0.0.1", time
     return [
         "-i", ip, "-p", str(local_port), "-mi", ip, "-mp", str(media_port),
         "-nostdin", "-timeout", str(timeout_s), "-timeout_error", "-trace_err", "-aa",
+        "-buff_size", "4194304",  # SIPp's 64 KiB default overflows with 100 INVITEs in one burst
     ]  # fmt: skip
 
 
