@@ -60,6 +60,7 @@ from bridge.db.models import (
     SmsMessage,
     SmsStatus,
     Subscriber,
+    SubscriberStatus,
     utcnow,
 )
 from bridge.dnis import ivr as ivr_module
@@ -251,6 +252,7 @@ class ConferenceService:
                 raise UnknownConference(f"no instant conference {ic_id} for subscriber {subscriber_id}")
             if ic is not None and self.for_ic(ic.id) is not None:
                 raise NotAllowed(f"instant conference {ic.id} is already running")
+            _check_may_dial(subscriber)
             run, conf = self._new_run(session, subscriber=subscriber, ic=ic, room=None, launched_by=launched_by)
             plan = plan_launch(subscriber.mobile, list(numbers), max_participants=conf.policy.max_participants)
             actions: list[Action] = []
@@ -727,6 +729,13 @@ class ConferenceService:
                 if ic is not None:
                     from bridge.commands.handlers import ic_dial_list
 
+                    try:
+                        _check_may_dial(ic.subscriber)
+                    except NotAllowed as exc:
+                        log.info("speed dial of IC %s refused: %s", ic.id, exc)
+                        delay = self.media.play(("goodbye",), pid=call.pid) if call.pid is not None else 0.0
+                        self._hangup_after(call, delay)
+                        return
                     launch_numbers = tuple(n for n in ic_dial_list(ic) if n != ic.subscriber.mobile)
                 run, conf = self._new_run(
                     session, subscriber=ic.subscriber if ic is not None else None, ic=ic, room=room,
@@ -821,6 +830,15 @@ class ConferenceService:
 
 
 # --- adapters to other areas (kept here so a missing or renamed API fails in one place) --------------
+
+
+def _check_may_dial(subscriber: Subscriber) -> None:
+    """Outbound calls carry the subscriber's number and are billed to them: only an active subscriber,
+    and a prepaid one only with a positive balance (rating itself is the billing area's)."""
+    if subscriber.status is not SubscriberStatus.ACTIVE:
+        raise NotAllowed(f"subscriber {subscriber.id} is {subscriber.status.value}")
+    if subscriber.prepaid and (subscriber.balance is None or subscriber.balance <= 0):
+        raise NotAllowed("no prepaid balance left")
 
 
 def _default_cdr_writer() -> CdrWriter:

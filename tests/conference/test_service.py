@@ -382,3 +382,36 @@ def test_incoming_call_failing_inside_is_rejected_503(rig: Rig, monkeypatch: pyt
     leg = rig.sip.incoming("+1555", COMMON)
     rig.event(IncomingCall(leg))
     assert (leg, 503) in rig.sip.rejected and not rig.service.ivr_calls
+
+
+def test_prepaid_subscriber_without_balance_cannot_launch(rig: Rig) -> None:
+    from bridge.commands.actions import LaunchConference
+    from bridge.db.models import SmsMessage
+
+    with rig.factory() as s:
+        sub = s.get(Subscriber, 1)
+        assert sub is not None
+        sub.prepaid, sub.balance = True, 0
+        s.commit()
+    rig.service.on_actions([LaunchConference(1, (SUB, ALICE))])
+    assert rig.service.conference_ids() == []
+    with rig.factory() as s:
+        assert "no prepaid balance" in s.scalars(select(SmsMessage)).one().text
+        sub = s.get(Subscriber, 1)
+        assert sub is not None
+        sub.balance = 5
+        s.commit()
+    rig.service.on_actions([LaunchConference(1, (SUB, ALICE))])
+    assert len(rig.service.conference_ids()) == 1
+
+
+def test_prepaid_subscriber_without_balance_cannot_speed_dial(rig: Rig) -> None:
+    with rig.factory() as s:
+        sub = s.get(Subscriber, 1)
+        assert sub is not None
+        sub.prepaid, sub.balance = True, None
+        s.commit()
+    caller = rig.dial_in(POOL1, SUB, "111111")
+    assert rig.service.conference_ids() == [] and rig.sip.dialled == []
+    rig.advance(2.0)
+    assert (caller, "normal") in rig.sip.hung_up

@@ -407,6 +407,7 @@ class Appliance:
         smpp_port: int | None = None,
         conference: dict[str, Any] | None = None,
         extra: str = "",
+        feed_port: int | None = None,
     ) -> None:
         self.workdir = workdir
         self.sip_port = free_port(socket.SOCK_DGRAM)
@@ -427,7 +428,7 @@ class Appliance:
             "[conference]", *(f"{k} = {json.dumps(v)}" for k, v in conference_cfg.items()),
             "[web]", "enabled = false",
             "[control]", f'listen = "127.0.0.1:{self.control_port}"', 'token = "test-token"',
-            "[cdr]", 'feed_listen = ""', "push_enabled = false",
+            "[cdr]", f'feed_listen = "{f"127.0.0.1:{feed_port}" if feed_port else ""}"', "push_enabled = false",
         ]  # fmt: skip
         self.config_path = workdir / "etc" / "bridge.toml"
         self.config_path.parent.mkdir()

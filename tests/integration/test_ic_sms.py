@@ -4,11 +4,12 @@ conference service -> SIP INVITEs to the SIPp phones behind the trunk -> control
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ic_harness import SUB, Appliance, Phones, wait_for
+from ic_harness import SUB, Appliance, Phones, free_port, wait_for
 from smpp_harness import Smsc
 from sqlalchemy import select
 
@@ -24,7 +25,7 @@ def rig(tmp_path: Path) -> Iterator[tuple[Smsc, Phones, Appliance]]:
     smsc = Smsc(tmp_path)
     smsc.start()
     phones = Phones(tmp_path)
-    bridge = Appliance(tmp_path, trunk_port=phones.port, smpp_port=smsc.port)
+    bridge = Appliance(tmp_path, trunk_port=phones.port, smpp_port=smsc.port, feed_port=free_port())
     try:
         bridge.seed()
         bridge.start()
@@ -72,3 +73,16 @@ def test_sms_ic_team_rings_everyone_with_the_subscribers_mobile(rig: tuple[Smsc,
     assert {(c.direction, c.cli, c.service_type) for c in cdrs} == {("out", SUB, "IC")}
     assert {c.role for c in cdrs if c.destination == SUB} == {"subscriber"}
     assert all(c.joined_at and c.disconnected_at and c.subscriber_id == 1 for c in cdrs)
+
+    # The real-time CDR feed delivers the same four records.
+    feed = bridge.config_path.read_text().split("feed_listen = ")[1].split("\n")[0].strip('"')
+    host, port = feed.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"RESUME 0\n")
+        data = b""
+        while data.count(b"\n") < 4:
+            chunk = sock.recv(65536)
+            assert chunk, "the feed closed early"
+            data += chunk
+    feed_ids = sorted(int(line.split(",", 1)[0]) for line in data.decode().splitlines())
+    assert feed_ids == sorted(c.id for c in cdrs)
