@@ -27,7 +27,7 @@ from bridge.db.models import (
 )
 from web import charts, db, provision, reports
 from web.clock import utc_now
-from web.company import _cdr_conditions, _cdrs, _range, stream_cdr_csv
+from web.company import _cdr_conditions, _range, daily, stream_cdr_csv
 from web.forms import AccountForm, CompanyForm, DnisForm
 from web.live import control
 from web.security import roles_required
@@ -56,7 +56,7 @@ def _status() -> dict[str, Any] | None:
 @operator_only
 def dashboard() -> View:
     form, start, end, company_id = _range()
-    cdrs = db.session().scalars(_cdrs(start, end, company_id)).all()
+    by_company = daily(start, end, company_id, by="company")
     session = db.session()
     counts = {
         "companies": session.scalar(select(func.count(Company.id))),
@@ -68,8 +68,8 @@ def dashboard() -> View:
         form=form,
         counts=counts,
         status=_status(),
-        per_company=charts.bar_chart(reports.minutes_by(cdrs, "company"), title="Minutes per company"),
-        per_day=charts.bar_chart(reports.days(start, end, reports.minutes_by(cdrs, "day")), title="Minutes per day"),
+        per_company=charts.bar_chart(reports.per_key(by_company), title="Minutes per company"),
+        per_day=charts.bar_chart(reports.days(start, end, reports.per_day(by_company)), title="Minutes per day"),
     )
 
 

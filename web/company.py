@@ -9,6 +9,7 @@ import datetime as dt
 import io
 import itertools
 from collections.abc import Iterator, Sequence
+from typing import Literal
 
 from flask import (
     Blueprint,
@@ -96,6 +97,22 @@ def usage_rows(start: dt.date, end: dt.date, company_id: int) -> list[cdr_report
     return cdr_reports.usage_by_moderator(db.session(), start=begin, end=stop, **args)
 
 
+def daily(
+    start: dt.date, end: dt.date, company_id: int, *, by: str, subscriber_id: int | None = None
+) -> list[cdr_reports.DailyMinutes]:
+    """``bridge.cdr.reports.minutes_per_day`` in the current user's scope (aggregated in SQL)."""
+    args = report_scope(company_id)
+    if args is None:
+        return []
+    if subscriber_id is not None:
+        args["subscriber_id"] = subscriber_id  # the caller checked it through get_or_404(Subscriber, ...)
+    begin, stop = _period(start, end)
+    key: Literal["company", "moderator"] = "company" if by == "company" else "moderator"
+    return cdr_reports.minutes_per_day(
+        db.session(), start=begin, end=stop, by=key, company_id=args["company_id"], subscriber_id=args["subscriber_id"]
+    )
+
+
 def stream_cdr_csv(conditions: list[ColumnElement[bool]], name: str) -> Response:
     """CDRs as CSV in the CDR-file format (``bridge.cdr.export``), streamed in chunks from the database."""
     session = db.session()
@@ -127,13 +144,14 @@ def _args(start: dt.date, end: dt.date, company_id: int) -> dict[str, str | int]
 @roles_required(*STAFF)
 def dashboard() -> View:
     form, start, end, company_id = _range()
-    cdrs = db.session().scalars(_cdrs(start, end, company_id)).all()
+    by_moderator = daily(start, end, company_id, by="moderator")
+    by_company = daily(start, end, company_id, by="company")
     return render_template(
         "company/dashboard.html",
         form=form,
-        per_day=charts.bar_chart(reports.days(start, end, reports.minutes_by(cdrs, "day")), title="Minutes per day"),
-        per_moderator=charts.bar_chart(reports.minutes_by(cdrs, "moderator"), title="Minutes per moderator"),
-        per_company=charts.bar_chart(reports.minutes_by(cdrs, "company"), title="Minutes per company"),
+        per_day=charts.bar_chart(reports.days(start, end, reports.per_day(by_company)), title="Minutes per day"),
+        per_moderator=charts.bar_chart(reports.per_key(by_moderator), title="Minutes per moderator"),
+        per_company=charts.bar_chart(reports.per_key(by_company), title="Minutes per company"),
     )
 
 
@@ -141,13 +159,13 @@ def dashboard() -> View:
 @roles_required(*STAFF)
 def usage() -> View:
     form, start, end, company_id = _range()
-    cdrs = db.session().scalars(_cdrs(start, end, company_id)).all()
+    per_day = reports.days(start, end, reports.per_day(daily(start, end, company_id, by="company")))
     return render_template(
         "company/usage.html",
         form=form,
         rows=usage_rows(start, end, company_id),
         args=_args(start, end, company_id),
-        chart=charts.bar_chart(reports.days(start, end, reports.minutes_by(cdrs, "day")), title="Minutes per day"),
+        chart=charts.bar_chart(per_day, title="Minutes per day"),
     )
 
 

@@ -1,7 +1,7 @@
 """Chart series, the per-conference service report and CSV text for the portal. Pure: rows in, rows/text out.
 
 The moderator usage aggregates come from ``bridge.cdr.reports`` and CDR exports from ``bridge.cdr.export``;
-what stays here is what those do not cover: chart series from already tenant-filtered CDR rows, and the
+what stays here is what those do not cover: folding the daily aggregates into chart series, and the
 service report built from ``Leg`` rows (so it also covers a conference still running, before its CDRs).
 """
 
@@ -14,8 +14,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from bridge.cdr.reports import ModeratorUsage
-from bridge.db.models import Cdr, Leg
+from bridge.cdr.reports import DailyMinutes, ModeratorUsage
+from bridge.db.models import Leg
 
 
 def seconds(joined_at: dt.datetime | None, disconnected_at: dt.datetime | None) -> float:
@@ -24,19 +24,20 @@ def seconds(joined_at: dt.datetime | None, disconnected_at: dt.datetime | None) 
     return (disconnected_at - joined_at).total_seconds()
 
 
-def minutes_by(cdrs: Iterable[Cdr], label: str) -> list[tuple[str, float]]:
-    """Minutes grouped by ``day`` (service start date), ``company`` or ``moderator``, sorted by label."""
+def per_day(rows: Iterable[DailyMinutes]) -> list[tuple[str, float]]:
+    """Billed minutes per day (all keys summed), sorted by day."""
     sums: dict[str, float] = defaultdict(float)
-    for cdr in cdrs:
-        if label == "day":
-            when = cdr.joined_at or cdr.called_at or cdr.created_at
-            key = when.date().isoformat() if when else "?"
-        elif label == "company":
-            key = cdr.company_name or "?"
-        else:
-            key = cdr.moderator_name or cdr.moderator_ident or "?"
-        sums[key] += seconds(cdr.joined_at, cdr.disconnected_at) / 60
-    return [(key, round(sums[key], 1)) for key in sorted(sums)]
+    for row in rows:
+        sums[row.day.isoformat()] += row.minutes
+    return sorted(sums.items())
+
+
+def per_key(rows: Iterable[DailyMinutes]) -> list[tuple[str, float]]:
+    """Billed minutes per company or moderator (all days summed), sorted by key."""
+    sums: dict[str, float] = defaultdict(float)
+    for row in rows:
+        sums[row.key or "(none)"] += row.minutes
+    return sorted(sums.items())
 
 
 def days(start: dt.date, end: dt.date, points: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:

@@ -14,12 +14,12 @@ from typing import Any
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, send_file, url_for
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
 from bridge.config import Config
 from bridge.control_client import ControlRequestError, EngineUnreachable
 from bridge.db.models import (
-    Cdr,
     ConferenceRun,
     Contact,
     DnisKind,
@@ -36,6 +36,7 @@ from bridge.db.models import (
 from bridge.phone import PhoneError, to_e164
 from web import charts, db, provision, reports
 from web.clock import utc_now
+from web.company import daily
 from web.errors import ProvisioningError
 from web.forms import ActionForm, ContactForm, DialForm, GroupForm, IcForm
 from web.live import control
@@ -195,7 +196,14 @@ def _group_choices(sid: int, exclude: int | None = None) -> list[tuple[int, str]
 @roles_required(*ALL_ROLES)
 def groups(sid: int) -> View:
     subscriber = _subscriber(sid)
-    rows = db.session().scalars(scoped(Group).where(Group.subscriber_id == sid).order_by(Group.name)).all()
+    members = selectinload(Group.members)
+    stmt = (
+        scoped(Group)
+        .where(Group.subscriber_id == sid)
+        .options(members.selectinload(GroupMember.contact), members.selectinload(GroupMember.member_group))
+        .order_by(Group.name)
+    )
+    rows = db.session().scalars(stmt).all()
     return render_template("subscriber/groups.html", subscriber=subscriber, groups=rows)
 
 
@@ -281,15 +289,25 @@ def group_delete(group_id: int) -> View:
 @roles_required(*ALL_ROLES)
 def ics(sid: int) -> View:
     subscriber = _subscriber(sid)
-    rows = (
-        db.session()
-        .scalars(
-            scoped(InstantConference).where(InstantConference.subscriber_id == sid).order_by(InstantConference.slot)
-        )
-        .all()
+    stmt = (
+        scoped(InstantConference)
+        .where(InstantConference.subscriber_id == sid)
+        .options(selectinload(InstantConference.dnis))
+        .order_by(InstantConference.slot)
     )
+    rows = db.session().scalars(stmt).all()
+    counting = (
+        select(IcMember.ic_id, func.count(IcMember.id))
+        .where(IcMember.ic_id.in_([ic.id for ic in rows]))
+        .group_by(IcMember.ic_id)
+    )
+    members = {ic_id: count for ic_id, count in db.session().execute(counting)}
     return render_template(
-        "subscriber/ics.html", subscriber=subscriber, ics=rows, limit=_config().conference.max_ics_per_subscriber
+        "subscriber/ics.html",
+        subscriber=subscriber,
+        ics=rows,
+        members=members,
+        limit=_config().conference.max_ics_per_subscriber,
     )
 
 
@@ -439,12 +457,8 @@ def history(sid: int) -> View:
     )
     today = utc_now().date()
     start = today - dt.timedelta(days=29)
-    cdrs = db.session().scalars(
-        scoped(Cdr).where(Cdr.subscriber_id == sid, Cdr.called_at >= dt.datetime.combine(start, dt.time()))
-    )
-    chart = charts.bar_chart(
-        reports.days(start, today, reports.minutes_by(cdrs, "day")), title="Minutes per day (last 30 days)"
-    )
+    rows = daily(start, today, 0, by="moderator", subscriber_id=sid)
+    chart = charts.bar_chart(reports.days(start, today, reports.per_day(rows)), title="Minutes per day (last 30 days)")
     return render_template("subscriber/history.html", subscriber=subscriber, runs=runs, chart=chart)
 
 

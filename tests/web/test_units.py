@@ -8,13 +8,12 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from cryptography import x509
 
-from bridge.cdr.reports import ModeratorUsage
+from bridge.cdr.reports import DailyMinutes, ModeratorUsage
 from bridge.config import from_dict
 from bridge.control_client import ControlClient, ControlRequestError, EngineUnreachable
 from bridge.db.models import Account, Role
@@ -33,29 +32,14 @@ def test_bar_chart_scales_and_escapes() -> None:
     assert "no usage" in charts.bar_chart([], title="x")
 
 
-def _cdr(**kw: Any) -> Any:
-    base = {
-        "company_name": "A",
-        "moderator_name": "M",
-        "moderator_ident": "",
-        "subscriber_id": 1,
-        "service_type": "IC",
-        "service_id": 1,
-        "joined_at": T,
-        "disconnected_at": T + dt.timedelta(minutes=3),
-        "called_at": T,
-        "created_at": T,
-    }
-    return SimpleNamespace(**{**base, **kw})
-
-
-def test_minutes_per_day_fills_gaps() -> None:
-    points = reports.minutes_by(
-        [_cdr(), _cdr(joined_at=T + dt.timedelta(days=2), disconnected_at=T + dt.timedelta(days=2, minutes=1))], "day"
-    )
-    assert points == [("2026-11-20", 3.0), ("2026-11-22", 1.0)]
-    filled = reports.days(dt.date(2026, 11, 20), dt.date(2026, 11, 22), points)
-    assert filled == [("2026-11-20", 3.0), ("2026-11-21", 0.0), ("2026-11-22", 1.0)]
+def test_daily_minutes_fold_into_chart_series() -> None:
+    d20, d22 = dt.date(2026, 11, 20), dt.date(2026, 11, 22)
+    rows = [DailyMinutes(d20, "A", 1, 170, 3), DailyMinutes(d20, "B", 1, 60, 1), DailyMinutes(d22, "", 1, 50, 1)]
+    points = reports.per_day(rows)
+    assert points == [("2026-11-20", 4.0), ("2026-11-22", 1.0)]
+    assert reports.per_key(rows) == [("(none)", 1.0), ("A", 3.0), ("B", 1.0)]
+    filled = reports.days(d20, d22, points)
+    assert filled == [("2026-11-20", 4.0), ("2026-11-21", 0.0), ("2026-11-22", 1.0)]
 
 
 def test_csv_defuses_formulas_but_keeps_numbers() -> None:
