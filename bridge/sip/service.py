@@ -22,7 +22,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bridge.config import Config, TrunkGroupConfig, expand_numbers, parse_host_port
@@ -97,7 +97,6 @@ class _LegRuntime:
     media: Media | None = None
     answer_sdp: str = ""
     group: TrunkGroupConfig | None = None
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
 class SipService:
@@ -233,7 +232,7 @@ class SipService:
         runtime = _LegRuntime(leg)
         self._legs[leg.leg_id] = runtime
         self.counters["dialed"] += 1
-        self._spawn(runtime, self._run_outbound(runtime, trunk_group))
+        self._spawn(self._run_outbound(runtime, trunk_group))
         return leg
 
     def answer(self, leg: SipLeg) -> None:
@@ -244,7 +243,7 @@ class SipService:
         assert self._stack is not None
         self._thread.call(self._stack.answer, runtime.token, runtime.answer_sdp)
         leg.set_state(LegState.CONNECTED)
-        self._spawn(runtime, self._start_media(runtime))
+        self._spawn(self._start_media(runtime))
 
     def reject(self, leg: SipLeg, status: int, reason: str) -> None:
         """Refuse an inbound leg with a final error (404, 486, 503...)."""
@@ -322,6 +321,7 @@ class SipService:
             await self._close_media(runtime)
             return
         loop = asyncio.get_running_loop()
+        # One ring budget for the whole call, whatever the number of routes: the engine's "no answer" time.
         deadline = loop.time() + self.config.conference.ring_timeout_s
         status, cause = 503, "no route"
         for number, route in enumerate(plan):
@@ -330,6 +330,7 @@ class SipService:
             if number:
                 self.counters["route_advances"] += 1
             group = self.groups[route.group]
+            leg.port_id = ""  # set again below for an E1 route; a finished leg keeps its last port (CDR)
             extra: list[tuple[str, str]] = []
             ports = self.ports.get(group.name)
             if ports is not None:
@@ -475,7 +476,7 @@ class SipService:
             leg.set_state(LegState.CONNECTED)
             self.counters["answered_out"] += 1
             self._emit(LegAnswered(leg))
-            self._spawn(runtime, self._start_media(runtime, announce=False))
+            self._spawn(self._start_media(runtime, announce=False))
         elif isinstance(event, Failed):
             attempt.outcome.set_result((event.status, f"{event.status} {event.reason}".strip()))
         elif isinstance(event, Disconnected):
@@ -502,7 +503,7 @@ class SipService:
         self._legs[leg.leg_id] = runtime
         self._by_token[event.token] = runtime
         self.counters["incoming"] += 1
-        self._spawn(runtime, self._offer_incoming(runtime, event.sdp))
+        self._spawn(self._offer_incoming(runtime, event.sdp))
 
     async def _offer_incoming(self, runtime: _LegRuntime, offer: str) -> None:
         assert self._stack is not None
@@ -614,7 +615,7 @@ class SipService:
         except Exception:
             log.exception("on_event handler failed for %s", type(event).__name__)
 
-    def _spawn(self, runtime: _LegRuntime, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         assert self._loop is not None
         task: asyncio.Task[None] = self._loop.create_task(coro)
         self._tasks.add(task)

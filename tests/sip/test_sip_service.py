@@ -207,7 +207,7 @@ def test_every_route_fails_then_alternate_e1_group_with_span_header() -> None:
         h.stack.post(Failed(e1.token, 503, "down"))
         await settle()
         (failed,) = [e for e in h.events if isinstance(e, LegFailed)]
-        assert failed.status == 503
+        assert failed.status == 503 and leg.port_id == "1:1"  # the last port used stays on the leg (CDR)
         ports = [g for g in h.service.status()["trunk_groups"] if g["name"] == "e1"][0]["ports"]
         assert [p["state"] for p in ports] == ["idle", "idle"]
 
