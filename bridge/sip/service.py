@@ -517,7 +517,10 @@ class SipService:
             leg.rtp = runtime.media.endpoint
             runtime.answer_sdp = runtime.media.answer(offer)
         except PeerError as exc:
-            self._thread.call(self._stack.reject, runtime.token, exc.status, "Not Acceptable Here")
+            # An INVITE without SDP (late offer) lands here too: we only take offers in the INVITE.
+            status = exc.status if offer.strip() else 488
+            reason = "Bad Request" if status == 400 else "Not Acceptable Here"
+            self._thread.call(self._stack.reject, runtime.token, status, reason)
             leg.set_state(LegState.FAILED)
             leg.cause = f"unusable SDP offer: {exc}"
             await self._close_media(runtime)
