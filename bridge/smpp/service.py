@@ -414,9 +414,17 @@ class _Link(threading.Thread):
         self._event(BindEvent.START)
         while not stopping.is_set():
             try:
-                self._connect_and_bind()
-                self._serve()
-                return
+                try:
+                    self._connect_and_bind()
+                    self._serve()
+                    return
+                except _Down:
+                    raise
+                except Exception as bug:  # ours or smpplib's: never a dead thread, reconnect instead
+                    log.exception("smpp %s: unexpected error; reconnecting", self.link_name)
+                    connecting = self.machine.state is BindState.CONNECTING
+                    event = BindEvent.CONNECT_FAILED if connecting else BindEvent.LINK_LOST
+                    raise _Down(event, f"internal error: {bug!r}") from bug
             except _Down as exc:
                 self._close()
                 if self.tx:

@@ -355,3 +355,36 @@ def test_permanent_submit_error_is_recorded(running: Running, smsc: Smsc, factor
     (mt_id,) = queue(factory, "nobody home")
     wait_for(lambda: mts(factory)[0].status == SmsStatus.FAILED, what="MT marked failed")
     assert "0x0B" in mts(factory)[0].error and mts(factory)[0].id == mt_id
+
+
+# --- the engine hand-off -------------------------------------------------------------------------------------
+
+
+def test_actions_reach_the_engine_loop_and_a_failing_command_gets_an_apology(
+    config: Config, smsc: Smsc, factory: sessionmaker[Session]
+) -> None:
+    from bridge.commands import CommandResult
+    from bridge.commands.actions import LaunchConference
+    from bridge.smpp.store import FAILED_REPLY
+
+    launch = LaunchConference(subscriber_id=1, numbers=(MOBILE, "+15551230082"))
+
+    def execute(session: Session, *, sender: str, text: str, config: Config, now: dt.datetime) -> CommandResult:
+        if text == "boom":
+            raise RuntimeError("bug in a handler")
+        return CommandResult(reply="Calling 2 numbers", actions=(launch,), command="IC", subscriber_id=1)
+
+    register(factory)
+    running = Running(smpp_config(config, smsc), factory, execute=execute)
+    try:
+        wait_for(lambda: running.state() == "bound", what="bind")
+        smsc.mo("IC bob")
+        wait_for(lambda: running.actions, what="actions on the engine loop")
+        assert running.actions == [launch]
+        smsc.mo("boom")
+        wait_for(lambda: len(smsc.messages(to=MOBILE)) == 2, what="two replies")
+        assert smsc.messages(to=MOBILE) == ["Calling 2 numbers", FAILED_REPLY]
+        assert [m.status for m in mos(factory)] == [SmsStatus.HANDLED, SmsStatus.INVALID]
+        assert "bug in a handler" in mos(factory)[1].error
+    finally:
+        running.stop()
