@@ -48,6 +48,8 @@ class DeliveryReceipt:
     def parse(
         cls, text: str, *, receipted_message_id: str | None = None, message_state: int | None = None
     ) -> DeliveryReceipt:
+        if receipted_message_id and message_state == 2:  # the TLVs say it all: skip the text
+            return cls(message_id=receipted_message_id.strip(), stat="DELIVRD")
         fields: dict[str, str] = {}
         matches = list(_FIELD.finditer(text))
         for i, match in enumerate(matches):

@@ -44,3 +44,8 @@ def test_any_text_parses_or_raises_decode_error(text: str) -> None:
         DeliveryReceipt.parse(text)
     except DecodeError:
         pass
+
+
+def test_delivered_tlvs_alone_are_enough() -> None:
+    r = DeliveryReceipt.parse("garbled", receipted_message_id="77", message_state=2)
+    assert (r.message_id, r.delivered) == ("77", True)
