@@ -99,24 +99,43 @@ def billed_minutes(seconds: float) -> int:
 
 
 class TimeRenderer:
-    """:func:`render_time` for one zone, fast: the zone conversion is cached per UTC minute.
+    """:func:`render_time` for one zone, fast: the zone conversion is cached per UTC hour (or minute).
 
-    Offsets change only on whole minutes (every tz database transition since 1970 does), so the local
-    ``YYYY-MM-DDTHH:MM`` and the offset of a minute hold for all of its seconds; the seconds are copied
-    from the text. Values are the database's naive UTC text (``2026-11-22 06:15:00.000000``, SQLite) or
+    Within a UTC hour with no offset change and a whole-hour offset, local time is the UTC text with
+    only the date and hour replaced, so one conversion per hour serves every value in it. Other hours
+    (a DST change inside the hour, half-hour zones such as India) use a per-minute cache: offsets change
+    only on whole minutes (every tz database transition since 1970 does), so the seconds are copied from
+    the text. Values are the database's naive UTC text (``2026-11-22 06:15:00.000000``, SQLite) or
     datetimes (other databases), whose ``str()`` has the same layout.
     """
 
     MAX_CACHE = 20_000
+    _PER_MINUTE = ("", "")
 
     def __init__(self, tz: dt.tzinfo) -> None:
         self.tz = tz
+        self.hours: dict[str, tuple[str, str]] = {}
         self.cache: dict[str, tuple[str, str]] = {}
+
+    def miss_hour(self, key: str) -> tuple[str, str]:
+        """(local ``YYYY-MM-DDTHH``, offset) for UTC hour ``YYYY-MM-DD HH``, or ``("", "")``: use minutes."""
+        if len(self.hours) >= self.MAX_CACHE:
+            self.hours.clear()
+        start = dt.datetime.fromisoformat(key + ":00").replace(tzinfo=dt.UTC)
+        first = start.astimezone(self.tz)
+        last = (start + dt.timedelta(minutes=59, seconds=59)).astimezone(self.tz)
+        offset = first.utcoffset()
+        hit = self._PER_MINUTE
+        if offset is not None and offset == last.utcoffset() and offset.total_seconds() % 3600 == 0:
+            iso = first.isoformat(timespec="minutes")  # 2026-11-22T07:00+01:00
+            hit = (iso[:13], iso[16:])
+        self.hours[key] = hit
+        return hit
 
     def miss(self, key: str) -> tuple[str, str]:
         """Convert one UTC minute (``YYYY-MM-DD HH:MM``) and cache (local prefix, offset)."""
         if len(self.cache) >= self.MAX_CACHE:
-            self.cache.clear()  # bounded memory; a million-row export touches ~100k minutes
+            self.cache.clear()  # bounded memory
         local = dt.datetime.fromisoformat(key).replace(tzinfo=dt.UTC).astimezone(self.tz)
         iso = local.isoformat(timespec="minutes")  # 2026-11-22T07:15+01:00
         hit = self.cache[key] = (iso[:16], iso[16:])
@@ -127,9 +146,12 @@ class TimeRenderer:
             return ""
         text = value if value.__class__ is str else str(value)
         assert isinstance(text, str)
-        key = text[:16]
-        local, offset = self.cache.get(key) or self.miss(key)
-        return local + (text[16:19] if len(text) >= 19 else ":00") + offset
+        tail = text[13:19] if len(text) >= 19 else text[13:16] + ":00"  # ":MM:SS"
+        local, offset = self.hours.get(text[:13]) or self.miss_hour(text[:13])
+        if local:
+            return local + tail + offset
+        local, offset = self.cache.get(text[:16]) or self.miss(text[:16])
+        return local + tail[3:] + offset
 
 
 _TIME_INDEXES = tuple(i for i, c in enumerate(SOURCE_COLUMNS) if c in TIME_COLUMNS)
@@ -164,16 +186,19 @@ class RowFormatter:
             if isinstance(joined, dt.datetime) and isinstance(gone, dt.datetime) and gone > joined:
                 seconds = int((gone - joined).total_seconds() + 0.5)
         render = self.render
-        get, miss = render.cache.get, render.miss
-        for i in _TIME_INDEXES:
+        hour_get, hour_miss = render.hours.get, render.miss_hour
+        for i in _TIME_INDEXES:  # TimeRenderer.__call__, inlined
             value = fields[i]
             if value is None or value == "":
                 fields[i] = ""
                 continue
             text = value if value.__class__ is str else str(value)
-            key = text[:16]
-            local, offset = get(key) or miss(key)
-            fields[i] = local + (text[16:19] if len(text) >= 19 else ":00") + offset
+            tail = text[13:19] if len(text) >= 19 else text[13:16] + ":00"
+            local, offset = hour_get(text[:13]) or hour_miss(text[:13])
+            if not local:
+                local, offset = render.cache.get(text[:16]) or render.miss(text[:16])
+                tail = tail[3:]
+            fields[i] = local + tail + offset
         for i in _BOOL_INDEXES:
             fields[i] = 1 if fields[i] else 0
         fields.append(seconds)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bridge.cdr.csvformat import (
@@ -83,6 +83,14 @@ times = st.datetimes(min_value=dt.datetime(1990, 1, 1), max_value=dt.datetime(20
 
 @settings(max_examples=400)
 @given(zones, times)
+@example("Europe/Paris", dt.datetime(2026, 3, 29, 0, 59, 59))  # DST starts at 01:00 UTC
+@example("Europe/Paris", dt.datetime(2026, 3, 29, 1, 0, 0))
+@example("Europe/Paris", dt.datetime(2026, 10, 25, 0, 59, 59))  # and ends at 01:00 UTC
+@example("Europe/Paris", dt.datetime(2026, 10, 25, 1, 0, 0))
+@example("America/St_Johns", dt.datetime(2026, 3, 8, 5, 29, 59))  # a change in the middle of a UTC hour
+@example("America/St_Johns", dt.datetime(2026, 3, 8, 5, 30, 0))
+@example("Australia/Lord_Howe", dt.datetime(2026, 4, 4, 14, 59, 59))  # a 30-minute DST shift
+@example("Australia/Lord_Howe", dt.datetime(2026, 4, 4, 15, 0, 0))
 def test_fast_renderer_matches_the_plain_conversion(name: str, when: dt.datetime) -> None:
     """The per-minute cache must agree with a full conversion, DST edges and odd offsets included."""
     tz = zone(name)
