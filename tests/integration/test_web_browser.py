@@ -55,7 +55,7 @@ class Portal:
         )  # fmt: skip
         self.url = f"https://127.0.0.1:{self.port}"
         self.workdir = workdir
-        wait_for(self._up, 30, "bridge web (gunicorn + TLS)")
+        wait_for(self._up, 60, "bridge web (gunicorn + TLS)")
 
     def _up(self) -> bool:
         if self.proc.poll() is not None:

@@ -8,7 +8,7 @@ import pytest
 from conftest import Auth
 from flask import Flask
 from flask.testing import FlaskClient
-from portal_world import World
+from portal_world import FakeControl, World
 from routes_spec import ADMIN, OP, ROUTES, USER, ids
 
 USERNAMES = {OP: "op", ADMIN: "acmeadmin", USER: "acmeuser"}
@@ -27,8 +27,13 @@ def test_spec_lists_exactly_the_routes(app: Flask) -> None:
     assert {r.endpoint for r in app.url_map.iter_rules()} == set(ROUTES)
 
 
+@pytest.mark.parametrize("engine", ["up", "stopped"])
 @pytest.mark.parametrize("role", [OP, ADMIN, USER])
-def test_get_every_route(app: Flask, client: FlaskClient, auth: Auth, world: World, role: str) -> None:
+def test_get_every_route(
+    app: Flask, client: FlaskClient, auth: Auth, world: World, control: FakeControl, role: str, engine: str
+) -> None:
+    """Every page answers for every role, with the engine running and with it stopped (read-only from the db)."""
+    control.down = engine == "stopped"
     auth.login(USERNAMES[role])
     for rule in app.url_map.iter_rules():
         if "GET" not in (rule.methods or set()) or rule.endpoint == "static":
@@ -37,6 +42,8 @@ def test_get_every_route(app: Flask, client: FlaskClient, auth: Auth, world: Wor
         status = client.get(url).status_code
         if role in ROUTES[rule.endpoint]:
             expected = {302} if rule.endpoint in ("auth.index", "auth.login") else {200}
+            if rule.endpoint == "api.live_json" and control.down:
+                expected = {503}  # the JSON API says "engine unreachable" with its status
             assert status in expected, f"{role} GET {url} -> {status}"
         else:
             assert status == 404, f"{role} GET {url} -> {status} (should be hidden)"
