@@ -8,12 +8,16 @@ per leg) from a single socket and drains what comes back. Every 20 ms tick, on a
 does for every leg what the engine does: ``read_frame(now)`` (jitter buffer) and ``write_frame(payload)``
 (one RTP packet out).
 
-Two runs per load level, same generator, same tick loop:
+Five runs per load level, same generator, same tick loop:
 
 - ``endpoint``: real :class:`RtpEndpoint` objects (asyncio datagram protocol, header parse, symmetric-RTP
   latching, RFC 3550 statistics, jitter buffer, RTCP timer, sequence/timestamp on send);
-- ``raw`` (baseline): an asyncio datagram protocol per leg with ``max_size = 2048`` that only counts what it
-  receives, and sends a pre-built packet per tick: the cost of the sockets and the event loop alone.
+- ``poller``: the same endpoints opened with an :class:`RtpPoller` (RTP read on the tick through one epoll,
+  kernel arrival timestamps); ``poller-tick``: the same with ``kernel_timestamps=False``;
+- ``raw`` (baseline for ``endpoint``): an asyncio datagram protocol per leg with ``max_size = 2048`` that only
+  counts what it receives, and sends a pre-built packet per tick: the cost of the sockets and the event loop;
+- ``pull`` (baseline for ``poller``): plain non-blocking sockets, each read until EAGAIN on the tick, a
+  pre-built packet sent: the sockets alone, no event-loop callbacks.
 
 Reported: CPU seconds of this process (``time.process_time``) over the measured window, packets in+out,
 microseconds of CPU per packet, packets/s per core, % of one core per leg, and endpoint/raw ratio.
@@ -35,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bridge.rtp import MediaDescription, PortAllocator, RtpEndpoint  # noqa: E402
+from bridge.rtp import MediaDescription, PortAllocator, RtpEndpoint, RtpPoller  # noqa: E402
 
 HOST = "127.0.0.1"
 HEADER = struct.Struct("!BBHII")
@@ -102,9 +106,10 @@ async def run(mode: str, legs: int, seconds: float) -> dict[str, Any]:
     transports: list[Any] = []
     socks: list[socket.socket] = []
     pulled = 0
-    if mode == "endpoint":
+    poller = RtpPoller(kernel_timestamps=mode == "poller") if mode.startswith("poller") else None
+    if mode == "endpoint" or poller is not None:
         for _ in range(legs):
-            endpoints.append(await RtpEndpoint.open(loop, allocator, host=HOST))
+            endpoints.append(await RtpEndpoint.open(loop, allocator, host=HOST, poller=poller))
         ports = [e.local_port for e in endpoints]
     elif mode == "raw":
         while len(transports) < legs:
@@ -166,6 +171,8 @@ async def run(mode: str, legs: int, seconds: float) -> dict[str, Any]:
             cpu0, wall0 = time.process_time(), now
             in0, out0 = counts()
         if endpoints:
+            if poller is not None:
+                poller.poll(now)
             for endpoint in endpoints:
                 frame = endpoint.read_frame(now)
                 endpoint.write_frame(silence if frame is None else frame)
@@ -221,18 +228,19 @@ def main() -> int:
     args = parser.parse_args()
     if args.generator:
         return generator()
-    print(f"{'mode':>9} {'legs':>5} {'wall s':>6} {'cpu s':>7} {'pkts in':>8} {'pkts out':>8} {'us/pkt':>7} "
+    print(f"{'mode':>11} {'legs':>5} {'wall s':>6} {'cpu s':>7} {'pkts in':>8} {'pkts out':>8} {'us/pkt':>7} "
           f"{'pkts/s/core':>11} {'%core/leg':>9}")  # fmt: skip
     print("(packets in + out over the measured window; fewer than legs x 50/s x wall means the loop was starved)")
     for legs in (int(n) for n in args.legs.split(",")):
-        rows = {mode: asyncio.run(run(mode, legs, args.seconds)) for mode in ("pull", "raw", "endpoint")}
+        modes = ("pull", "raw", "endpoint", "poller", "poller-tick")
+        rows = {mode: asyncio.run(run(mode, legs, args.seconds)) for mode in modes}
         for row in rows.values():
             cells = [row["mode"], row["legs"], row["wall_s"], row["cpu_s"], row["packets_in"], row["packets_out"],
                      row["us_per_packet"], row["packets_per_core_s"], row["core_pct_per_leg"]]  # fmt: skip
-            print(" ".join(f"{c!s:>{w}}" for c, w in zip(cells, (9, 5, 6, 7, 8, 8, 7, 11, 9), strict=True)))
-        for base in ("raw", "pull"):
-            ratio = rows["endpoint"]["us_per_packet"] / rows[base]["us_per_packet"]
-            print(f"{'':>9} {legs:>5} endpoint / {base} CPU per packet = {ratio:.2f}x")
+            print(" ".join(f"{c!s:>{w}}" for c, w in zip(cells, (11, 5, 6, 7, 8, 8, 7, 11, 9), strict=True)))
+        for mode, base in (("endpoint", "raw"), ("poller", "pull"), ("poller-tick", "pull")):
+            ratio = rows[mode]["us_per_packet"] / rows[base]["us_per_packet"]
+            print(f"{'':>11} {legs:>5} {mode} / {base} CPU per packet = {ratio:.2f}x")
     return 0
 
 

@@ -10,8 +10,12 @@ Usage by the signalling layer and the engine::
     endpoint.close()
 
 Callbacks run in the event loop, synchronously, from the packet or tick that caused them; an exception in a
-callback is logged and does not disturb the media. ``transport.max_size`` is cut from asyncio's 256 KiB
-to 2048 bytes: asyncio allocates a ``max_size`` buffer for every ``recvfrom`` (DESIGN.md: 4x faster).
+callback is logged and does not disturb the media. For many legs, open endpoints with a shared
+:class:`~bridge.rtp.poller.RtpPoller` and call its ``poll(now)`` at the start of each tick: RTP is then read
+on the tick instead of one asyncio callback per packet (same API otherwise).
+
+``transport.max_size`` is cut from asyncio's 256 KiB to 2048 bytes: asyncio allocates a ``max_size`` buffer
+for every ``recvfrom`` (DESIGN.md: 4x faster).
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import asyncio
 import logging
 import random
 import secrets
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 from bridge.rtp.errors import EndpointError, PortsExhausted
+from bridge.rtp.poller import RtpPoller
 from bridge.rtp.ports import PortAllocator
 from bridge.rtp.sdp import MediaDescription
 from bridge.rtp.session import Address, MediaSession
@@ -56,6 +62,18 @@ class _Socket(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a peer that went away: the RTP timeout deals with it.
         log.debug("RTP socket error: %s", exc)
+
+
+def _plain_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 async def _bind(
@@ -90,7 +108,10 @@ class RtpEndpoint:
         self._on_timeout = on_timeout
         self.rtp_timeout_s = rtp_timeout_s
         self.rtcp_interval_s = rtcp_interval_s
-        self._rtp: asyncio.DatagramTransport | None = None
+        self._rtp: asyncio.DatagramTransport | None = None  # asyncio mode
+        self._sock: socket.socket | None = None  # poller mode
+        self._poller: RtpPoller | None = None
+        self.send_errors = 0
         self._rtcp: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._next_rtcp = 0.0
@@ -109,12 +130,15 @@ class RtpEndpoint:
         rtp_timeout_s: float = 30.0,
         on_timeout: Callable[[], None] = _ignore,
         rtcp_interval_s: float = RTCP_INTERVAL_S,
+        poller: RtpPoller | None = None,
     ) -> RtpEndpoint:
         """Bind RTP + RTCP sockets on ``host`` at the allocator's next free even port.
 
         ``on_dtmf(digit)`` is called once per key press (RFC 4733, or in-band tones when ``inband_dtmf``);
         ``on_timeout()`` once when the peer should send RTP but nothing came for ``rtp_timeout_s``.
         RTCP reports go out every ``rtcp_interval_s`` (randomised 0.5-1.5x, checked once a second).
+        With ``poller`` the RTP socket is read by :meth:`RtpPoller.poll` on the engine's tick instead of by
+        asyncio (see :mod:`bridge.rtp.poller`); the media API is the same.
         Raises :class:`PortsExhausted` when no port pair of the range can be bound.
         """
         session = MediaSession(
@@ -139,14 +163,23 @@ class RtpEndpoint:
                 rtcp_interval_s=rtcp_interval_s,
             )
             try:
-                endpoint._rtp = await _bind(loop, host, port, endpoint._on_rtp)
+                if poller is None:
+                    endpoint._rtp = await _bind(loop, host, port, endpoint._on_rtp)
+                else:
+                    endpoint._sock = _plain_socket(host, port)
                 endpoint._rtcp = await _bind(loop, host, port + 1, endpoint._on_rtcp)
             except OSError as exc:  # taken by another process: skip it, it goes to the back of the queue
                 last_error = exc
                 if endpoint._rtp is not None:
                     endpoint._rtp.close()
+                if endpoint._sock is not None:
+                    endpoint._sock.close()
+                    endpoint._sock = None
                 allocator.release(port)
                 continue
+            if poller is not None and endpoint._sock is not None:
+                poller.register(endpoint._sock, endpoint)
+                endpoint._poller = poller
             endpoint._timer = loop.call_later(HOUSEKEEPING_S, endpoint._housekeeping)
             return endpoint
         raise PortsExhausted(f"could not bind an RTP/RTCP port pair on {host} ({last_error})")
@@ -176,14 +209,23 @@ class RtpEndpoint:
         following ticks.
         """
         session = self.session
-        if not session.sending or self._rtp is None:
+        if not session.sending or self.closed:
             return
-        remote = session.remote
         if session.dtmf_idle:
-            self._rtp.sendto(session.audio_packet(payload, self._loop.time()), remote)
+            self._send(session.audio_packet(payload, self._loop.time()))
         else:
             for packet in session.tick_packets(payload, self._loop.time()):
-                self._rtp.sendto(packet, remote)
+                self._send(packet)
+
+    def _send(self, packet: bytes) -> None:
+        remote = self.session.remote
+        if self._sock is not None:
+            try:
+                self._sock.sendto(packet, remote)  # type: ignore[arg-type]  # sending implies a remote
+            except OSError:  # full buffer, ICMP error: RTP is lossy by design; the RTP timeout handles a dead peer
+                self.send_errors += 1
+        elif self._rtp is not None:
+            self._rtp.sendto(packet, remote)
 
     def send_dtmf(self, digit: str, duration_ms: int = 160) -> None:
         """Queue a digit, sent over the next ``write_frame`` ticks: RFC 4733 (start, updates, 3x end), or
@@ -212,6 +254,11 @@ class RtpEndpoint:
             if transport is not None:
                 transport.close()
         self._rtp = self._rtcp = None
+        if self._sock is not None:
+            if self._poller is not None:
+                self._poller.unregister(self._sock)
+            self._sock.close()
+            self._sock = None
         self._allocator.release(self.local_port)
 
     # --- glue ------------------------------------------------------------------------------------------
@@ -219,6 +266,13 @@ class RtpEndpoint:
     def _on_rtp(self, data: bytes, addr: Address) -> None:
         session = self.session
         session.receive_rtp(data, addr, self._loop.time())
+        if session.digits:
+            self._deliver_digits()
+
+    def datagram(self, data: bytes, addr: Address, arrival: float) -> None:
+        """One RTP datagram read by the :class:`RtpPoller` (``arrival`` on the loop clock)."""
+        session = self.session
+        session.receive_rtp(data, addr, arrival)
         if session.digits:
             self._deliver_digits()
 

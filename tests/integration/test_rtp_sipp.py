@@ -2,7 +2,7 @@
 
 1. A SIPp UAC calls a SIPp UAS whose SDP points at our endpoint, and replays a pcap (440 Hz tone, then
    RFC 4733 digits ``1234#`` with three end packets each) to it: the 440 Hz is measured by FFT in what
-   ``read_frame`` returns and the digits are reported exactly once each.
+   ``read_frame`` returns and the digits are reported exactly once each (asyncio and poller modes).
 2. Our endpoint sends a 1 kHz tone and RFC 4733 digits to SIPp in RTP echo mode: SIPp sends every packet
    back, so what we read again (FFT) and the digits we decode are what SIPp received.
 3. SIPp replays in-band DTMF tones (no RFC 4733) to an endpoint with ``inband_dtmf``: the digits are
@@ -38,19 +38,29 @@ from rtp_peers import (
     write_tone_dtmf_pcap,
 )
 
-from bridge.rtp import PortAllocator, RtpEndpoint, answer_offer
+from bridge.rtp import PortAllocator, RtpEndpoint, RtpPoller, answer_offer
 
 pytestmark = pytest.mark.integration
 
 
-def test_sipp_pcap_tone_and_rfc4733_digits_reach_the_endpoint(tmp_path: Path) -> None:
-    asyncio.run(asyncio.wait_for(_sipp_pcap_to_endpoint(tmp_path), 60))
+@pytest.mark.parametrize("mode", ["asyncio", "poller"])
+def test_sipp_pcap_tone_and_rfc4733_digits_reach_the_endpoint(tmp_path: Path, mode: str) -> None:
+    asyncio.run(asyncio.wait_for(_sipp_pcap_to_endpoint(tmp_path, mode), 60))
 
 
-async def _sipp_pcap_to_endpoint(tmp_path: Path) -> None:
+async def _sipp_pcap_to_endpoint(tmp_path: Path, mode: str) -> None:
     loop = asyncio.get_running_loop()
     digits: list[str] = []
-    endpoint = await RtpEndpoint.open(loop, PortAllocator(*free_rtp_range()), host=HOST, on_dtmf=digits.append)
+    poller = RtpPoller() if mode == "poller" else None
+    endpoint = await RtpEndpoint.open(
+        loop, PortAllocator(*free_rtp_range()), host=HOST, on_dtmf=digits.append, poller=poller
+    )
+
+    def read(now: float) -> bytes | None:  # the engine's tick: poll the sockets, then read the frame
+        if poller is not None:
+            poller.poll(now)
+        return endpoint.read_frame(now)
+
     play_s = write_tone_dtmf_pcap(tmp_path / "play.pcap", tone(440, 1.5), "1234#")
     uas_port, uac_port, uac_media = free_udp_port(), free_udp_port(), free_udp_port(even=True)
     # What the UAC offers, answered by our SDP code: the remote media the endpoint starts with.
@@ -62,13 +72,15 @@ async def _sipp_pcap_to_endpoint(tmp_path: Path) -> None:
     uac_args = [f"{HOST}:{uas_port}", "-s", "1000", "-p", str(uac_port), "-mp", str(uac_media), "-m", "1"]
     uac = start_sipp(tmp_path, "uac", uac_play_scenario("play.pcap", int(play_s * 1000) + 500), uac_args)
     try:
-        frames = await pump_frames(endpoint.read_frame, lambda: uac.poll() is not None, timeout=40)
+        frames = await pump_frames(read, lambda: uac.poll() is not None, timeout=40)
         assert uac.wait(10) == 0, sipp_log(tmp_path)
         assert uas.wait(10) == 0, sipp_log(tmp_path)
     finally:
         stop(uac)
         stop(uas)
         endpoint.close()
+    if poller is not None:
+        assert poller.received == endpoint.stats()["packets_in"]
     stats = endpoint.stats()
     assert stats["remote"] == f"{HOST}:{uac_media}"  # latched to SIPp's media port
     assert stats["lost"] == 0 and stats["packets_in"] >= 75 + 5 * 23

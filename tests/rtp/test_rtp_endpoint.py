@@ -16,6 +16,7 @@ import pytest
 from bridge.mixer.g711 import decode, encode
 from bridge.rtp import PortAllocator, PortsExhausted, RtpEndpoint
 from bridge.rtp.packet import RtcpReceiverReport, RtcpSenderReport, parse_rtcp
+from bridge.rtp.poller import RtpPoller
 from bridge.rtp.sdp import answer_offer, make_offer, parse_answer
 
 HOST = "127.0.0.1"
@@ -278,3 +279,46 @@ async def test_tone_survives_loss_jitter_and_reordering(allocator: PortAllocator
     peak = int(np.argmax(spectrum))
     assert abs(freqs[peak] - 440) < 5
     assert spectrum[np.abs(freqs - 440) <= 20].sum() / spectrum.sum() > 0.8
+
+
+@pytest.mark.parametrize("kernel_timestamps", [True, False])
+@run
+async def test_poller_mode_reads_on_the_tick(allocator: PortAllocator, kernel_timestamps: bool) -> None:
+    loop = asyncio.get_running_loop()
+    poller = RtpPoller(kernel_timestamps=kernel_timestamps)
+    digits: list[str] = []
+    a = await RtpEndpoint.open(loop, allocator, host=HOST, poller=poller)
+    b = await RtpEndpoint.open(loop, allocator, host=HOST, poller=poller, on_dtmf=digits.append)
+    assert len(poller) == 2
+    answer, remote_a = answer_offer(make_offer(HOST, a.local_port, session_id=1), HOST, b.local_port, session_id=2)
+    b.start(remote_a)
+    a.start(parse_answer(answer))
+    pcm = np.round(8000 * np.sin(2 * np.pi * 700 * np.arange(8000) / 8000)).astype(np.int16)
+    encoded = encode(pcm, "PCMU").tobytes()
+    frames = []
+    started = next_tick = loop.time()
+    try:
+        for i in range(60):
+            now = loop.time()
+            poller.poll(now)
+            frame = b.read_frame(now)
+            if frame is not None:
+                frames.append(frame)
+            a.write_frame(encoded[i * 160 : (i + 1) * 160] if i < 50 else b"\xff" * 160)
+            if i == 45:
+                a.send_dtmf("6", 60)
+            next_tick += 0.02
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
+        await until(lambda: (poller.poll(loop.time()), digits)[1] == ["6"])
+    finally:
+        a.close()
+        b.close()
+    assert len(poller) == 0
+    assert b.session.last_received is not None
+    assert started <= b.session.last_received <= loop.time()  # arrival times mapped onto the loop clock
+    assert poller.received == b.stats()["packets_in"] == a.stats()["packets_out"]
+    assert b.stats()["jitter_ms"] >= 0.0 and b.stats()["lost"] == 0
+    x = decode(b"".join(frames[:40]), "PCMU").astype(float)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    assert abs(np.fft.rfftfreq(len(x), 1 / 8000)[int(np.argmax(spectrum))] - 700) < 10
+    poller.close()
