@@ -70,6 +70,7 @@ BoolArray = npt.NDArray[np.bool_]
 CODEC_INDEX: Final = {g711.PCMU: 0, g711.PCMA: 1}
 _CODEC_NAMES: Final = (g711.PCMU, g711.PCMA)
 _SILENCE: Final = np.array([g711.ULAW_SILENCE, g711.ALAW_SILENCE], dtype=np.uint8)
+_SILENCE_FRAMES: Final = tuple(bytes([code]) * SAMPLES_PER_FRAME for code in _SILENCE.tolist())
 #: Internal sample unit: a quarter of a linear int16 step, so that truncating a biased value to int
 #: *is* the limiter-table index (``(sum >> 2) + INDEX_OFFSET``) with no shift pass.
 QUARTER: Final = 1.0 / (1 << limiter.INDEX_SHIFT)
@@ -139,21 +140,27 @@ class MixResult:
     ``out`` and ``pids`` are views into the mixer's buffers, valid until the next ``tick()``.
     """
 
-    __slots__ = ("pids", "out", "events", "_slot_of_pid")
+    __slots__ = ("pids", "out", "events", "_slot_of_pid", "_slots", "_view")
 
-    def __init__(self, pids: I64, out: U8, events: tuple[MixerEvent, ...], slot_of_pid: I64) -> None:
+    def __init__(
+        self, pids: I64, out: U8, events: tuple[MixerEvent, ...], slot_of_pid: I64, slots: dict[int, int]
+    ) -> None:
         self.pids = pids
         self.out = out
         self.events = events
         self._slot_of_pid = slot_of_pid
+        self._slots = slots
+        self._view = out.data.cast("B") if out.size and out.flags.c_contiguous else None
 
     def frame(self, pid: int) -> bytes:
-        """The encoded frame for ``pid`` (raises ``UnknownParticipant``)."""
-        if not 0 <= pid < len(self._slot_of_pid) or (slot := int(self._slot_of_pid[pid])) < 0:
+        """The encoded frame for ``pid`` (raises ``UnknownParticipant``). Cheap: a dict lookup and a copy."""
+        slot = self._slots.get(pid)
+        if slot is None or slot >= len(self.out):  # unknown, or added after this tick: no output yet
             raise UnknownParticipant(pid)
-        if slot >= len(self.out):
-            raise UnknownParticipant(pid)  # added after this tick: no output yet
-        return bytes(self.out[slot])
+        if self._view is None:
+            return bytes(self.out[slot])
+        start = slot * SAMPLES_PER_FRAME
+        return self._view[start : start + SAMPLES_PER_FRAME].tobytes()
 
     def frames_for(self, pids: Sequence[int] | npt.NDArray[np.integer]) -> U8:
         """Output rows for ``pids`` in that order (one gather; for senders that keep their own leg order)."""
@@ -231,7 +238,9 @@ class Mixer:
         self._handles = itertools.count(1)
         self._n = 0  # used slots (alive or dead until the next rebuild)
         self._cap = 0
-        self._slot_of_pid: I64 = np.full(64, -1, dtype=np.int64)
+        self._slot_of_pid: I64 = np.full(64, -1, dtype=np.int64)  # for the vectorised batch calls
+        self._slots: dict[int, int] = {}  # the same, for the per-participant calls (a dict lookup is cheaper)
+        self._codec_of_pid: dict[int, int] = {}
         self._alloc(max(8, capacity))
         self._layout = _Layout()
         self._dirty = True
@@ -277,6 +286,7 @@ class Mixer:
                                   ("_run_above", np.int64, 0), ("_run_below", np.int64, 0)):  # fmt: skip
             grow(name, dtype, fill)
         grow("_inp", np.uint8, g711.ULAW_SILENCE, SAMPLES_PER_FRAME)
+        self._inp_view = self._inp.data.cast("B")  # write(): one memcpy per frame
         self._out: U8 = np.empty((cap, SAMPLES_PER_FRAME), dtype=np.uint8)
         self._x: F32 = np.zeros((cap, SAMPLES_PER_FRAME), dtype=np.float32)  # contributions
         if not hasattr(self, "_v"):  # block temporaries (step 5 of tick), intp so take() need not convert
@@ -288,7 +298,8 @@ class Mixer:
                  "_talking", "_run_above", "_run_below", "_inp")  # fmt: skip
 
     def _slot(self, pid: int) -> int:
-        if not 0 <= pid < len(self._slot_of_pid) or (slot := int(self._slot_of_pid[pid])) < 0:
+        slot = self._slots.get(pid)
+        if slot is None:
             raise UnknownParticipant(f"unknown participant {pid}")
         return slot
 
@@ -323,6 +334,8 @@ class Mixer:
         self._run_above[s] = self._run_below[s] = 0
         self._inp[s] = _SILENCE[self._codec[s]]
         self._slot_of_pid[pid] = s
+        self._slots[pid] = s
+        self._codec_of_pid[pid] = CODEC_INDEX[codec]
         self._dirty = True
         return pid
 
@@ -337,6 +350,8 @@ class Mixer:
         self._alive[s] = False
         self._talking[s] = False
         self._slot_of_pid[pid] = -1
+        del self._slots[pid]
+        del self._codec_of_pid[pid]
         for play in [p for p in self._plays.values() if p.pid == pid]:
             del self._plays[play.handle]
             self._pending.append(PlayFinished(play.handle, completed=False))
@@ -397,18 +412,25 @@ class Mixer:
 
     def write(self, pid: int, payload: bytes | None) -> None:
         """This tick's encoded input for ``pid`` (``None``: lost/silent). Short frames are padded, long cut."""
-        s = self._slot(pid)
+        # Called once per leg per tick: a dict lookup and a memoryview copy, no numpy call.
+        slot = self._slots.get(pid)
+        if slot is None:
+            raise UnknownParticipant(f"unknown participant {pid}")
+        start = slot * SAMPLES_PER_FRAME
         if payload is None:
-            self._inp[s] = _SILENCE[self._codec[s]]
+            self._inp_view[start : start + SAMPLES_PER_FRAME] = _SILENCE_FRAMES[self._codec_of_pid[pid]]
             return
-        if len(payload) != SAMPLES_PER_FRAME:
-            self.bad_frames += 1
-            row = np.full(SAMPLES_PER_FRAME, _SILENCE[self._codec[s]], dtype=np.uint8)
-            data = np.frombuffer(payload, dtype=np.uint8)[:SAMPLES_PER_FRAME]
-            row[: len(data)] = data
-            self._inp[s] = row
-            return
-        self._inp[s] = np.frombuffer(payload, dtype=np.uint8)
+        if len(payload) == SAMPLES_PER_FRAME:
+            try:
+                self._inp_view[start : start + SAMPLES_PER_FRAME] = payload
+                return
+            except (TypeError, ValueError):  # a buffer of another item format: take the slow path
+                pass
+        self.bad_frames += len(payload) != SAMPLES_PER_FRAME
+        row = np.full(SAMPLES_PER_FRAME, _SILENCE[self._codec_of_pid[pid]], dtype=np.uint8)
+        data = np.frombuffer(bytes(payload), dtype=np.uint8)[:SAMPLES_PER_FRAME]
+        row[: len(data)] = data
+        self._inp[slot] = row
 
     def write_rows(self, pids: Sequence[int] | npt.NDArray[np.integer], frames: U8) -> None:
         """Batch ``write``: ``frames[i]`` (uint8, 160 wide) is the input of ``pids[i]``."""
@@ -506,6 +528,7 @@ class Mixer:
         live = int(np.count_nonzero(category != _CAT_DEAD))
         self._n = n = live
         self._slot_of_pid[self._pid[:n]] = np.arange(n)
+        self._slots = dict(zip(self._pid[:n].tolist(), range(n), strict=True))
         category = category[:n]
         bounds = np.searchsorted(category, np.arange(_CAT_DEAD + 1))  # start of each category
 
@@ -637,7 +660,7 @@ class Mixer:
         self._personal_plays(sums, {conf_i for conf_i, _ in exclusive_confs}, events)
 
         self.ticks += 1
-        return MixResult(self._pid[:n], out[:n], tuple(events), self._slot_of_pid)
+        return MixResult(self._pid[:n], out[:n], tuple(events), self._slot_of_pid, self._slots)
 
     def _detect_talkers(self, energy: F32, a0: int, d0: int, events: list[MixerEvent]) -> None:
         above = energy >= self._thr_start
@@ -709,7 +732,7 @@ class Mixer:
         a0, d0 = lay.contrib
         for play in [p for p in self._plays.values() if p.pid is not None]:
             assert play.pid is not None
-            s = int(self._slot_of_pid[play.pid])
+            s = self._slots[play.pid]
             frame = self._next_frame(play, events)
             conf_i = int(lay.row_conf[s])
             if play.exclusive or self._deaf[s]:
