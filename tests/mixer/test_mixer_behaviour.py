@@ -371,3 +371,16 @@ def test_frames_for_returns_rows_in_the_callers_order() -> None:
     assert [bytes(r) for r in rows] == [result.frame(p) for p in pids[::-1]]
     with pytest.raises(UnknownParticipant):
         result.frames_for([9999])
+
+
+def test_write_accepts_any_bytes_like_payload() -> None:
+    mixer = Mixer()
+    a, b = mixer.add(1), mixer.add(1)
+    frame = ulaw(sine(300, 8000))
+    expected = None
+    for payload in (frame, bytearray(frame), memoryview(frame), np.frombuffer(frame, dtype=np.int8).data):
+        mixer.write(a, payload)  # type: ignore[arg-type]
+        heard = mixer.tick().frame(b)
+        expected = expected or heard
+        assert heard == expected and g711.ulaw_decode(heard).any()
+    assert mixer.bad_frames == 0
