@@ -107,3 +107,37 @@ def test_seeds_rooms_and_dnis_and_recovers_open_legs(tmp_path: Path) -> None:
         leg = s.scalars(select(Leg)).one()
         assert leg.cause == "system restart" and leg.disconnected_at is not None
         assert s.scalars(select(ConferenceRun)).one().ended_at is not None
+
+
+class _FakeRtp:
+    def __init__(self, frame: bytes | None) -> None:
+        self.frame = frame
+        self.sent: list[bytes] = []
+
+    def read_frame(self, now: float) -> bytes | None:
+        return self.frame
+
+    def write_frame(self, payload: bytes) -> None:
+        self.sent.append(payload)
+
+
+def test_mix_glue_routes_n_minus_1_audio(tmp_path: Path) -> None:
+    import numpy as np
+
+    from bridge.mixer.g711 import ULAW_DECODE, ulaw_encode
+
+    engine = Engine(from_dict({"node": {"data_dir": str(tmp_path)}}), portal=False)
+    t = np.arange(160) / 8000
+    loud = ulaw_encode((8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)).tobytes()
+    a, b, c = _FakeRtp(loud), _FakeRtp(None), _FakeRtp(b"\xff" * 100)  # talking, silent, short frame
+    pids = [engine.mixer.add(1), engine.mixer.add(1), engine.mixer.add(2)]
+    engine._media = dict(zip(pids, (a, b, c), strict=True))
+    engine._media_items = list(engine._media.items())
+    for _ in range(3):
+        engine._mix(0.0)
+    energy = {name: float(np.abs(ULAW_DECODE[np.frombuffer(rtp.sent[-1], np.uint8)]).mean())
+              for name, rtp in (("a", a), ("b", b), ("c", c))}  # fmt: skip
+    assert all(len(rtp.sent) == 3 and len(rtp.sent[-1]) == 160 for rtp in (a, b, c))
+    assert energy["b"] > 1000  # b hears a
+    assert energy["a"] < 50 and energy["c"] < 50  # a does not hear itself; c is in another conference
+    engine.db.dispose()
