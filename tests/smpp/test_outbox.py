@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import random
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from bridge.smpp.concat import encode_message
 from bridge.smpp.constants import ESME_ROK
 from bridge.smpp.outbox import MessageFailed, MessageRetrying, MessageSubmitted, Outbox, OutgoingMessage
@@ -99,3 +102,35 @@ def test_link_loss_puts_in_flight_parts_back_in_order_without_counting_an_attemp
 
 def test_unknown_response_is_ignored() -> None:
     assert outbox().on_response((99, 0), ESME_ROK, "x", 0.0) is None
+
+
+@given(
+    texts=st.lists(st.sampled_from(["hi", "x" * 200, "ж" * 100]), min_size=1, max_size=12),
+    answers=st.lists(
+        st.sampled_from([ESME_ROK, ESME_ROK, ESME_RTHROTTLED, ESME_RMSGQFUL, ESME_RINVDSTADR]), max_size=200
+    ),
+    losses=st.sets(st.integers(0, 200), max_size=5),
+    window=st.integers(1, 4),
+)
+def test_every_message_settles_exactly_once(
+    texts: list[str], answers: list[int], losses: set[int], window: int
+) -> None:
+    """Whatever the SMSC answers (and however often the link drops), each message ends submitted or failed once."""
+    box = outbox(window=window, max_attempts=3)
+    for i, text in enumerate(texts):
+        box.add(msg(i, text))
+    settled: dict[int, object] = {}
+    now, step = 0.0, 0
+    while box.backlog and step < 2000:
+        if step in losses:
+            box.on_link_lost()
+        for part in box.due(now):
+            status = answers[step % len(answers)] if answers else ESME_ROK
+            outcome = box.on_response(part.key, status, f"id{step}", now)
+            step += 1
+            if isinstance(outcome, MessageSubmitted | MessageFailed):
+                assert outcome.mt_id not in settled
+                settled[outcome.mt_id] = outcome
+        now += 0.5
+        step += 1
+    assert sorted(settled) == list(range(len(texts)))
