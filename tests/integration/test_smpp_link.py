@@ -75,21 +75,25 @@ def queue(factory: sessionmaker[Session], *texts: str, to: str = MOBILE) -> list
 
 
 def test_wrong_password_is_refused_and_retried_with_backoff_until_it_binds(
-    config: Config, tmp_path: Path, factory: sessionmaker[Session]
+    config: Config, tmp_path: Path, factory: sessionmaker[Session], caplog: pytest.LogCaptureFixture
 ) -> None:
     smsc = Smsc(tmp_path, password="other")
     smsc.start()
-    running = Running(smpp_config(config, smsc, password="secret", reconnect_min_s=0.1, reconnect_max_s=5.0), factory)
+    running = Running(smpp_config(config, smsc, password="secret", reconnect_min_s=0.25, reconnect_max_s=5.0), factory)
     try:
-        binds = wait_for(
-            lambda: [b for b in smsc.stats()["binds"] if not b["ok"]][:4] if len(smsc.stats()["binds"]) >= 4 else None,
-            what="4 refused binds",
-        )
+
+        def refused() -> list[dict[str, object]] | None:
+            binds = smsc.stats()["binds"]
+            return binds if len(binds) >= 5 and not any(b["ok"] for b in binds) else None
+
+        binds = wait_for(refused, what="5 refused binds")
         status = running.service.status()
         assert status["state"] in ("waiting", "connecting", "binding")
         assert "ESME_RBINDFAIL" in status["reason"]
-        gaps = [b["ts"] - a["ts"] for a, b in zip(binds, binds[1:], strict=False)]
-        assert gaps[2] > gaps[0]  # exponential: delay n+1 is drawn from [d, 2d] when delay n was in [d/2, d]
+        assert "bind refused by the SMSC: ESME_RBINDFAIL (0x0D); check smpp.system_id and smpp.password" in caplog.text
+        gaps = [float(b["ts"]) - float(a["ts"]) for a, b in zip(binds, binds[1:], strict=False)]  # type: ignore[arg-type]
+        # capped exponential back-off: the 4th delay is drawn from [1, 2] s, the 1st from [0.125, 0.25] s
+        assert gaps[3] > gaps[0]
         smsc.stop()
         smsc.start(password="secret")  # the operator fixes the password on the SMSC side
         wait_for(lambda: running.state() == "bound", what="bind with the right password")
