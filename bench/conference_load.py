@@ -63,6 +63,9 @@ def free_tcp_port() -> int:
 
 
 def write_config(data_dir: Path, sip_port: int, control_port: int) -> Path:
+    """Rooms 1001..1040 without PIN. The bridge's RTP range 20000-29999 stays below the kernel's ephemeral
+    range (32768-60999: every other program's port-0 sockets land there and made whole calls fail with
+    PortsExhausted when the range was 40000-49999) and away from SIPp's media ports 30000-39999."""
     rooms = "\n".join(
         f'[[room]]\nnumber = "{1000 + r}"\nname = "Load room {r}"\nmax_members = 2500\n' for r in range(1, 41)
     )
@@ -77,7 +80,7 @@ enabled = false
 [sip]
 listen = "127.0.0.1:{sip_port}"
 public_address = "127.0.0.1"
-rtp_ports = "40000-49999"
+rtp_ports = "20000-29999"
 antiflood_requests = 100000
 rtp_timeout_s = 120
 [[trunk_group]]
