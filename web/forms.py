@@ -1,4 +1,5 @@
-"""Flask-WTF forms (every one carries the CSRF token)."""
+"""Flask-WTF forms (every one carries the CSRF token; plain buttons post the token from ``csrf_token()``,
+checked by the app-wide ``CSRFProtect``)."""
 
 from __future__ import annotations
 
@@ -25,10 +26,6 @@ class MultiCheckboxField(SelectMultipleField):  # type: ignore[misc]
 class LoginForm(FlaskForm):  # type: ignore[misc]
     username = StringField("Username", validators=[DataRequired(), Length(max=80)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
-
-
-class ActionForm(FlaskForm):  # type: ignore[misc]
-    """A button: only the CSRF token."""
 
 
 class ContactForm(FlaskForm):  # type: ignore[misc]

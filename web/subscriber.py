@@ -38,7 +38,7 @@ from web import charts, db, provision, reports
 from web.clock import utc_now
 from web.company import daily
 from web.errors import ProvisioningError
-from web.forms import ActionForm, ContactForm, DialForm, GroupForm, IcForm
+from web.forms import ContactForm, DialForm, GroupForm, IcForm
 from web.live import control
 from web.security import ALL_ROLES, login_required, roles_required
 from web.tenancy import get_or_404, scoped, visible_ids
@@ -563,9 +563,7 @@ def live_view(run_id: int) -> View:
         reachable = False
     except ControlRequestError:
         conference = None
-    return render_template(
-        "live.html", run=run, conference=conference, reachable=reachable, dial_form=DialForm(), form=ActionForm()
-    )
+    return render_template("live.html", run=run, conference=conference, reachable=reachable, dial_form=DialForm())
 
 
 def _live_action(run_id: int, call: str, *args: Any) -> View:

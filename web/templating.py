@@ -9,7 +9,6 @@ from flask import Flask
 from flask_login import current_user
 
 from bridge.db.models import Role
-from web.forms import ActionForm
 
 
 def _fmt_time(value: dt.datetime | str | None) -> str:
@@ -29,5 +28,4 @@ def init_app(app: Flask) -> None:
         return {
             "Role": Role,
             "role": role,
-            "action_form": ActionForm(),
         }
