@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 MAX_DATAGRAM = 2048
 HOUSEKEEPING_S = 1.0
 RTCP_INTERVAL_S = 5.0  # RFC 3550 §6.2 minimum, randomised to 0.5-1.5x (§6.3.1)
-BIND_ATTEMPTS = 32
 
 
 def _ignore_digit(digit: str) -> None:
@@ -150,7 +149,7 @@ class RtpEndpoint:
             inband_dtmf=inband_dtmf,
         )
         last_error: OSError | None = None
-        for _ in range(BIND_ATTEMPTS):
+        for _ in range(max(1, allocator.capacity - allocator.in_use)):  # each free port at most once
             port = allocator.allocate()  # raises PortsExhausted when the range is empty
             endpoint = cls(
                 loop,

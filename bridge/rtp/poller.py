@@ -6,7 +6,8 @@ The engine already wakes every 20 ms for the mixer, so it can collect the packet
 with ``poller=`` keep their RTP socket out of asyncio, and :meth:`RtpPoller.poll` -- called at the start of
 each tick, before ``read_frame`` -- asks one level-triggered ``epoll`` which sockets hold data, reads one
 datagram from each, and asks again until nothing is ready (a socket with two packets is simply ready twice;
-no ``BlockingIOError`` per socket). Sending goes straight to the socket (no transport layer).
+no ``BlockingIOError`` per socket), at most ``MAX_ROUNDS`` times. Sending goes straight to the socket (no
+transport layer).
 
 Arrival times. Packets may wait in the socket for up to a tick, so the tick's clock would blur the RFC 3550
 jitter figure to 20 ms. With ``kernel_timestamps`` (the default) the kernel stamps each datagram on arrival
@@ -31,6 +32,10 @@ __all__ = ["RtpPoller"]
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux value; Python does not export it everywhere
 MAX_DATAGRAM = 2048
+MAX_ROUNDS = 4
+"""At most this many datagrams per socket per :meth:`RtpPoller.poll`. Normal is one (20 ms of audio); a
+backlog is read over the next ticks instead of in one unbounded loop: when the process is overloaded, the
+kernel drops packets (as a network would) rather than the tick stalling for ever."""
 _CMSG_SPACE = socket.CMSG_SPACE(16)
 _TIMESPEC = struct.Struct("@qq")
 
@@ -70,7 +75,7 @@ class RtpPoller:
         if self.kernel_timestamps:
             offset = time.time() - now  # kernel stamps are wall-clock: map them onto the loop clock
             unpack = _TIMESPEC.unpack
-            while True:
+            for _ in range(MAX_ROUNDS):
                 ready = epoll_poll(0)
                 if not ready:
                     break
@@ -90,7 +95,7 @@ class RtpPoller:
                     entry[1].datagram(data, addr, arrival)
                     count += 1
         else:
-            while True:
+            for _ in range(MAX_ROUNDS):
                 ready = epoll_poll(0)
                 if not ready:
                     break

@@ -322,3 +322,27 @@ async def test_poller_mode_reads_on_the_tick(allocator: PortAllocator, kernel_ti
     spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
     assert abs(np.fft.rfftfreq(len(x), 1 / 8000)[int(np.argmax(spectrum))] - 700) < 10
     poller.close()
+
+
+@run
+async def test_poller_reads_a_backlog_over_several_ticks(allocator: PortAllocator) -> None:
+    from bridge.rtp.poller import MAX_ROUNDS
+
+    loop = asyncio.get_running_loop()
+    poller = RtpPoller()
+    endpoint = await RtpEndpoint.open(loop, allocator, host=HOST, poller=poller)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind((HOST, 0))
+    try:
+        endpoint.start(parse_answer(make_offer(HOST, peer.getsockname()[1], session_id=1)))
+        backlog = 3 * MAX_ROUNDS + 1
+        for seq in range(backlog):
+            peer.sendto(struct.pack("!BBHII", 0x80, 0, seq, seq * 160, 9) + bytes(160), (HOST, endpoint.local_port))
+        await asyncio.sleep(0.1)
+        reads = [poller.poll(loop.time()) for _ in range(5)]
+        assert reads == [MAX_ROUNDS, MAX_ROUNDS, MAX_ROUNDS, 1, 0]  # bounded per tick, nothing lost
+        assert endpoint.stats()["packets_in"] == backlog
+    finally:
+        endpoint.close()
+        peer.close()
+        poller.close()
