@@ -75,9 +75,25 @@ def period_filter(
 
 
 def stream_rows(session: Session, stmt: Select[Any], *, chunk: int = CHUNK) -> Iterator[Sequence[Any]]:
-    """Yield the rows of ``stmt`` chunk by chunk (constant memory)."""
-    # Core execution on the session's connection: same transaction, no ORM row machinery.
-    result = session.connection().execute(stmt.execution_options(yield_per=chunk, stream_results=True))
+    """Yield the rows of ``stmt`` chunk by chunk (constant memory).
+
+    Core execution on the session's connection (same transaction, no ORM objects). On SQLite the
+    driver's own tuples are read from the cursor with ``fetchmany``: the columns carry no result
+    processing (see :func:`source_columns`) and SQLite's result does not pre-fetch, so skipping the
+    Row wrapping saves a fifth of an export's CPU. Elsewhere (PostgreSQL: a server-side cursor whose
+    result buffers ahead) the rows come through ``yield_per`` partitions.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        result = connection.execute(stmt)
+        try:
+            cursor = result.cursor
+            while rows := cursor.fetchmany(chunk):
+                yield from rows
+        finally:
+            result.close()
+        return
+    result = connection.execute(stmt.execution_options(yield_per=chunk, stream_results=True))
     for partition in result.partitions():
         yield from partition
 
