@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 
 CdrWriter = Callable[[Session, Leg], Any]
 TIMER_RESOLUTION_S = 0.1
+MAX_LINGER_S = 3.0
 
 
 class UnknownConference(ConferenceError):
@@ -111,6 +112,7 @@ class IvrCall:
     route: Route
     ivr: PinIvr | None
     lobby: int
+    arrived_at: dt.datetime
     pid: int | None = None
     decision: Decision | None = None
 
@@ -157,6 +159,9 @@ class ConferenceService:
             block_s=config.dnis.throttle_block_s,
         )  # fmt: skip
         self._lobby_ids = 0
+        self._linger = 0.0
+        self._last_play_s = 0.0
+        self._lingering: dict[int, Any] = {}
         self._timers_at = 0.0
         self.media_version = 0
         """Bumped whenever a leg's media joins or leaves the mixer (the engine rebuilds its tick list)."""
@@ -216,6 +221,9 @@ class ConferenceService:
         for call in self.ivr_calls.values():
             if call.pid is not None and getattr(call.sip, "rtp", None) is not None:
                 yield call.pid, call.sip.rtp
+        for pid, sip_leg in self._lingering.items():
+            if getattr(sip_leg, "rtp", None) is not None:
+                yield pid, sip_leg.rtp
 
     def set_talking(self, pid: int, talking: bool) -> None:
         for live in self.legs.values():
@@ -481,11 +489,20 @@ class ConferenceService:
 
     def _apply(self, run_id: int, actions: list[Action]) -> None:
         conf = self.conferences.get(run_id)
+        # A conference that ends with a prompt to everyone ("goodbye" after **) keeps its legs' media
+        # and calls up until the prompt has been heard; the rows and CDRs are closed at once.
+        ending_with_prompt = any(isinstance(a, Ended) for a in actions) and any(
+            isinstance(a, Play) and a.leg_id is None for a in actions
+        )
+        self._linger = 0.0
         for action in actions:
             try:
                 self._apply_one(run_id, conf, action)
+                if ending_with_prompt and isinstance(action, Play) and action.leg_id is None:
+                    self._linger = min(self._last_play_s, MAX_LINGER_S)
             except Exception:
                 log.exception("conference %s: failed to carry out %s", run_id, action)
+        self._linger = 0.0
 
     def _apply_one(self, run_id: int, conf: Conference | None, action: Action) -> None:
         if isinstance(action, Dial):
@@ -496,17 +513,22 @@ class ConferenceService:
             self.pacer.discard(lambda item: item.leg_id == action.leg_id)
             live = self.legs.get(action.leg_id)
             if live is not None and live.sip is not None:
-                self.sip.hangup(live.sip, action.cause)
+                if self._linger > 0:
+                    sip_leg, cause = live.sip, action.cause
+                    self._later.append((self.clock() + self._linger, lambda: self.sip.hangup(sip_leg, cause)))
+                else:
+                    self.sip.hangup(live.sip, action.cause)
         elif isinstance(action, Join):
             self._join(action.leg_id, action.muted, run_id)
         elif isinstance(action, LegFinished):
             self._leg_finished(action)
         elif isinstance(action, Play):
             live = self.legs.get(action.leg_id) if action.leg_id is not None else None
+            self._last_play_s = 0.0
             if action.leg_id is None:
-                self.media.play(action.prompts, conference=run_id)
+                self._last_play_s = self.media.play(action.prompts, conference=run_id)
             elif live is not None and live.pid is not None:
-                self.media.play(action.prompts, pid=live.pid)
+                self._last_play_s = self.media.play(action.prompts, pid=live.pid)
         elif isinstance(action, SetMuted):
             live = self.legs.get(action.leg_id)
             if live is not None and live.pid is not None:
@@ -559,8 +581,11 @@ class ConferenceService:
         if live.sip is not None:
             self._by_sip.pop(str(live.sip.leg_id), None)
         if live.pid is not None:
-            self.media.remove(live.pid)
-            self.media_version += 1
+            if self._linger > 0 and live.sip is not None:
+                self._keep_media(live.pid, live.sip, self._linger)
+            else:
+                self.media.remove(live.pid)
+                self.media_version += 1
         with self._session() as session:
             leg = session.get(Leg, action.leg_id)
             if leg is None:
@@ -573,6 +598,17 @@ class ConferenceService:
             session.commit()
         if cdr_id is not None:
             self.on_cdr(cdr_id)
+
+    def _keep_media(self, pid: int, sip_leg: Any, seconds: float) -> None:
+        """Keep a finished leg's media in the mixer for ``seconds`` (so it hears the last prompt)."""
+        self._lingering[pid] = sip_leg
+
+        def release() -> None:
+            if self._lingering.pop(pid, None) is not None:
+                self.media.remove(pid)
+                self.media_version += 1
+
+        self._later.append((self.clock() + seconds, release))
 
     def _recording(self, run_id: int, on: bool) -> None:
         meta = self.runs.get(run_id)
@@ -640,7 +676,9 @@ class ConferenceService:
             submit_length=None if route.kind is RouteKind.ROOM else self.config.conference.pin_digits,
         )
         ivr = PinIvr(settings, name=str(sip_leg.leg_id)) if route.needs_pin else None
-        self.ivr_calls[str(sip_leg.leg_id)] = IvrCall(sip_leg, route, ivr, lobby=-self._lobby_ids)
+        self.ivr_calls[str(sip_leg.leg_id)] = IvrCall(
+            sip_leg, route, ivr, lobby=-self._lobby_ids, arrived_at=self.utc()
+        )
         self.sip.answer(sip_leg)
 
     def _ivr_event(self, call: IvrCall, event: Any) -> None:
@@ -750,7 +788,7 @@ class ConferenceService:
                 conf = self.conferences[run_id]
             leg = Leg(
                 run_id=run_id, direction="in", role=decision.role, calling=str(sip_leg.calling),
-                called=str(sip_leg.called), dnis=call.route.number, status="connected", called_at=self.utc(),
+                called=str(sip_leg.called), dnis=call.route.number, status="connected", called_at=call.arrived_at,
                 activation_pin_used=decision.activation_pin_used, recorded=conf.recording,
             )  # fmt: skip
             _copy_sip(leg, sip_leg)

@@ -293,10 +293,16 @@ def test_speed_dial_launches_and_second_holder_attends(rig: Rig) -> None:
     assert (rows[0].role, rows[0].activation_pin_used, rows[0].direction) == ("subscriber", True, "in")
     attendee = rig.dial_in(POOL1, "+15558880000", "111111")
     assert rig.leg_rows(run_id)[-1].role == "participant"
+    members = len(rig.media.members)
     rig.event(LegDtmf(caller, "*", "rfc4733"))
     rig.event(LegDtmf(caller, "*", "rfc4733"))
     assert run_id not in rig.service.conferences
-    assert (attendee, "ended by subscriber") in rig.sip.hung_up
+    assert (("goodbye",), None, run_id) in rig.media.plays
+    # Everyone hears "goodbye" before the BYE: media and calls stay up for the prompt (1 s here).
+    assert rig.sip.hung_up == [] and len(rig.media.members) == members
+    assert all(row.disconnected_at for row in rig.leg_rows(run_id))
+    rig.advance(1.1)
+    assert (attendee, "ended by subscriber") in rig.sip.hung_up and rig.media.members == {}
 
 
 def test_room_without_pin_and_controls(rig: Rig) -> None:
