@@ -60,7 +60,8 @@ def _range() -> tuple[RangeForm, dt.date, dt.date, int]:
     form = RangeForm(request.args)
     form.company_id.choices = [(0, "all companies"), *_company_choices()]
     today = utc_now().date()
-    start = form.start.data if form.validate() and form.start.data else today - dt.timedelta(days=29)
+    form.validate()  # fills each field's errors; a bad field falls back to its default, the rest still count
+    start = form.start.data if form.start.data and not form.start.errors else today - dt.timedelta(days=29)
     end = form.end.data if form.end.data and not form.end.errors else today
     if end < start:
         start, end = end, start

@@ -99,4 +99,4 @@ class RangeForm(FlaskForm):  # type: ignore[misc]
 
     start = DateField("From", validators=[Optional()])
     end = DateField("To (inclusive)", validators=[Optional()])
-    company_id = SelectField("Company", coerce=int, validators=[Optional()])
+    company_id = SelectField("Company", coerce=int, validators=[Optional()], validate_choice=False)

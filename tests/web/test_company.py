@@ -88,6 +88,9 @@ def test_usage_report_and_csv(client: FlaskClient, auth: Auth, world: World) -> 
     ]
     empty = client.get("/company/usage.csv?start=2026-12-01&end=2026-12-31").get_data(as_text=True)
     assert empty.count("\n") == 1
+    # the range counts even when another argument is bad (a company admin's company_id is not a choice)
+    other = client.get(f"/company/usage.csv?start=2026-12-01&end=2026-12-31&company_id={world.b.company_id}")
+    assert other.get_data(as_text=True).count("\n") == 1
     # the operator can narrow to one company; a company admin's company_id argument is ignored by the filter
     assert b"ZETA" not in client.get(f"/company/usage?company_id={world.b.company_id}").data
 
