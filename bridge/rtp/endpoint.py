@@ -235,6 +235,7 @@ class RtpEndpoint:
         """packets/bytes in/out, lost, loss_fraction, jitter_ms, codec, local_port, remote, RTCP figures."""
         stats = self.session.stats()
         stats["local_port"] = self.local_port
+        stats["send_errors"] = self.send_errors
         return stats
 
     def close(self) -> None:
