@@ -107,3 +107,22 @@ def test_rooms(session: Session) -> None:
     assert resolve_pin(session, closed, "9999", calling="+1", running=running).role == "moderator"
     running.rooms[closed.room_id or 0] = RunningInfo(run_id=3, subscriber_present=False, locked=False, full=True)
     assert resolve_pin(session, closed, "4321", calling="+1", running=running).verdict is Verdict.FULL
+
+
+def test_any_pin_text_on_any_route_gives_a_decision(session: Session) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    routes = [classify(session, CONFIG, n) for n in ("+15550100", "+15550101", "1001", "1002")]
+    running = Running()
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.text(max_size=12), st.text(max_size=16), st.sampled_from(routes))
+    def check(pin: str, calling: str, route: object) -> None:
+        assert route is not None
+        decision = resolve_pin(session, route, pin, calling=calling, running=running)  # type: ignore[arg-type]
+        assert isinstance(decision.verdict, Verdict)
+        if decision.verdict is Verdict.ACCEPT:
+            assert pin in {"111111", "4321", "9999"} and decision.launch
+
+    check()
