@@ -162,6 +162,7 @@ class ConferenceService:
         self._linger = 0.0
         self._last_play_s = 0.0
         self._lingering: dict[int, Any] = {}
+        self._finished: dict[int, LiveLeg] = {}
         self._timers_at = 0.0
         self.media_version = 0
         """Bumped whenever a leg's media joins or leaves the mixer (the engine rebuilds its tick list)."""
@@ -176,7 +177,7 @@ class ConferenceService:
         meta = self.runs[run_id]
         legs = []
         for info in conf.legs.values():
-            live = self.legs.get(info.leg_id)
+            live = self.legs.get(info.leg_id) or self._finished.get(info.leg_id)
             legs.append(
                 {
                     "leg_id": info.leg_id,
@@ -578,6 +579,7 @@ class ConferenceService:
         live = self.legs.pop(action.leg_id, None)
         if live is None:
             return
+        self._finished[action.leg_id] = live  # name and join time stay visible until the run ends
         if live.sip is not None:
             self._by_sip.pop(str(live.sip.leg_id), None)
         if live.pid is not None:
@@ -644,6 +646,8 @@ class ConferenceService:
     def _ended(self, run_id: int, reason: str) -> None:
         self.conferences.pop(run_id, None)
         self.runs.pop(run_id, None)
+        for leg_id in [k for k, v in self._finished.items() if v.run_id == run_id]:
+            del self._finished[leg_id]
         self.pacer.discard(lambda item: item.run_id == run_id)
         with self._session() as session:
             run = session.get(ConferenceRun, run_id)

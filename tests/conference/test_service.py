@@ -236,6 +236,8 @@ def test_subscriber_drop_callbacks_then_end_with_cdrs(rig: Rig) -> None:
 def test_subscriber_dials_back_in_within_hysteresis(rig: Rig) -> None:
     run_id = launch_and_answer(rig)
     rig.event(LegEnded(rig.sip.dialled[0], "normal", "remote"))
+    gone = rig.service.describe(run_id)["legs"][0]
+    assert (gone["status"], gone["name"]) == ("left", "Sam") and gone["joined_at"]
     back = rig.dial_in(COMMON, SUB, "222222")
     assert rig.service.conferences[run_id].subscriber_present
     rig.advance(100.0)
@@ -321,6 +323,9 @@ def test_room_without_pin_and_controls(rig: Rig) -> None:
     rig.advance(0.1)
     assert rig.sip.dialled[-1].called == "+15557770000" and new_leg > leg_id
     rig.service.kick(run_id, new_leg)
+    kicked = rig.service.describe(run_id)["legs"][-1]
+    assert (kicked["status"], kicked["cause"]) == ("failed", "kicked")
+    assert rig.service.describe(run_id)["legs"][0]["joined_at"] is not None
     rig.event(LegEnded(caller, "normal", "remote"))
     assert run_id not in rig.service.conferences and run_id not in rig.media.recording
     with rig.factory() as s:
