@@ -23,6 +23,10 @@ sequence numbers and timestamps for all, 50 packets/s each) and drains what the 
 * send: ``socket.sendto(session.audio_packet(...))`` on the raw socket (no transport layer), payloads sliced
   from one ``out.tobytes()``.
 
+``rtppoller`` is the RTP owner's ``bridge.rtp.RtpPoller`` (``RtpEndpoint.open(..., poller=)``, kernel arrival
+timestamps) with the engine's batched ``_mix`` (``write_rows``, output sliced from one ``bytes``), i.e. what the
+engine gets once the SIP media factory passes the poller and the tick calls ``poller.poll(now)``.
+
 ``syscalls`` is the floor of any design that makes one system call per packet from Python: the same epoll
 drain with ``recvfrom`` and one constant ``sendto`` per leg per tick, no RTP/jitter/mixer work at all.
 
@@ -52,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 from bridge.mixer.clock import LatenessStats, Tick, run_ticks  # noqa: E402
 from bridge.mixer.mixer import Mixer  # noqa: E402
 from bridge.rtp.endpoint import RtpEndpoint  # noqa: E402
+from bridge.rtp.poller import RtpPoller  # noqa: E402
 from bridge.rtp.ports import PortAllocator  # noqa: E402
 from bridge.rtp.sdp import MediaDescription  # noqa: E402
 
@@ -90,10 +95,10 @@ while t < stop_at:
 """
 
 
-async def open_legs(n: int, port_low: int) -> list[RtpEndpoint]:
+async def open_legs(n: int, port_low: int, poller: RtpPoller | None = None) -> list[RtpEndpoint]:
     loop = asyncio.get_running_loop()
     allocator = PortAllocator(port_low, port_low + 2 * n + 200)
-    return [await RtpEndpoint.open(loop, allocator, host=HOST, rtp_timeout_s=600) for _ in range(n)]
+    return [await RtpEndpoint.open(loop, allocator, host=HOST, rtp_timeout_s=600, poller=poller) for _ in range(n)]
 
 
 def start_sender(ports: list[int], seconds: float) -> tuple[subprocess.Popen[str], list[int]]:
@@ -109,7 +114,8 @@ def start_sender(ports: list[int], seconds: float) -> tuple[subprocess.Popen[str
 
 async def run_variant(name: str, n: int, seconds: float, warmup: float, port_low: int) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    endpoints = await open_legs(n, port_low)
+    poller = RtpPoller() if name == "rtppoller" else None
+    endpoints = await open_legs(n, port_low, poller)
     sender, remote_ports = start_sender([e.local_port for e in endpoints], warmup + seconds + 2)
     mixer = Mixer()
     pids = [mixer.add(1) for _ in endpoints]
@@ -119,7 +125,27 @@ async def run_variant(name: str, n: int, seconds: float, warmup: float, port_low
     silence = b"\xff" * 160
     counters = {"rx": 0, "tx": 0}
 
-    if name == "syscalls":  # the floor of any one-syscall-per-packet Python design: recvfrom + sendto only
+    if name == "rtppoller":  # the RTP owner's RtpPoller + the engine's batched _mix, as they will run once wired
+        assert poller is not None
+
+        def tick(t: Tick) -> None:
+            now = loop.time()
+            counters["rx"] += poller.poll(now)
+            pids_in: list[int] = []
+            frames: list[bytes] = []
+            for pid, rtp in media.items():
+                frame = rtp.read_frame(now)
+                if frame is not None and len(frame) == 160:
+                    pids_in.append(pid)
+                    frames.append(frame)
+            if pids_in:
+                mixer.write_rows(pids_in, np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(len(frames), 160))
+            result = mixer.tick()
+            blob = result.out.tobytes()
+            for index, pid in enumerate(result.pids.tolist()):
+                media[pid].write_frame(blob[index * 160 : index * 160 + 160])
+
+    elif name == "syscalls":  # the floor of any one-syscall-per-packet Python design: recvfrom + sendto only
         ep = select.epoll()
         floor_fd: dict[int, socket.socket] = {}
         targets: list[tuple[socket.socket, Any]] = []
@@ -205,7 +231,14 @@ async def run_variant(name: str, n: int, seconds: float, warmup: float, port_low
 
     stats = LatenessStats()
     stop = asyncio.Event()
-    ticker = asyncio.create_task(run_ticks(tick, stats=stats, stop=stop))
+    durations: list[float] = []
+
+    def timed(t: Tick) -> None:
+        t0 = time.perf_counter()
+        tick(t)
+        durations.append(time.perf_counter() - t0)
+
+    ticker = asyncio.create_task(run_ticks(timed, stats=stats, stop=stop))
     await asyncio.sleep(warmup)
     gc_state = {"t0": 0.0, "seconds": 0.0, "collections": 0}
 
@@ -220,6 +253,7 @@ async def run_variant(name: str, n: int, seconds: float, warmup: float, port_low
     rx0, tx0 = counters["rx"], counters["tx"] + sum(e.session.packets_out for e in endpoints)
     ticks0 = stats.ticks
     cpu0, wall0 = time.process_time(), time.monotonic()
+    durations.clear()
     await asyncio.sleep(seconds)
     cpu1, wall1 = time.process_time(), time.monotonic()
     rx1, tx1 = counters["rx"], counters["tx"] + sum(e.session.packets_out for e in endpoints)
@@ -244,6 +278,8 @@ async def run_variant(name: str, n: int, seconds: float, warmup: float, port_low
         "lateness_p99_ms": 1000 * float(np.percentile(lateness, 99)) if lateness else 0.0,
         "lost": lost,
         "gc_pct": 100.0 * gc_state["seconds"] / window,
+        "tick_ms_p50": 1000 * float(np.percentile(durations, 50)) if durations else 0.0,
+        "tick_ms_p99": 1000 * float(np.percentile(durations, 99)) if durations else 0.0,
         "gc_collections": int(gc_state["collections"]),
         "us_per_packet_in_plus_out": 1e6 * (cpu1 - cpu0) / max(1, (rx1 - rx0) + (tx1 - tx0)),
     }
@@ -258,7 +294,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.legs} legs, one conference, {args.seconds:.0f} s window; load average {os.getloadavg()[0]:.2f}")
     rows = []
-    for name in ("baseline", "fastpath", "syscalls"):
+    for name in ("baseline", "fastpath", "rtppoller", "syscalls"):
         row = asyncio.run(run_variant(name, args.legs, args.seconds, args.warmup, args.port_low))
         rows.append(row)
         print(
@@ -266,12 +302,16 @@ def main() -> None:
             f"rx {row['rx_pps']:.0f} pps, tx {row['tx_pps']:.0f} pps, "
             f"{row['us_per_packet_in_plus_out']:.2f} us/packet, "
             f"tick lateness p99 {row['lateness_p99_ms']:.2f} ms, lost {row['lost']}, "
-            f"GC {row['gc_pct']:.2f} % ({row['gc_collections']} collections)",
+            f"GC {row['gc_pct']:.2f} % ({row['gc_collections']} collections), "
+            f"tick duration p50/p99 {row['tick_ms_p50']:.2f}/{row['tick_ms_p99']:.2f} ms",
             flush=True,
         )
-    base, fast, floor = rows
-    print(f"fastpath/baseline CPU: {fast['cpu_pct'] / base['cpu_pct']:.2f}")
-    print(f"syscall floor/baseline CPU: {floor['cpu_pct'] / base['cpu_pct']:.2f}")
+    base = rows[0]
+    for row in rows[1:]:
+        print(
+            f"{row['variant']}/baseline: CPU {row['cpu_pct'] / base['cpu_pct']:.2f}, "
+            f"us/packet {row['us_per_packet_in_plus_out'] / base['us_per_packet_in_plus_out']:.2f}"
+        )
     print(f"(load average now {os.getloadavg()[0]:.2f})")
 
 
