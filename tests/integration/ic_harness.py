@@ -212,6 +212,25 @@ class Phones:
             seen.setdefault(call_id, {"to": match[1], "from": frm[1] if frm else "", "pai": pai[1] if pai else ""})
         return list(seen.values())
 
+    def byes(self) -> set[str]:
+        """Call-IDs of the calls the bridge hung up (BYE received)."""
+        if not self.log.exists():
+            return set()
+        calls = set()
+        for block in re.split(r"\n-{5,}[^\n]*\n", self.log.read_text(errors="replace")):
+            if "message received" in block and re.search(r"^BYE sip:", block, re.M):
+                calls.add(_header(block, "Call-ID"))
+        return calls
+
+    def invite_call_ids(self, to: str) -> set[str]:
+        """Call-IDs of the INVITEs to ``to`` (any spelling of the number)."""
+        ids = set()
+        for block in re.split(r"\n-{5,}[^\n]*\n", self.log.read_text(errors="replace")):
+            match = re.search(r"^INVITE sip:\+?([^@;> ]+)@", block, re.M)
+            if "message received" in block and match and match[1] == to.lstrip("+"):
+                ids.add(_header(block, "Call-ID"))
+        return ids
+
     def stop(self) -> None:
         _stop(self.proc)
         self.out.close()

@@ -192,7 +192,9 @@ def test_subscriber_dials_back_within_hysteresis(peers: dict[str, object]) -> No
     time.sleep(7.0)  # longer than the hysteresis
     confs = bridge.conferences()
     assert [c["run_id"] for c in confs] == [run_id], "the conference must continue"
-    assert bridge.stop() == 0  # SIGTERM ends it gracefully
+    assert bridge.stop() == 0  # SIGTERM ends it gracefully: a BYE to every member
+    member_calls = set().union(*(phones.invite_call_ids(m) for m in MEMBERS))
+    assert len(member_calls) == len(MEMBERS) and member_calls <= phones.byes()
     with bridge.sessions() as s:
         run = s.get(ConferenceRun, run_id)
         assert run is not None and run.result == "system shutdown"
