@@ -211,7 +211,15 @@ class RtpEndpoint:
         if not session.sending or self.closed:
             return
         if session.dtmf_idle:
-            self._send(session.audio_packet(payload, self._loop.time()))
+            packet = session.audio_packet(payload, self._loop.time())
+            sock = self._sock
+            if sock is None:
+                self._rtp.sendto(packet, session.remote)  # type: ignore[union-attr]  # open: one of the two
+                return
+            try:
+                sock.sendto(packet, session.remote)  # type: ignore[arg-type]  # sending implies a remote
+            except OSError:  # full buffer, ICMP error: RTP is lossy by design; the RTP timeout handles a dead peer
+                self.send_errors += 1
         else:
             for packet in session.tick_packets(payload, self._loop.time()):
                 self._send(packet)
@@ -221,7 +229,7 @@ class RtpEndpoint:
         if self._sock is not None:
             try:
                 self._sock.sendto(packet, remote)  # type: ignore[arg-type]  # sending implies a remote
-            except OSError:  # full buffer, ICMP error: RTP is lossy by design; the RTP timeout handles a dead peer
+            except OSError:
                 self.send_errors += 1
         elif self._rtp is not None:
             self._rtp.sendto(packet, remote)

@@ -116,12 +116,6 @@ class JitterBuffer:
         self._last = None
         self._concealed_run = 0
 
-    def put(self, timestamp: int, payload: bytes) -> bool:
-        """Queue one packet's payload; False if it was dropped (late, duplicate, empty)."""
-        if len(payload) != FRAME_SAMPLES:
-            return self._put_other_size(timestamp, payload)
-        return self._put_frame(timestamp, payload)
-
     def _put_other_size(self, timestamp: int, payload: bytes) -> bool:
         """10, 30, 40 ms... packets: cut the contiguous stream into 20 ms frames, carrying the remainder over
         to the next packet (a gap or reordering discards the carried part)."""
@@ -136,11 +130,14 @@ class JitterBuffer:
         whole = len(data) - len(data) % FRAME_SAMPLES
         ok = False
         for i in range(0, whole, FRAME_SAMPLES):
-            ok = self._put_frame((start + i) & _MASK, data[i : i + FRAME_SAMPLES]) or ok
+            ok = self.put((start + i) & _MASK, data[i : i + FRAME_SAMPLES]) or ok
         self._carry, self._carry_ts = data[whole:], (start + whole) & _MASK
         return ok or bool(self._carry)
 
-    def _put_frame(self, timestamp: int, payload: bytes) -> bool:
+    def put(self, timestamp: int, payload: bytes) -> bool:
+        """Queue one packet's payload; False if it was dropped (late, duplicate, empty)."""
+        if len(payload) != FRAME_SAMPLES:
+            return self._put_other_size(timestamp, payload)
         frames = self._frames
         if not frames and self.state is JitterState.BUFFERING:
             self._head = timestamp

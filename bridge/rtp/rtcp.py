@@ -126,11 +126,12 @@ class RtcpSession:
         self.ssrc = ssrc
         self.cname = cname.encode()[:255]
         self.ntp_offset = ntp_offset
+        # What we send, updated by the sender for every packet (attributes, not a method: hot path).
         self.packets_sent = 0
         self.octets_sent = 0
-        self._last_rtp_timestamp = 0
-        self._last_send_time: float | None = None
-        self._sent_since_report = False
+        self.last_rtp_timestamp = 0
+        self.last_send_time = 0.0
+        self._packets_at_report = 0
         self.source: ReceptionStats | None = None
         self._lsr = 0  # middle 32 bits of the peer's last SR
         self._lsr_time: float | None = None
@@ -149,12 +150,11 @@ class RtcpSession:
         return int(seconds * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
 
     def on_sent(self, rtp_timestamp: int, payload_size: int, now: float) -> None:
-        """Account one RTP packet we sent."""
+        """Account one RTP packet we sent (the media session updates the attributes inline instead)."""
         self.packets_sent += 1
         self.octets_sent += payload_size
-        self._last_rtp_timestamp = rtp_timestamp
-        self._last_send_time = now
-        self._sent_since_report = True
+        self.last_rtp_timestamp = rtp_timestamp
+        self.last_send_time = now
 
     def build_report(self, now: float) -> bytes:
         """Our compound RTCP packet: SR or RR (+ a report block on the peer's source), then SDES CNAME."""
@@ -165,8 +165,8 @@ class RtcpSession:
                 dlsr = int((now - self._lsr_time) * 65536) & 0xFFFFFFFF
             blocks = (self.source.report_block(self._lsr, dlsr),)
         report: RtcpSenderReport | RtcpReceiverReport
-        if self._sent_since_report and self._last_send_time is not None:
-            rtp_ts = (self._last_rtp_timestamp + int((now - self._last_send_time) * CLOCK_RATE)) & 0xFFFFFFFF
+        if self.packets_sent != self._packets_at_report:  # we sent since the last report: SR (RFC 3550 §6.4)
+            rtp_ts = (self.last_rtp_timestamp + int((now - self.last_send_time) * CLOCK_RATE)) & 0xFFFFFFFF
             report = RtcpSenderReport(
                 ssrc=self.ssrc,
                 ntp_timestamp=self.ntp(now),
@@ -177,7 +177,7 @@ class RtcpSession:
             )
         else:
             report = RtcpReceiverReport(ssrc=self.ssrc, reports=blocks)
-        self._sent_since_report = False
+        self._packets_at_report = self.packets_sent
         self.reports_sent += 1
         sdes = RtcpSdes(((self.ssrc, ((SDES_CNAME, self.cname),)),))
         return bytes(report) + bytes(sdes)

@@ -81,6 +81,9 @@ class MediaSession:
         self._dtmf_rx = DtmfReceiver()
         self._dtmf_tx = DtmfSender()
         self._tone_frames: deque[bytes] = deque()  # in-band DTMF queued for peers without telephone-event
+        self.dtmf_idle = True
+        """True when the next tick carries the caller's audio (no DTMF being sent): :meth:`audio_packet`;
+        else :meth:`tick_packets`. An attribute, read for every packet sent."""
         self._inband = InbandDtmfDetector() if inband_dtmf else None
         self._inband_active = inband_dtmf
         self._decode = DECODE_TABLES["PCMU"]
@@ -226,10 +229,8 @@ class MediaSession:
 
     # --- send ------------------------------------------------------------------------------------------
 
-    @property
-    def dtmf_idle(self) -> bool:
-        """True when the next tick carries the caller's audio (no DTMF being sent)."""
-        return self._dtmf_tx.idle and not self._tone_frames
+    def _update_dtmf_idle(self) -> None:
+        self.dtmf_idle = self._dtmf_tx.idle and not self._tone_frames
 
     def add_dtmf(self, digit: str, duration_ms: int = 160) -> None:
         """Queue a digit; it goes out on the next ticks (:meth:`tick_packets`). RFC 4733 when the peer
@@ -238,12 +239,14 @@ class MediaSession:
             raise EndpointError("send_dtmf() before start(): the telephone-event payload type is not known yet")
         if self._dtmf_pt >= 0:
             self._dtmf_tx.add(digit, duration_ms)
+            self.dtmf_idle = False
             return
         duration_ms = max(40, min(2000, duration_ms))
         samples = np.concatenate([dtmf_tone(digit, duration_ms), np.zeros(2 * FRAME_SAMPLES, np.int16)])
         samples = np.pad(samples, (0, -len(samples) % FRAME_SAMPLES))
         encoded = ENCODE_TABLES[self.media.codec].take(samples.view(np.uint16)).tobytes()
         self._tone_frames.extend(encoded[i : i + FRAME_SAMPLES] for i in range(0, len(encoded), FRAME_SAMPLES))
+        self.dtmf_idle = False
 
     def audio_packet(self, payload: bytes, now: float) -> bytes:
         """The RTP packet carrying one 20 ms frame; advances sequence number and timestamp."""
@@ -257,14 +260,21 @@ class MediaSession:
         self._ts = (ts + FRAME_SAMPLES) & _MASK
         self.packets_out += 1
         self.bytes_out += len(packet)
-        self.rtcp.on_sent(ts, len(payload), now)
+        rtcp = self.rtcp  # RtcpSession.on_sent, inlined: this runs for every packet of every leg
+        rtcp.packets_sent += 1
+        rtcp.octets_sent += len(payload)
+        rtcp.last_rtp_timestamp = ts
+        rtcp.last_send_time = now
         return packet
 
     def tick_packets(self, payload: bytes, now: float) -> list[bytes]:
         """Packets for one tick when DTMF may be in progress: event packets, or the audio packet."""
         if self._tone_frames:
-            return [self.audio_packet(self._tone_frames.popleft(), now)]
+            packet = self.audio_packet(self._tone_frames.popleft(), now)
+            self._update_dtmf_idle()
+            return [packet]
         events = self._dtmf_tx.tick(self._ts)
+        self._update_dtmf_idle()
         if not events:
             return [self.audio_packet(payload, now)]
         packets = []
@@ -274,7 +284,7 @@ class MediaSession:
             self._seq = (seq + 1) & 0xFFFF
             self.packets_out += 1
             self.bytes_out += len(packets[-1])
-            self.rtcp.on_sent(self._ts, len(event), now)
+            self.rtcp.on_sent(ts, len(event), now)
         self._ts = (self._ts + FRAME_SAMPLES) & _MASK
         return packets
 
