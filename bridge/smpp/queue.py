@@ -8,14 +8,12 @@ this process commits.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import event
-from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
 from bridge.db.models import SmsDirection, SmsMessage, SmsStatus, utcnow
@@ -37,6 +35,7 @@ Listener = Callable[[Sequence[QueuedMt]], None]
 _listeners: list[Listener] = []  # in-process hand-over to running services (glue, not logic)
 _listeners_lock = threading.Lock()
 _PENDING = "bridge.smpp.queued"
+_installed = False
 
 
 def queue_mt(
@@ -54,12 +53,10 @@ def queue_mt(
     )
     session.add(message)
     session.flush()
-    pending = session.info.get(_PENDING)
-    if pending is None:
-        pending = session.info[_PENDING] = []
-        event.listen(session, "after_commit", _after_commit, once=True)
-        event.listen(session, "after_rollback", _after_rollback, once=True)
-    pending.append(QueuedMt(message.id, message.source, message.destination, message.text))
+    _install()
+    session.info.setdefault(_PENDING, []).append(
+        QueuedMt(message.id, message.source, message.destination, message.text)
+    )
     return message
 
 
@@ -75,10 +72,22 @@ def remove_listener(callback: Listener) -> None:
             _listeners.remove(callback)
 
 
+def _install() -> None:
+    """Hook every Session's commit/rollback once per process (a per-session ``event.listen`` costs about as
+    much as the insert itself); the hooks only look at ``session.info``, so other commits pay a dict lookup."""
+    global _installed
+    if not _installed:
+        with _listeners_lock:
+            if not _installed:
+                event.listen(Session, "after_commit", _after_commit)
+                event.listen(Session, "after_rollback", _after_rollback)
+                _installed = True
+
+
 def _after_commit(session: Session) -> None:
-    rows = session.info.pop(_PENDING, None) or []
-    with contextlib.suppress(InvalidRequestError):
-        event.remove(session, "after_rollback", _after_rollback)
+    rows = session.info.pop(_PENDING, None)
+    if not rows:
+        return
     with _listeners_lock:
         callbacks = list(_listeners)
     for callback in callbacks:
@@ -91,5 +100,3 @@ def _after_commit(session: Session) -> None:
 def _after_rollback(session: Session) -> None:
     """Rows queued in a rolled-back transaction were never committed: forget them."""
     session.info.pop(_PENDING, None)
-    with contextlib.suppress(InvalidRequestError):
-        event.remove(session, "after_commit", _after_commit)
