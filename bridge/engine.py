@@ -298,7 +298,8 @@ class Engine:
                 self._media = dict(service.media_legs())
                 self._media_items = list(self._media.items())
                 self._media_version = service.media_version
-            self._mix(now)
+            if self._media_items or len(self.mixer):  # an idle node does not mix silence
+                self._mix(now)
             service.poll(now)
         except Exception:
             log.exception("tick %d failed", tick.index)
