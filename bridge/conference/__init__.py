@@ -1,7 +1,7 @@
-"""Conference service logic: the pure conference state machine (``machine``), the launch plan and
-dial pacing (``plan``), and the asyncio glue that wires it to SIP, RTP, the mixer, SMS and the
-database (``service``). An Instant Conference and a meet-me room are the same machine with a
-different :class:`~bridge.conference.machine.Policy`.
+"""Conference service logic: the pure conference state machine, launch plan and dial pacer
+(``machine``); the glue that wires it to SIP, the mixer, SMS and the database (``service``, through
+the narrow ``ports``; ``media`` adapts the mixer); ``bridge run`` (``cli``). An Instant Conference and
+a meet-me room are the same machine with a different :class:`~bridge.conference.machine.Policy`.
 """
 
 from __future__ import annotations
