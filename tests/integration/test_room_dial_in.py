@@ -11,6 +11,8 @@ port and the bridge sends back to it, where a plain socket of this test records 
    each other; a wrong PIN is refused (not admitted, hung up);
 3. a full room (max 2): the third caller hears the "conference is full" prompt and the bridge hangs up;
 4. every admitted leg has a CDR with service type "room".
+
+The rooms are provisioned with ``bridge room add`` on the appliance's config before ``bridge run`` starts.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from ic_harness import Appliance, free_port, wait_for
 from rtp_peers import _UAC, SIPP_SDP, dominant_freq, lin2ulaw, rtp, tone, ulaw2lin, write_pcap
 from sqlalchemy import select
 
+from bridge.cli import main
 from bridge.db.models import Cdr, Room
 
 pytestmark = pytest.mark.integration
@@ -219,16 +223,17 @@ def prompt_match(pcm: np.ndarray[Any, Any], prompt: str) -> float:
 
 @pytest.fixture
 def bridge(tmp_path: Path) -> Iterator[Appliance]:
+    """The appliance with three rooms provisioned through ``bridge room add`` (the CLI on its config)."""
     appliance = Appliance(tmp_path, trunk_port=free_port(socket.SOCK_DGRAM), conference={"pin_attempts": 1})
+    for args in (
+        ["--number", OPEN, "--name", "Open room"],
+        ["--number", PIN_ROOM, "--name", "PIN room", "--pin", PIN, "--moderator-pin", MODERATOR_PIN],
+        ["--number", SMALL, "--name", "Small room", "--max-members", "2"],
+    ):
+        result = CliRunner().invoke(main, ["--config", str(appliance.config_path), "room", "add", *args])
+        assert result.exit_code == 0, result.output
     with appliance.sessions() as session:
-        session.add_all(
-            [
-                Room(number=OPEN, name="Open room"),
-                Room(number=PIN_ROOM, name="PIN room", pin=PIN, moderator_pin=MODERATOR_PIN),
-                Room(number=SMALL, name="Small room", max_members=2),
-            ]
-        )
-        session.commit()
+        assert sorted(session.scalars(select(Room.number))) == [OPEN, PIN_ROOM, SMALL]
     appliance.start()
     yield appliance
     appliance.stop()
