@@ -44,6 +44,12 @@ def free_udp_port(*, even: bool = False) -> int:
             s.close()
 
 
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
 def free_rtp_range(size: int = 20) -> tuple[int, int]:
     low = min(free_udp_port(even=True), 65534 - size)
     low -= low % 2

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
-from rtp_peers import HOST, dominant_freq, free_rtp_range, free_udp_port, lin2ulaw, tone, ulaw2lin
+from rtp_peers import HOST, dominant_freq, free_rtp_range, free_tcp_port, free_udp_port, lin2ulaw, tone, ulaw2lin
 
 from bridge.rtp import PortAllocator, RtpEndpoint, answer_offer
 
@@ -157,7 +157,7 @@ async def _baresip_both_ways(tmp_path: Path) -> None:
     endpoint = await RtpEndpoint.open(loop, PortAllocator(*free_rtp_range()), host=HOST, on_dtmf=digits.append)
     transport, uas = await loop.create_datagram_endpoint(lambda: MiniUas(endpoint), local_addr=(HOST, 0))
     uas_port = transport.get_extra_info("sockname")[1]
-    sip_port, ctrl_port = free_udp_port(), free_udp_port()
+    sip_port, ctrl_port = free_udp_port(), free_tcp_port()  # baresip also listens on TCP sip_port: rare clash
     baresip_config(tmp_path, sip_port=sip_port, ctrl_port=ctrl_port, rtp=free_rtp_range(20))
     log = open(tmp_path / "baresip.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(["baresip", "-f", str(tmp_path)], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
