@@ -10,6 +10,7 @@ byte of the file is sent. Every other failure raises :class:`DeliveryError`.
 
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import posixpath
 import shlex
@@ -127,7 +128,13 @@ class SftpTransport:
             final = posixpath.join(remote_dir, remote_name)
             part = final + PART_SUFFIX
             sftp.put(str(local), part, confirm=True)
-            sftp.posix_rename(part, final)  # atomic replace (posix-rename@openssh.com)
+            try:
+                sftp.posix_rename(part, final)  # atomic replace (posix-rename@openssh.com)
+            except OSError:
+                # a server without the extension: plain SFTP rename refuses to overwrite
+                with contextlib.suppress(OSError):
+                    sftp.remove(final)
+                sftp.rename(part, final)
             sftp.close()
         except paramiko.BadHostKeyException as exc:
             raise HostKeyError(f"{self.name}: host key does not match known_hosts ({exc})") from exc
