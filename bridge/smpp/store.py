@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from bridge.config import Config
@@ -255,7 +255,10 @@ def fail_mt(session: Session, mt_id: int, error: str, now: dt.datetime) -> None:
 
 
 def settle(
-    session: Session, outcomes: Sequence[Outcome], now: dt.datetime, retry_at: Callable[[float], dt.datetime]
+    session: Session | Connection,
+    outcomes: Sequence[Outcome],
+    now: dt.datetime,
+    retry_at: Callable[[float], dt.datetime],
 ) -> None:
     """Write what submit responses settled: SUBMITTED with message ids, FAILED with the error, or retrying.
 
@@ -296,7 +299,7 @@ def settle(
             session.execute(statement, [{f"v_{key}": value for key, value in row.items()} for row in rows])
 
 
-def mark_delivered(session: Session, mt_ids: Sequence[int], now: dt.datetime) -> None:
+def mark_delivered(session: Session | Connection, mt_ids: Sequence[int], now: dt.datetime) -> None:
     """Every part of these MTs was reported delivered (receipts matched in memory by the service)."""
     if mt_ids:
         session.execute(
@@ -306,12 +309,11 @@ def mark_delivered(session: Session, mt_ids: Sequence[int], now: dt.datetime) ->
         )
 
 
-def mark_undeliverable(session: Session, mt_id: int, error: str, now: dt.datetime) -> None:
+def mark_undeliverable(session: Session | Connection, mt_id: int, error: str, now: dt.datetime) -> None:
     session.execute(
-        update(SmsMessage)
-        .where(SmsMessage.id == mt_id, SmsMessage.status.in_([SmsStatus.SUBMITTED, SmsStatus.DELIVERED]))
-        .values(status=SmsStatus.UNDELIVERABLE, error=error[:255], updated_at=now)
-        .execution_options(synchronize_session=False)
+        update(_SMS)
+        .where(_SMS.c.id == mt_id, _SMS.c.status.in_([SmsStatus.SUBMITTED.value, SmsStatus.DELIVERED.value]))
+        .values(status=SmsStatus.UNDELIVERABLE.value, error=error[:255], updated_at=now)
     )
 
 

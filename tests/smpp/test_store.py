@@ -199,3 +199,24 @@ def test_a_failing_listener_does_not_break_the_commit(session: Session) -> None:
 @pytest.mark.parametrize("text", ["", "x" * 2000])
 def test_queue_mt_accepts_any_text(session: Session, text: str) -> None:
     assert queue.queue_mt(session, destination=MOBILE, text=text, source="2663").status == SmsStatus.QUEUED
+
+
+def test_hot_path_updates_work_on_a_plain_connection(db_url: str) -> None:
+    from bridge.db import make_engine, make_session_factory
+
+    engine = make_engine(db_url)
+    factory = make_session_factory(engine)
+    with factory() as session:
+        ids = [queue.queue_mt(session, destination=MOBILE, text=t, source="2663").id for t in ("a", "b")]
+        session.commit()
+    with engine.connect() as connection, connection.begin():
+        store.settle(connection, [MessageSubmitted(i, 1, (f"m{i}",)) for i in ids], NOW, lambda at: NOW)
+        store.mark_delivered(connection, [ids[0]], NOW)
+        store.mark_undeliverable(connection, ids[1], "UNDELIV err:001", NOW)
+    with factory() as session:
+        rows = list(session.scalars(select(SmsMessage).order_by(SmsMessage.id)))
+    assert [(r.status, r.smsc_message_ids, r.error) for r in rows] == [
+        (SmsStatus.DELIVERED, f"m{ids[0]}", ""),
+        (SmsStatus.UNDELIVERABLE, f"m{ids[1]}", "UNDELIV err:001"),
+    ]
+    engine.dispose()
