@@ -3,9 +3,8 @@
 Revision ID: smpp_1
 Revises: 0001
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = "smpp_1"
 down_revision = "0001"
