@@ -244,6 +244,12 @@ def test_garbage_from_the_smsc_means_reconnect(running: Running, smsc: Smsc, fac
     wait_for(lambda: smsc.messages(to=MOBILE), what="reply after the reconnect")
 
 
+def test_unbind_from_the_smsc_means_rebind(running: Running, smsc: Smsc, caplog: pytest.LogCaptureFixture) -> None:
+    smsc.control(unbind=True)
+    wait_for(lambda: len(smsc.stats()["binds"]) == 2 and running.state() == "bound", what="rebind after unbind")
+    assert "bound -> waiting (the SMSC unbound)" in caplog.text
+
+
 def test_missing_enquire_link_response_means_dead_link(
     config: Config, smsc: Smsc, factory: sessionmaker[Session]
 ) -> None:
