@@ -80,8 +80,8 @@ class Smsc:
             NODE_PATH=str(PEERS / "node_modules"),
         )
         self.starts += 1
-        log = open(self.workdir / f"smsc_{self.starts}.log", "wb")  # noqa: SIM115 - lives with the process
-        self.proc = subprocess.Popen([self.node, str(SIM)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        with open(self.workdir / f"smsc_{self.starts}.log", "wb") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen([self.node, str(SIM)], env=env, stdout=log, stderr=subprocess.STDOUT)
         for port in (self.port, self.ctrl_port):
             wait_for(lambda p=port: self._open(p), timeout=15, what=f"simulator port {port}")  # type: ignore[misc]
 
