@@ -244,6 +244,14 @@ def test_garbage_from_the_smsc_means_reconnect(running: Running, smsc: Smsc, fac
     wait_for(lambda: smsc.messages(to=MOBILE), what="reply after the reconnect")
 
 
+def test_unknown_command_gets_generic_nack_and_the_link_stays(running: Running, smsc: Smsc) -> None:
+    smsc.control(raw="00000010" + "00000099" + "00000000" + "00000007")  # command_id 0x99 does not exist
+    assert wait_for(lambda: smsc.stats()["generic_nacks"], what="generic_nack") == [{"sequence": 7, "status": 3}]
+    smsc.mo("UL")
+    wait_for(lambda: smsc.messages(to=MOBILE), what="reply on the same bind")
+    assert len(smsc.stats()["binds"]) == 1
+
+
 def test_unbind_from_the_smsc_means_rebind(running: Running, smsc: Smsc, caplog: pytest.LogCaptureFixture) -> None:
     smsc.control(unbind=True)
     wait_for(lambda: len(smsc.stats()["binds"]) == 2 and running.state() == "bound", what="rebind after unbind")
