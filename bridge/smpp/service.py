@@ -263,6 +263,7 @@ class SmppService:
         timeout = 2 * self.settings.response_timeout_s + 5
         for link in self.links:
             if link.ident is None:  # never started
+                link.close_wake()
                 continue
             await asyncio.to_thread(link.join, timeout)
             if link.is_alive():
@@ -409,6 +410,10 @@ class _Link(threading.Thread):
         with contextlib.suppress(BlockingIOError, OSError):
             self._wake_w.send(b"\0")
 
+    def close_wake(self) -> None:
+        self._wake_r.close()
+        self._wake_w.close()
+
     def offer(self, rows: Sequence[QueuedMt]) -> None:
         self._offered.extend(rows)
         self.wake()
@@ -430,8 +435,7 @@ class _Link(threading.Thread):
             log.exception("smpp %s: link thread crashed", self.link_name)
         finally:
             self._close()
-            self._wake_r.close()
-            self._wake_w.close()
+            self.close_wake()
             self.service._db.close_thread_connection()
 
     def _event(self, event: BindEvent, reason: str = "") -> None:
