@@ -148,16 +148,25 @@ def thread_ticks(pid: int) -> dict[str, int]:
     return out
 
 
+def wakeups(pid: int) -> int:
+    """Voluntary context switches of the main thread: each is one sleep in epoll_wait (a loop wake-up)."""
+    for line in Path(f"/proc/{pid}/task/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return 0
+
+
 def thread_window(pid: int, delay: float, window: int, into: dict[str, float]) -> threading.Thread:
     """Fill ``into`` with each thread's CPU (% of one core) over the window."""
 
     def run() -> None:
         time.sleep(delay)
-        t0, a = time.monotonic(), thread_ticks(pid)
+        t0, a, w0 = time.monotonic(), thread_ticks(pid), wakeups(pid)
         time.sleep(window)
-        b, dt = thread_ticks(pid), time.monotonic() - t0
+        b, dt, w1 = thread_ticks(pid), time.monotonic() - t0, wakeups(pid)
         hz = os.sysconf("SC_CLK_TCK")
         into.update({name: round(100.0 * (b[name] - a.get(name, 0)) / (hz * dt), 2) for name in b})
+        into["main wake-ups/s"] = round((w1 - w0) / dt)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
