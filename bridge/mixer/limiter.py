@@ -62,6 +62,23 @@ LIMIT_LINEAR: Final[npt.NDArray[np.int16]] = _TABLES[0]
 LIMIT_ENCODE: Final[dict[str, npt.NDArray[np.uint8]]] = _TABLES[1]
 
 
+#: Wide tables for the batched mixer: the 64K table with ``2 * MARGIN`` saturated entries on each side.
+#: The mixer clamps each *conference* sum (cheap: one row per conference) into a range where
+#: ``sum - own contribution`` always lands inside the wide table, so the per-sample ``take`` never
+#: clips: clipping is a data-dependent branch, and with overloaded conferences (half the indexes out
+#: of range) its mispredictions tripled the cost of the lookup. ``MARGIN`` bounds |own contribution|
+#: in quarter steps (32124 / 4 at +12 dB input gain < 32768).
+MARGIN: Final = 32768
+WIDE_OFFSET: Final = INDEX_OFFSET + 2 * MARGIN
+WIDE_SIZE: Final = TABLE_SIZE + 4 * MARGIN
+_WIDE_INDEX = np.clip(np.arange(WIDE_SIZE) - 2 * MARGIN, 0, TABLE_SIZE - 1)
+LIMIT_ENCODE_WIDE: Final[dict[str, npt.NDArray[np.uint8]]] = {
+    codec: table.take(_WIDE_INDEX) for codec, table in LIMIT_ENCODE.items()
+}
+for _table in LIMIT_ENCODE_WIDE.values():
+    _table.setflags(write=False)
+
+
 def index_of(sums: npt.NDArray[np.integer]) -> npt.NDArray[np.integer]:
     """Table index of wide integer sums (before clipping; ``take(mode="clip")`` clips)."""
     return (sums >> INDEX_SHIFT) + INDEX_OFFSET

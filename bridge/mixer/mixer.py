@@ -75,7 +75,10 @@ _SILENCE_FRAMES: Final = tuple(bytes([code]) * SAMPLES_PER_FRAME for code in _SI
 #: *is* the limiter-table index (``(sum >> 2) + INDEX_OFFSET``) with no shift pass.
 QUARTER: Final = 1.0 / (1 << limiter.INDEX_SHIFT)
 #: Bias that moves a sum (in quarter units) to its limiter-table index (exact in float32).
-_BIAS: Final = float(limiter.INDEX_OFFSET)
+_BIAS: Final = float(limiter.WIDE_OFFSET)
+#: Conference sums (biased) are clamped to this range; see ``limiter.MARGIN``.
+_CLAMP: Final = (float(limiter.MARGIN), float(limiter.TABLE_SIZE - 1 + 3 * limiter.MARGIN))
+_WIDE_MAX: Final = float(limiter.WIDE_SIZE - 1)
 
 
 def _pair_table(codec: str) -> npt.NDArray[np.float64]:
@@ -97,6 +100,7 @@ def _pair_table(codec: str) -> npt.NDArray[np.float64]:
 
 _DECODE_PAIRS: Final = tuple(_pair_table(c) for c in _CODEC_NAMES)
 _ENCODE: Final = tuple(limiter.LIMIT_ENCODE[c] for c in _CODEC_NAMES)
+_ENCODE_WIDE: Final = tuple(limiter.LIMIT_ENCODE_WIDE[c] for c in _CODEC_NAMES)
 
 #: Rows per block in the N-1/encode step (float32 + intp temporaries: 1.5 KiB per row).
 BLOCK: Final = 256
@@ -622,33 +626,36 @@ class Mixer:
         if self._recordings:
             self._record(sums, events)
         sums += _BIAS
+        heard_sums = np.clip(sums, *_CLAMP)  # per conference: keeps every N-1 index inside the table
 
         # 5. individual rows: N-1, output gain, limit + encode (truncating the biased value is the index).
         # In blocks of BLOCK rows so the float and index temporaries stay in L2.
         gain_rows = lay.gain_out_rows + c0
         for lo, hi, ci in lay.individual_segments:
-            table = _ENCODE[ci]
+            table = _ENCODE_WIDE[ci]
             for start in range(lo, hi, BLOCK):
                 stop = min(start + BLOCK, hi)
                 ib = idx[: stop - start]
-                heard = sums[lay.individual_conf[start - c0 : stop - c0]]
+                confs = lay.individual_conf[start - c0 : stop - c0]
                 g0, g1 = np.searchsorted(gain_rows, (start, stop))
                 if g1 == g0:  # the usual case: subtract and convert to the index in one pass
-                    np.subtract(heard, x[start:stop], out=ib, casting="unsafe")
-                else:
+                    np.subtract(heard_sums[confs], x[start:stop], out=ib, casting="unsafe")
+                else:  # output gains: from the unclamped sums, then saturate into the table
                     vb = v[: stop - start]
-                    np.subtract(heard, x[start:stop], out=vb)
+                    np.subtract(heard_sums[confs], x[start:stop], out=vb)
                     rows = gain_rows[g0:g1] - start
-                    vb[rows] = np.rint((vb[rows] - _BIAS) * (lay.gain_out[g0:g1] / QUARTER)) * QUARTER + _BIAS
+                    raw = sums[confs[rows]] - x[start:stop][rows] - _BIAS
+                    vb[rows] = np.rint(raw * (lay.gain_out[g0:g1] / QUARTER)) * QUARTER + _BIAS
+                    np.clip(vb, 0.0, _WIDE_MAX, out=vb)
                     np.copyto(ib, vb, casting="unsafe")
                 table.take(ib, out=out[start:stop], mode="clip")
 
         # 6. shared rows: one encoded frame per conference and codec
         d0, e0 = lay.shared
         if e0 > d0:
-            full_idx = sums.astype(np.int32)
+            full_idx = heard_sums.astype(np.intp)
             for lo, hi, ci in lay.shared_segments:
-                frames = _ENCODE[ci].take(full_idx, mode="clip")
+                frames = _ENCODE_WIDE[ci].take(full_idx, mode="clip")
                 np.take(frames, lay.row_conf[lo:hi], axis=0, out=out[lo:hi])
 
         for lo, hi, ci in lay.deaf_segments:
