@@ -39,6 +39,7 @@ from bridge.db.session import make_engine, make_session_factory
 from bridge.mixer.clock import LatenessStats, Tick, run_ticks
 from bridge.mixer.events import TalkingStarted, TalkingStopped
 from bridge.mixer.mixer import Mixer
+from bridge.rtp.poller import RtpPoller
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,8 @@ class Engine:
         self.db = make_engine(config.database_url)
         self.session_factory = make_session_factory(self.db)
         self.mixer = Mixer()
+        self.poller = RtpPoller()
+        """Reads every leg's RTP socket at the start of each tick (no asyncio callback per datagram)."""
         self.lateness = LatenessStats()
         self.sip_switch = _SipSwitch()
         self.service: ConferenceService | None = None
@@ -174,6 +177,7 @@ class Engine:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         self.mixer.close()
+        self.poller.close()
         self.db.dispose()
         log.info("engine stopped")
 
@@ -196,10 +200,16 @@ class Engine:
             self.sip_switch.target = _NoSip("disabled")
             return
         try:
+            from bridge.sip.media import open_rtp_media
             from bridge.sip.service import SipService
 
             assert self.service is not None
-            self.sip = SipService(self.config, on_event=self.service.on_sip_event, accept_number=self._accept)
+            self.sip = SipService(
+                self.config,
+                on_event=self.service.on_sip_event,
+                accept_number=self._accept,
+                media=open_rtp_media(self.config, poller=self.poller),
+            )
             await self.sip.start()
         except Exception as exc:
             log.error("SIP failed to start: %s", exc)
@@ -294,6 +304,8 @@ class Engine:
             return
         now = asyncio.get_running_loop().time()
         try:
+            if len(self.poller):
+                self.poller.poll(now)
             if service.media_version != self._media_version:
                 self._media = dict(service.media_legs())
                 self._media_items = list(self._media.items())

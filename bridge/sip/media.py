@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from bridge.config import Config, parse_port_range
 from bridge.rtp.endpoint import RtpEndpoint
 from bridge.rtp.errors import SdpError
+from bridge.rtp.poller import RtpPoller
 from bridge.rtp.ports import PortAllocator
 from bridge.rtp.sdp import MediaDescription, answer_offer, make_offer, parse_answer
 from bridge.sip import PeerError
@@ -120,8 +121,11 @@ class RtpMedia:
         self._endpoint.close()  # idempotent; gives the port back to the allocator
 
 
-def open_rtp_media(config: Config) -> MediaFactory:
+def open_rtp_media(config: Config, *, poller: RtpPoller | None = None) -> MediaFactory:
     """The default factory: one RTP endpoint per leg on a port pair from ``[sip] rtp_ports``.
+
+    With ``poller`` the endpoints' RTP sockets are read by the engine's tick (``RtpPoller.poll``) instead of
+    one asyncio callback per datagram.
 
     DTMF source: the endpoint reports digits without saying how they came; legs of trunk groups with
     ``inband_dtmf`` report ``"inband"``, the others ``"rfc4733"``.
@@ -143,6 +147,7 @@ def open_rtp_media(config: Config) -> MediaFactory:
             inband_dtmf=inband,
             rtp_timeout_s=config.sip.rtp_timeout_s,
             on_timeout=on_timeout,
+            poller=poller,
         )
         return RtpMedia(endpoint, address=address)
 

@@ -31,7 +31,11 @@ max_members = 2
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[tuple[Appliance, list[Baresip]]]:
     phones = Phones(tmp_path)
-    bridge = Appliance(tmp_path, trunk_port=phones.port, extra=ROOM)
+    try:
+        bridge = Appliance(tmp_path, trunk_port=phones.port, extra=ROOM)
+    except BaseException:  # no leaked SIPp when the appliance cannot even be configured
+        phones.stop()
+        raise
     callers: list[Baresip] = []
     try:
         bridge.start()

@@ -25,7 +25,12 @@ def rig(tmp_path: Path) -> Iterator[tuple[Smsc, Phones, Appliance]]:
     smsc = Smsc(tmp_path)
     smsc.start()
     phones = Phones(tmp_path)
-    bridge = Appliance(tmp_path, trunk_port=phones.port, smpp_port=smsc.port, feed_port=free_port())
+    try:
+        bridge = Appliance(tmp_path, trunk_port=phones.port, smpp_port=smsc.port, feed_port=free_port())
+    except BaseException:  # no leaked SIPp/SMSC when the appliance cannot even be configured
+        phones.stop()
+        smsc.stop()
+        raise
     try:
         bridge.seed()
         bridge.start()
