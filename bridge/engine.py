@@ -39,6 +39,7 @@ from bridge.db.session import make_engine, make_session_factory
 from bridge.mixer.clock import LatenessStats, Tick, run_ticks
 from bridge.mixer.events import TalkingStarted, TalkingStopped
 from bridge.mixer.mixer import Mixer
+from bridge.mixer.prompts import load_prompt
 from bridge.rtp.poller import RtpPoller
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class Engine:
         self.portal_enabled = portal and config.web.enabled
         self.db = make_engine(config.database_url)
         self.session_factory = make_session_factory(self.db)
-        self.mixer = Mixer()
+        self.mixer = Mixer(hold_music=load_prompt("music"))  # music for a participant who is alone
         self.poller = RtpPoller()
         """Reads every leg's RTP socket at the start of each tick (no asyncio callback per datagram)."""
         self.lateness = LatenessStats()

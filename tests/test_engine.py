@@ -130,8 +130,9 @@ def test_mix_glue_routes_n_minus_1_audio(tmp_path: Path) -> None:
     t = np.arange(160) / 8000
     loud = ulaw_encode((8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)).tobytes()
     a, b, c = _FakeRtp(loud), _FakeRtp(None), _FakeRtp(b"\xff" * 100)  # talking, silent, short frame
-    pids = [engine.mixer.add(1), engine.mixer.add(1), engine.mixer.add(2)]
-    engine._media = dict(zip(pids, (a, b, c), strict=True))
+    d = _FakeRtp(None)  # c's silent partner: a participant alone would hear the hold music
+    pids = [engine.mixer.add(1), engine.mixer.add(1), engine.mixer.add(2), engine.mixer.add(2)]
+    engine._media = dict(zip(pids, (a, b, c, d), strict=True))
     engine._media_items = list(engine._media.items())
     for _ in range(3):
         engine._mix(0.0)
@@ -140,4 +141,10 @@ def test_mix_glue_routes_n_minus_1_audio(tmp_path: Path) -> None:
     assert all(len(rtp.sent) == 3 and len(rtp.sent[-1]) == 160 for rtp in (a, b, c))
     assert energy["b"] > 1000  # b hears a
     assert energy["a"] < 50 and energy["c"] < 50  # a does not hear itself; c is in another conference
+    lone = _FakeRtp(None)
+    engine._media[engine.mixer.add(3)] = lone
+    engine._media_items = list(engine._media.items())
+    for _ in range(10):
+        engine._mix(0.0)
+    assert float(np.abs(ULAW_DECODE[np.frombuffer(b"".join(lone.sent), np.uint8)]).mean()) > 50  # hold music
     engine.db.dispose()
