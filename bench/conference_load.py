@@ -238,6 +238,9 @@ def main() -> None:
     parser.add_argument("--silent", action="store_true", help="replay silence instead of the tone")
     parser.add_argument("--idle-window", type=int, default=10, help="idle-engine baseline window in seconds")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy each window into this directory")
+    parser.add_argument(
+        "--bridge-src", type=Path, default=None, help="run the engine from this source tree (an older revision)"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: SIPp play_pcap_audio needs a raw socket")
@@ -261,9 +264,14 @@ def main() -> None:
     sip_port, control_port = free_udp_port(), free_tcp_port()
     config = write_config(work, sip_port, control_port)
     env = {**os.environ, "BRIDGE_CONFIG": str(config)}
-    subprocess.run([str(BRIDGE), "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL)
+    command = [str(BRIDGE)]
+    if args.bridge_src is not None:  # another checkout of bridge/ (e.g. `git archive <rev> bridge web | tar -x`)
+        env["PYTHONPATH"] = str(args.bridge_src)
+        command = [sys.executable, "-m", "bridge.cli"]
+        print(f"engine from {args.bridge_src}", flush=True)
+    subprocess.run([*command, "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL)
     log = open(work / "bridge.log", "w")
-    bridge = subprocess.Popen([str(BRIDGE), "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    bridge = subprocess.Popen([*command, "run"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
     results: list[dict[str, Any]] = []
     try:
         for _ in range(100):
