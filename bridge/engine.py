@@ -112,6 +112,7 @@ class Engine:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._media: dict[int, Any] = {}
+        self._outbox: tuple[bytes, list[int]] = (b"", [])
         self._media_items: list[tuple[int, Any]] = []
         self._media_version = -1
         self._served: frozenset[str] = frozenset()
@@ -305,6 +306,7 @@ class Engine:
             return
         now = asyncio.get_running_loop().time()
         try:
+            self._flush()
             if len(self.poller):
                 self.poller.poll(now)
             if service.media_version != self._media_version:
@@ -322,7 +324,9 @@ class Engine:
 
         Whole frames go to the mixer in one ``write_rows`` (one join + one array copy instead of a numpy
         call per leg); a leg with nothing this tick is silent (the mixer clears consumed input), and
-        the output is sliced from one ``bytes`` copy of the mixed rows.
+        the output is sliced from one ``bytes`` copy of the mixed rows and sent by :meth:`_flush` at the
+        start of the next tick: the packets then leave at the tick's steady instant, not after a receive
+        and mix whose duration varies with the load (one tick of latency buys even inter-arrival times).
         """
         mixer = self.mixer
         pids: list[int] = []
@@ -343,9 +347,21 @@ class Engine:
             rows = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(len(pids), FRAME_BYTES)
             mixer.write_rows(pids, rows)
         result = mixer.tick()
-        blob = result.out.tobytes()
+        self._outbox = (result.out.tobytes(), result.pids.tolist())
+        service = self.service
+        if service is not None:
+            for event in result.events:
+                if isinstance(event, TalkingStarted | TalkingStopped):
+                    service.set_talking(event.pid, isinstance(event, TalkingStarted))
+
+    def _flush(self) -> None:
+        """Send the frames mixed by the previous tick, one packet per leg."""
+        blob, pids = self._outbox
+        if not pids:
+            return
+        self._outbox = (b"", [])
         media = self._media
-        for index, pid in enumerate(result.pids.tolist()):
+        for index, pid in enumerate(pids):
             rtp = media.get(pid)
             if rtp is not None:
                 start = index * FRAME_BYTES
@@ -353,11 +369,6 @@ class Engine:
                     rtp.write_frame(blob[start : start + FRAME_BYTES])
                 except Exception:
                     pass  # a closed endpoint: its leg is being torn down
-        service = self.service
-        if service is not None:
-            for event in result.events:
-                if isinstance(event, TalkingStarted | TalkingStopped):
-                    service.set_talking(event.pid, isinstance(event, TalkingStarted))
 
     async def _housekeeping(self) -> None:
         while True:
