@@ -15,12 +15,12 @@ import subprocess
 import sys
 import threading
 import time
-import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rtp_peers import baresip_config, free_tcp_port, free_udp_port, tone, write_wav
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,9 +38,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free right now: TCP, or UDP with ``kind=socket.SOCK_DGRAM``."""
+    return free_udp_port() if kind == socket.SOCK_DGRAM else free_tcp_port()
 
 
 def free_rtp_range(size: int) -> str:
@@ -254,16 +253,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 # --- baresip: phones that dial in --------------------------------------------------------------------
 
 
-def write_tone_wav(path: Path, freq: float, secs: float = 60.0, rate: int = 8000) -> None:
-    t = np.arange(int(secs * rate)) / rate
-    pcm = (8000 * np.sin(2 * np.pi * freq * t)).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-
-
 class Baresip:
     """A headless baresip phone (ctrl_tcp), sending a tone and recording what it receives."""
 
@@ -273,31 +262,10 @@ class Baresip:
         (self.dir / "rec").mkdir(parents=True)
         self.sip_port = free_port(socket.SOCK_DGRAM)
         self.ctrl_port = free_port()
-        write_tone_wav(self.dir / "mic.wav", freq)
+        write_wav(self.dir / "mic.wav", tone(freq, 60.0, rounded=False))
         rtp = free_rtp_range(20)
         (self.dir / "config").write_text(
-            f"""poll_method       epoll
-net_interface     127.0.0.1
-sip_listen        127.0.0.1:{self.sip_port}
-rtp_ports         {rtp}
-audio_player      alsa,null
-audio_alert       alsa,null
-audio_source      aufile,{self.dir}/mic.wav
-ausrc_srate       8000
-auplay_srate      8000
-ausrc_channels    1
-auplay_channels   1
-snd_path          {self.dir}/rec
-ctrl_tcp_listen   127.0.0.1:{self.ctrl_port}
-module_path       /usr/lib/baresip/modules
-module            g711.so
-module            alsa.so
-module            aufile.so
-module            sndfile.so
-module_app        account.so
-module_app        menu.so
-module_app        ctrl_tcp.so
-"""
+            baresip_config(self.dir, sip_port=self.sip_port, rtp_ports=rtp, ctrl_port=self.ctrl_port)
         )
         (self.dir / "accounts").write_text(
             f"<sip:{user}@127.0.0.1:{self.sip_port}>;regint=0;answermode=auto;audio_codecs=PCMU\n"

@@ -2,6 +2,9 @@
 ``play_pcap_audio``, and an audio analysis that does not use our own code (µ-law decoding and RFC 4733
 decoding written independently here, after ../shared/peers/sip/rtp_tools.py).
 
+This module is the one home of the integration tests' audio/pcap/RTP primitives (tones, µ-law, FFT, RTP
+packets, pcap and WAV files, free ports, baresip's config file); sip_peers.py and ic_harness.py import them.
+
 A missing ``sipp`` or ``baresip`` binary makes the tests fail (FileNotFoundError), never skip.
 """
 
@@ -11,6 +14,7 @@ import asyncio
 import socket
 import struct
 import subprocess
+import wave
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,11 +27,12 @@ DTMF_CODES = "0123456789*#ABCD"
 HOST = "127.0.0.1"
 
 
-def free_udp_port(*, even: bool = False) -> int:
-    """A UDP port free right now on loopback; ``even``: an even port whose +1 is free as well."""
+def free_udp_port(host: str = HOST, *, even: bool = False) -> int:
+    """A UDP port free right now on ``host`` (bind port 0, read it, close); ``even``: an even port whose +1 is
+    free as well."""
     while True:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind((HOST, 0))
+        s.bind((host, 0))
         port = int(s.getsockname()[1])
         if not even:
             s.close()
@@ -35,7 +40,7 @@ def free_udp_port(*, even: bool = False) -> int:
         try:
             if port % 2 == 0 and port < 65534:
                 t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                t.bind((HOST, port + 1))
+                t.bind((host, port + 1))
                 t.close()
                 return port
         except OSError:
@@ -45,6 +50,7 @@ def free_udp_port(*, even: bool = False) -> int:
 
 
 def free_tcp_port() -> int:
+    """A TCP port free right now on loopback."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
@@ -59,9 +65,12 @@ def free_rtp_range(size: int = 20) -> tuple[int, int]:
 # --- audio, independent of bridge.* ----------------------------------------------------------------
 
 
-def tone(freq: float, secs: float, amp: float = 8000) -> np.ndarray[Any, Any]:
+def tone(freq: float, secs: float, amp: float = 8000, *, rounded: bool = True) -> np.ndarray[Any, Any]:
+    """``secs`` of a sine at ``freq`` Hz (8 kHz, int16). ``rounded=False`` truncates toward zero instead of
+    rounding (the SIP and IC tests' tones have always been made that way)."""
     t = np.arange(int(secs * RATE)) / RATE
-    return np.round(amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+    wave_ = amp * np.sin(2 * np.pi * freq * t)
+    return (np.round(wave_) if rounded else wave_).astype(np.int16)
 
 
 def dtmf_tones(digits: str, *, tone_ms: int = 100, gap_ms: int = 100, amp: float = 5000) -> np.ndarray[Any, Any]:
@@ -81,6 +90,7 @@ _SEG_END = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
 
 
 def lin2ulaw(pcm: np.ndarray[Any, Any]) -> bytes:
+    """G.711 µ-law encoding of 16-bit PCM, one byte a sample."""
     x = np.asarray(pcm, dtype=np.int32) >> 2
     mask = np.where(x < 0, 0x7F, 0xFF)
     x = np.minimum(np.abs(x), 8159) + 33
@@ -96,17 +106,18 @@ def ulaw2lin(data: bytes) -> np.ndarray[Any, Any]:
     return np.where(u & 0x80, -x, x).astype(np.int16)
 
 
-def dominant_freq(pcm: np.ndarray[Any, Any]) -> tuple[float, float]:
+def dominant_freq(pcm: np.ndarray[Any, Any], rate: int = RATE) -> tuple[float, float]:
     """Frequency of the strongest FFT bin and the share of the energy within +-20 Hz of it."""
     x = np.asarray(pcm, dtype=np.float64)
     x = x - x.mean()
     spec = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
-    freqs = np.fft.rfftfreq(len(x), 1 / RATE)
+    freqs = np.fft.rfftfreq(len(x), 1 / rate)
     k = int(np.argmax(spec[1:]) + 1)
     return float(freqs[k]), float(spec[np.abs(freqs - freqs[k]) <= 20].sum() / spec.sum())
 
 
 def rtp(pt: int, seq: int, ts: int, ssrc: int, payload: bytes, marker: bool = False) -> bytes:
+    """One RTP packet (version 2, no CSRC/extension)."""
     return struct.pack(">BBHII", 0x80, (0x80 if marker else 0) | pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
 
 
@@ -155,6 +166,51 @@ def write_tone_dtmf_pcap(path: Path, audio: np.ndarray[Any, Any], digits: str, e
             seq, ts, t = seq + 1, ts + PTIME, t + 0.02
     write_pcap(path, packets)
     return t
+
+
+def write_wav(path: Path, pcm: np.ndarray[Any, Any]) -> None:
+    """Mono 16-bit little-endian WAV at 8 kHz."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(pcm.astype("<i2").tobytes())
+
+
+def read_wav(path: Path) -> np.ndarray[Any, Any]:
+    """The int16 samples of a (complete) 16-bit WAV file."""
+    with wave.open(str(path)) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.int16)
+
+
+# --- baresip ---------------------------------------------------------------------------------------------
+
+
+def baresip_config(home: Path, *, sip_port: int, rtp_ports: str, ctrl_port: int) -> str:
+    """baresip's ``config`` for a headless phone in ``home`` on loopback: plays ``home/mic.wav`` (aufile),
+    records what it receives into ``home/rec`` (sndfile), PCMU only, driven over ctrl_tcp on ``ctrl_port``."""
+    return f"""poll_method       epoll
+net_interface     127.0.0.1
+sip_listen        127.0.0.1:{sip_port}
+rtp_ports         {rtp_ports}
+audio_player      alsa,null
+audio_alert       alsa,null
+audio_source      aufile,{home}/mic.wav
+ausrc_srate       8000
+auplay_srate      8000
+ausrc_channels    1
+auplay_channels   1
+snd_path          {home}/rec
+ctrl_tcp_listen   127.0.0.1:{ctrl_port}
+module_path       /usr/lib/baresip/modules
+module            g711.so
+module            alsa.so
+module            aufile.so
+module            sndfile.so
+module_app        account.so
+module_app        menu.so
+module_app        ctrl_tcp.so
+"""
 
 
 class RtpSink:

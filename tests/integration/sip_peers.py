@@ -1,5 +1,6 @@
-"""Helpers for the SIP integration tests and bench/sip_calls.py: free ports, SIPp scenarios and runner, RTP pcap
-writer for SIPp's play_pcap_audio, and a running :class:`SipService` with an event recorder.
+"""Helpers for the SIP integration tests and bench/sip_calls.py: SIPp scenarios and runner, a running
+:class:`SipService` with an event recorder, and a headless baresip. Free ports, tones, the RTP pcap writer for
+SIPp's play_pcap_audio and the other audio primitives come from rtp_peers.py (re-exported where tests use them).
 
 SIPp scenarios are generated from the templates below into the test's tmp directory (so the expected status,
 digest credentials or INFO digits are parameters, not copies of XML). A missing ``sipp`` binary makes the
@@ -9,16 +10,21 @@ tests fail (``FileNotFoundError``), never skip.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
-import socket
-import struct
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rtp_peers import PTIME as PTIME  # re-exported for the SIP tests
+from rtp_peers import baresip_config, free_tcp_port, free_udp_port, read_wav, write_wav
+from rtp_peers import dominant_freq as dominant_freq
+from rtp_peers import stop as stop_process
+from rtp_peers import tone as _tone
+from rtp_peers import write_tone_dtmf_pcap as write_tone_dtmf_pcap
 
 from bridge.config import Config, from_dict
 from bridge.sip.events import LegEvent
@@ -26,26 +32,8 @@ from bridge.sip.service import SipService
 
 SIPP = shutil.which("sipp") or "sipp"
 
-
-def free_udp_port(host: str = "127.0.0.1", *, even: bool = False) -> int:
-    """A UDP port nobody uses right now (bind port 0, read it, close). ``even``: an even port whose +1 is free."""
-    while True:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind((host, 0))
-        port = s.getsockname()[1]
-        if not even:
-            s.close()
-            return int(port)
-        if port % 2 == 0 and port < 65534:
-            try:
-                t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                t.bind((host, port + 1))
-                t.close()
-                s.close()
-                return int(port)
-            except OSError:
-                pass
-        s.close()
+# The SIP tests' tones truncate toward zero (rtp_peers.tone rounds by default): the same samples as ever.
+tone = functools.partial(_tone, rounded=False)
 
 
 def rtp_range(size: int = 40) -> str:
@@ -379,99 +367,8 @@ async def wait_process(proc: subprocess.Popen[bytes], timeout: float) -> int:
     return int(proc.returncode)
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def sipp_errors(workdir: Path) -> str:
     return "\n".join(p.read_text(errors="replace")[-2000:] for p in sorted(workdir.glob("*errors.log")))
-
-
-# --- audio / pcap (same algorithm as ../shared/peers/sip/rtp_tools.py) -----------------------------------
-
-RATE = 8000
-PTIME = 160
-DTMF_CODES = "0123456789*#ABCD"
-_SEG_END = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
-
-
-def lin2ulaw(pcm: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    x = np.asarray(pcm, dtype=np.int32) >> 2
-    mask = np.where(x < 0, 0x7F, 0xFF)
-    x = np.minimum(np.abs(x), 8159) + 33
-    seg = np.searchsorted(_SEG_END, x)
-    u = np.where(seg >= 8, 0x7F, (seg << 4) | ((x >> (seg + 1)) & 0x0F))
-    return (u ^ mask).astype(np.uint8)
-
-
-def tone(freq: float, secs: float, amp: int = 8000) -> np.ndarray[Any, Any]:
-    t = np.arange(int(secs * RATE)) / RATE
-    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.int16)
-
-
-def dominant_freq(pcm: np.ndarray[Any, Any], rate: int = RATE) -> tuple[float, float]:
-    """Frequency of the strongest FFT bin and the share of energy within +-20 Hz of it."""
-    x = np.asarray(pcm, dtype=np.float64)
-    x = x - x.mean()
-    spec = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
-    freqs = np.fft.rfftfreq(len(x), 1 / rate)
-    k = int(np.argmax(spec[1:]) + 1)
-    band = np.abs(freqs - freqs[k]) <= 20
-    return float(freqs[k]), float(spec[band].sum() / spec.sum())
-
-
-def _rtp(pt: int, seq: int, ts: int, ssrc: int, payload: bytes, marker: bool = False) -> bytes:
-    return struct.pack(">BBHII", 0x80, (0x80 if marker else 0) | pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
-
-
-def write_pcap(path: Path, packets: list[tuple[float, bytes]]) -> None:
-    def ipv4(n: int) -> bytes:
-        hdr = struct.pack(
-            ">BBHHHBBH4s4s", 0x45, 0, 20 + n, 0, 0, 64, 17, 0, bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1])
-        )
-        s = sum(struct.unpack(">10H", hdr))
-        s = (s & 0xFFFF) + (s >> 16)
-        return hdr[:10] + struct.pack(">H", ~((s & 0xFFFF) + (s >> 16)) & 0xFFFF) + hdr[12:]
-
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for t, rtp in packets:
-            udp = struct.pack(">HHHH", 6000, 6000, 8 + len(rtp), 0) + rtp
-            frame = b"\x00" * 12 + b"\x08\x00" + ipv4(len(udp)) + udp
-            f.write(struct.pack("<IIII", int(t), int(round((t % 1) * 1e6)), len(frame), len(frame)))
-            f.write(frame)
-
-
-def write_tone_dtmf_pcap(path: Path, audio: np.ndarray[Any, Any], digits: str, event_pt: int = 101) -> float:
-    """One RTP stream: u-law audio, then RFC 4733 events (3 end packets each); returns the play time in s."""
-    pkts: list[tuple[float, bytes]] = []
-    seq, ts, t, ssrc = 1, 0, 0.0, 0x1234ABCD
-    ul = lin2ulaw(audio).tobytes()
-    for i in range(0, len(ul) - PTIME + 1, PTIME):
-        pkts.append((t, _rtp(0, seq, ts, ssrc, ul[i : i + PTIME], marker=(i == 0))))
-        seq, ts, t = seq + 1, ts + PTIME, t + 0.02
-    silence = bytes([0xFF]) * PTIME
-    for d in digits:
-        ev, n = DTMF_CODES.index(d), 10
-        for k in range(1, n + 1):
-            pkts.append((t, _rtp(event_pt, seq, ts, ssrc, struct.pack(">BBH", ev, 10, k * PTIME), marker=(k == 1))))
-            seq, t = seq + 1, t + 0.02
-        for _ in range(3):
-            pkts.append((t, _rtp(event_pt, seq, ts, ssrc, struct.pack(">BBH", ev, 0x80 | 10, n * PTIME))))
-            seq += 1
-        t += 0.02
-        ts += n * PTIME
-        for _ in range(10):
-            pkts.append((t, _rtp(0, seq, ts, ssrc, silence)))
-            seq, ts, t = seq + 1, ts + PTIME, t + 0.02
-    write_pcap(path, pkts)
-    return t
 
 
 def cpu_seconds_of(pid: int) -> float:
@@ -483,31 +380,6 @@ def cpu_seconds_of(pid: int) -> float:
 # --- baresip (headless, ctrl_tcp; recipe: ../shared/peers/sip/baresip_tone_test.py) -----------------------
 
 BARESIP = shutil.which("baresip") or "baresip"
-
-
-def free_tcp_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = int(s.getsockname()[1])
-    s.close()
-    return port
-
-
-def write_wav(path: Path, pcm: np.ndarray[Any, Any]) -> None:
-    import wave
-
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(pcm.astype("<i2").tobytes())
-
-
-def read_wav(path: Path) -> np.ndarray[Any, Any]:
-    import wave
-
-    with wave.open(str(path)) as w:
-        return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.int16)
 
 
 class Baresip:
@@ -523,28 +395,7 @@ class Baresip:
         rtp = rtp_range(20)
         write_wav(self.dir / "mic.wav", tone(freq, secs))
         (self.dir / "config").write_text(
-            f"""poll_method       epoll
-net_interface     127.0.0.1
-sip_listen        127.0.0.1:{self.sip_port}
-rtp_ports         {rtp.replace("-", "-")}
-audio_player      alsa,null
-audio_alert       alsa,null
-audio_source      aufile,{self.dir}/mic.wav
-ausrc_srate       8000
-auplay_srate      8000
-ausrc_channels    1
-auplay_channels   1
-snd_path          {self.dir}/rec
-ctrl_tcp_listen   127.0.0.1:{self.ctrl_port}
-module_path       /usr/lib/baresip/modules
-module            g711.so
-module            alsa.so
-module            aufile.so
-module            sndfile.so
-module_app        account.so
-module_app        menu.so
-module_app        ctrl_tcp.so
-"""
+            baresip_config(self.dir, sip_port=self.sip_port, rtp_ports=rtp, ctrl_port=self.ctrl_port)
         )
         (self.dir / "accounts").write_text(
             f"<sip:{name}@127.0.0.1:{self.sip_port}>;regint=0;answermode=auto;audio_codecs=PCMU\n"
