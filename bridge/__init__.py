@@ -1,0 +1,1 @@
+"""The conferencing bridge appliance (see README.md and ../shared/DESIGN.md)."""
