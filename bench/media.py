@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bridge.mixer import Mixer, g711  # noqa: E402
 from bridge.mixer.clock import LatenessStats, Tick, run_ticks  # noqa: E402
 from bridge.rtp import MediaDescription, PortAllocator, RtpEndpoint  # noqa: E402
+from bridge.rtp.batch import BatchSocket, FrameRing, address_key, parse_rtp, size_buffers  # noqa: E402
 
 RTP_HEADER = struct.Struct("!BBHII")
 PT_PCMU = 0
@@ -52,11 +53,17 @@ LEGS_PER_GENERATOR_SOCKET = 50
 
 
 def generator(legs: int, seconds: float) -> int:
-    """Subprocess: send one RTP packet per leg per 20 ms to the ports read from stdin; count replies."""
+    """Subprocess: send one RTP packet per leg per 20 ms to the ports read from stdin; count replies.
+
+    Given one port per leg, it sends from a few sockets; given a single shared port (the ``batched``
+    bridge, which tells legs apart by their source address) it plays the legs with :func:`batch_generator`.
+    """
     ports = json.loads(sys.stdin.readline())["ports"]
+    if len(ports) == 1 and legs > 1:
+        return batch_generator(legs, seconds, ports[0])
     assert len(ports) == legs
     socks = []
-    for _ in range(-(-legs // LEGS_PER_GENERATOR_SOCKET)):  # several, so bursts of replies fit the buffers
+    for _ in range(-(-legs // LEGS_PER_GENERATOR_SOCKET)):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         s.bind(("127.0.0.1", 0))
@@ -73,13 +80,18 @@ def generator(legs: int, seconds: float) -> int:
     buf = bytearray(2048)
     end = start + seconds  # a safety net: the bridge normally says "stop" on stdin first
     stopping = False
+    poll = select.epoll()
+    by_fd = {s.fileno(): s for s in socks}
+    for fd in by_fd:
+        poll.register(fd, select.EPOLLIN)
+    poll.register(sys.stdin.fileno(), select.EPOLLIN)
     while not stopping:
         deadline = start + n * 0.02
         now = time.monotonic()
         # Drain replies (at least once per tick, even when late), waiting for the next deadline.
-        ready, _, _ = select.select([*socks, sys.stdin], [], [], max(0.0, deadline - now))
-        for r in ready:
-            if r is sys.stdin:
+        for fd, _ in poll.poll(max(0.0, deadline - now)):
+            r = by_fd.get(fd)
+            if r is None:
                 stopping = True
                 sys.stdin.readline()
                 continue
@@ -104,6 +116,61 @@ def generator(legs: int, seconds: float) -> int:
                 sent += 1
             except BlockingIOError:
                 pass
+        n += 1
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    wall = time.monotonic() - start
+    print(json.dumps({"sent": sent, "received": received, "cpu": usage.ru_utime + usage.ru_stime, "wall": wall}))
+    return 0
+
+
+def batch_generator(legs: int, seconds: float, port: int) -> int:
+    """Play ``legs`` callers from ONE socket: leg ``i`` sends from its own loopback address 127.1.x.y (chosen
+    per datagram with ``IP_PKTINFO``) and its own sequence numbers and SSRC, with ``sendmmsg``; the replies
+    (addressed to those 127.1.x.y) are read with ``recvmmsg``. The socket is bound to the wildcard address
+    but to the ``lo`` device only (``SO_BINDTODEVICE``): it never sees another interface."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+    size_buffers(sock, 16 << 20)
+    sock.bind(("0.0.0.0", 0))
+    io = BatchSocket(sock)
+    hosts = (127 << 24 | 1 << 16) + 256 * (np.arange(legs) // 250) + 1 + np.arange(legs) % 250
+    local_port = sock.getsockname()[1]
+    callers = [[socket.inet_ntoa(int(h).to_bytes(4, "big")), local_port] for h in hosts]
+    print(json.dumps({"callers": callers}), flush=True)
+    destinations = np.full(legs, address_key("127.0.0.1", port), dtype=np.uint64)
+    rng = np.random.default_rng(1)
+    noise = rng.standard_normal((64, FRAME)) * 32768 * 10 ** (-20 / 20)
+    payloads = g711.ulaw_encode(np.clip(noise, -32768, 32767).astype(np.int16))
+    packets = np.zeros((legs, PACKET), dtype=np.uint8)
+    packets[:, 0], packets[:, 1] = 0x80, PT_PCMU
+    packets[:, 8:12] = np.arange(1, legs + 1, dtype=">u4").view(np.uint8).reshape(legs, 4)
+    seq0 = rng.integers(0, 1 << 16, legs)
+    poll = select.epoll()
+    poll.register(sock.fileno(), select.EPOLLIN)
+    poll.register(sys.stdin.fileno(), select.EPOLLIN)
+    sent = received = n = 0
+    start = time.monotonic() + 0.01  # half a tick out of phase with the bridge
+    end = start + seconds
+    stopping = False
+    while not stopping:
+        deadline = start + n * 0.02
+        for fd, _ in poll.poll(max(0.0, deadline - time.monotonic())):
+            if fd == sock.fileno():
+                while (got := io.recv()) > 0:
+                    received += got
+            else:
+                stopping = True
+                sys.stdin.readline()
+        now = time.monotonic()
+        if now > end or stopping:
+            break
+        if now < deadline:
+            continue
+        n = max(n, int((now - start) / 0.02))
+        packets[:, 2:4] = ((seq0 + n) & 0xFFFF).astype(">u2").view(np.uint8).reshape(legs, 2)
+        packets[:, 4:8] = np.full(legs, (n * FRAME) & 0xFFFFFFFF, dtype=">u4").view(np.uint8).reshape(legs, 4)
+        packets[:, RTP_HEADER.size :] = payloads[(np.arange(legs) + n) % len(payloads)]
+        sent += io.send(packets, destinations, source_hosts=hosts.astype(np.uint32))
         n += 1
     usage = resource.getrusage(resource.RUSAGE_SELF)
     wall = time.monotonic() - start
@@ -181,6 +248,83 @@ class Bridge:
             s.close()
 
 
+class BatchBridge:
+    """All legs on ONE socket (``bridge.rtp.batch``): ``recvmmsg`` until empty, vectorised RTP parsing and
+    demultiplexing by source address, the vectorised jitter buffer, the mixer, one ``sendmmsg`` batch."""
+
+    def __init__(self, legs: int, size: int) -> None:
+        self.legs = legs
+        self.io = BatchSocket.bind("127.0.0.1")
+        self.ports = [self.io.sock.getsockname()[1]]
+        self.mixer = Mixer()
+        self.pids = np.array([self.mixer.add(i // size) for i in range(legs)], dtype=np.int64)
+        self.ring = FrameRing(legs, depth=8, delay=2)
+        self.sorted_keys = np.zeros(0, dtype=np.uint64)
+        self.leg_of_sorted = np.zeros(0, dtype=np.int64)
+        self.keys = np.zeros(legs, dtype=np.uint64)
+        # Outgoing packets: one row per leg, a header per leg (own sequence number, timestamp, SSRC).
+        self.tx = np.zeros((legs, PACKET), dtype=np.uint8)
+        self.tx[:, 0], self.tx[:, 1] = 0x80, PT_PCMU
+        self.tx[:, 8:12] = np.arange(1, legs + 1, dtype=">u4").view(np.uint8).reshape(legs, 4)
+        self.seq0 = np.random.default_rng(3).integers(0, 1 << 16, legs)
+        self.received = self.sent = self.empty = self.unknown = 0
+        self.mix_cpu = 0.0
+        self.durations: list[float] = []
+
+    @property
+    def targets(self) -> list[tuple[str, int]]:
+        return []
+
+    @targets.setter
+    def targets(self, targets: list[tuple[str, int]]) -> None:
+        self.keys = np.array([address_key(h, p) for h, p in targets], dtype=np.uint64)
+        order = np.argsort(self.keys)
+        self.sorted_keys, self.leg_of_sorted = self.keys[order], order.astype(np.int64)
+
+    def receive(self) -> None:
+        io, keys = self.io, self.sorted_keys
+        while (n := io.recv()) > 0:
+            heads = parse_rtp(io.data[:n], io.lengths[:n])
+            sources = io.sources[:n]
+            pos = np.minimum(np.searchsorted(keys, sources), len(keys) - 1)
+            known = keys[pos] == sources
+            ok = known & heads.valid & (heads.payload_type == PT_PCMU) & (heads.payload_length == FRAME)
+            self.unknown += int(np.count_nonzero(~known))
+            rows = np.nonzero(ok)[0]
+            offsets = heads.payload_offset[rows]
+            if np.all(offsets == RTP_HEADER.size):
+                payloads = io.data[rows, RTP_HEADER.size : PACKET]
+            else:
+                payloads = io.data[rows[:, None], offsets[:, None] + np.arange(FRAME)]
+            self.ring.push(self.leg_of_sorted[pos[rows]], heads.seq[rows], payloads)
+            if n < io.batch:
+                break
+
+    def tick(self, tick: Tick) -> None:
+        t0 = time.thread_time()
+        self.receive()
+        frames, hit = self.ring.pop()
+        got = int(np.count_nonzero(hit))
+        self.received += got
+        self.empty += self.legs - got
+        m0 = time.thread_time()
+        self.mixer.write_rows(self.pids, frames)
+        payloads = self.mixer.tick().frames_for(self.pids)
+        self.mix_cpu += time.thread_time() - m0
+        if len(self.keys):
+            tx = self.tx
+            tx[:, 2:4] = ((self.seq0 + tick.index) & 0xFFFF).astype(">u2").view(np.uint8).reshape(-1, 2)
+            tx[:, 4:8] = (
+                np.full(self.legs, (tick.index * FRAME) & 0xFFFFFFFF, dtype=">u4").view(np.uint8).reshape(-1, 4)
+            )
+            tx[:, RTP_HEADER.size :] = payloads
+            self.sent += self.io.send(tx, self.keys)
+        self.durations.append(time.thread_time() - t0)
+
+    def close(self) -> None:
+        self.io.close()
+
+
 class EndpointBridge:
     """The appliance's media path: ``RtpEndpoint`` per leg (asyncio protocol, jitter buffer, RTCP) + mixer."""
 
@@ -233,10 +377,12 @@ class EndpointBridge:
 
 
 async def run_level(legs: int, size: int, seconds: float, *, mode: str) -> dict[str, float]:
-    bridge: Bridge | EndpointBridge
+    bridge: Bridge | EndpointBridge | BatchBridge
     if mode == "endpoint":
         bridge = EndpointBridge(legs, size)
         await bridge.open()
+    elif mode == "batched":
+        bridge = BatchBridge(legs, size)
     else:
         bridge = Bridge(legs, size, mix=mode == "mix")
     proc = subprocess.Popen(
@@ -248,7 +394,12 @@ async def run_level(legs: int, size: int, seconds: float, *, mode: str) -> dict[
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(json.dumps({"ports": bridge.ports}) + "\n")
     proc.stdin.flush()
-    targets = [("127.0.0.1", port) for port in json.loads(proc.stdout.readline())["ports"]]
+    reply = json.loads(proc.stdout.readline())
+    targets = (
+        [(host, port) for host, port in reply["callers"]]
+        if "callers" in reply
+        else [("127.0.0.1", port) for port in reply["ports"]]
+    )
     if isinstance(bridge, EndpointBridge):
         bridge.start(targets)
     else:
