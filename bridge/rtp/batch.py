@@ -273,6 +273,11 @@ class RtpHeaders:
     payload_length: I64
 
 
+_FIXED_HEADER: Final = np.dtype(
+    [("first", np.uint8), ("second", np.uint8), ("seq", ">u2"), ("ts", ">u4"), ("ssrc", ">u4")]
+)
+
+
 def parse_rtp(data: U8, lengths: I64) -> RtpHeaders:
     """Parse the headers of ``data[i, :lengths[i]]`` for every row, with the checks of ``RtpPacket.parse``.
 
@@ -281,16 +286,39 @@ def parse_rtp(data: U8, lengths: I64) -> RtpHeaders:
     """
     n, width = data.shape
     lengths = np.asarray(lengths, dtype=np.int64)
-    head = data[:, :RTP_HEADER_SIZE].astype(np.int64)
-    first = head[:, 0]
+    fixed = np.ascontiguousarray(data[:, :RTP_HEADER_SIZE]).view(_FIXED_HEADER)[:, 0]
+    first = fixed["first"].astype(np.int64)
     valid = (lengths >= RTP_HEADER_SIZE) & (lengths <= width) & (first >> 6 == 2)
-    rows = np.arange(n)
+    offset = np.full(n, RTP_HEADER_SIZE, dtype=np.int64)
     end = lengths.copy()
+    plain = first == 0x80  # no padding, extension or CSRC: the usual packet, nothing more to check
+    if not plain.all():
+        offset, end, valid = _variable_parts(data, lengths, first, offset, end, valid & ~plain)
+        valid |= plain & (lengths >= RTP_HEADER_SIZE) & (lengths <= width)
+    second = fixed["second"].astype(np.int64)
+    return RtpHeaders(
+        valid=valid,
+        payload_type=second & 0x7F,
+        marker=(second & 0x80) != 0,
+        seq=fixed["seq"].astype(np.int64),
+        timestamp=fixed["ts"].astype(np.int64),
+        ssrc=fixed["ssrc"].astype(np.int64),
+        payload_offset=offset,
+        payload_length=np.where(valid, end - offset, 0),
+    )
+
+
+def _variable_parts(
+    data: U8, lengths: I64, first: I64, offset: I64, end: I64, valid: BoolArray
+) -> tuple[I64, I64, BoolArray]:
+    """Padding, CSRC list and header extension of the rows marked ``valid`` (version 2, not plain)."""
+    n, width = data.shape
+    rows = np.arange(n)
     padded = valid & ((first & 0x20) != 0)
     pad = data[rows, np.clip(lengths - 1, 0, width - 1)].astype(np.int64)
-    valid &= ~padded | ((pad > 0) & (pad <= lengths - RTP_HEADER_SIZE))
+    valid = valid & (~padded | ((pad > 0) & (pad <= lengths - RTP_HEADER_SIZE)))
     end = np.where(padded & valid, lengths - pad, end)
-    offset = RTP_HEADER_SIZE + 4 * (first & 0x0F)
+    offset = offset + 4 * (first & 0x0F)
     valid &= offset <= end
     extended = valid & ((first & 0x10) != 0)
     valid &= ~extended | (offset + 4 <= end)
@@ -298,19 +326,7 @@ def parse_rtp(data: U8, lengths: I64) -> RtpHeaders:
     ext_words = data[rows, at].astype(np.int64) << 8 | data[rows, at + 1]
     offset = np.where(extended, offset + 4 + 4 * ext_words, offset)
     valid &= offset <= end
-    seq = head[:, 2] << 8 | head[:, 3]
-    timestamp = head[:, 4] << 24 | head[:, 5] << 16 | head[:, 6] << 8 | head[:, 7]
-    ssrc = head[:, 8] << 24 | head[:, 9] << 16 | head[:, 10] << 8 | head[:, 11]
-    return RtpHeaders(
-        valid=valid,
-        payload_type=head[:, 1] & 0x7F,
-        marker=(head[:, 1] & 0x80) != 0,
-        seq=seq,
-        timestamp=timestamp,
-        ssrc=ssrc,
-        payload_offset=offset,
-        payload_length=np.where(valid, end - offset, 0),
-    )
+    return offset, end, valid
 
 
 class FrameRing:
@@ -361,14 +377,14 @@ class FrameRing:
             return
         legs = np.asarray(legs, dtype=np.int64)
         seq = np.asarray(seq, dtype=np.int64) % SEQ_MOD
+        if np.bincount(legs).max() == 1:  # the usual batch: one packet per leg
+            self._push_round(legs, seq, payloads)
+            return
         order = np.argsort(legs, kind="stable")
         sorted_legs = legs[order]
         first = np.searchsorted(sorted_legs, sorted_legs)  # where each leg's run starts
         rounds = np.empty(len(legs), dtype=np.int64)
         rounds[order] = np.arange(len(legs)) - first
-        if rounds.max() == 0:
-            self._push_round(legs, seq, payloads)
-            return
         for r in range(int(rounds.max()) + 1):
             pick = rounds == r
             self._push_round(legs[pick], seq[pick], payloads[pick])
@@ -399,8 +415,12 @@ class FrameRing:
         slots = self.next_seq % self.depth
         hit = started & (self.slot_seq[rows, slots] == self.next_seq)
         out = self.out
-        out[:] = self.silence[:, None]
-        out[hit] = self.frames[rows[hit], slots[hit]]
-        self.slot_seq[rows[hit], slots[hit]] = -1
+        if hit.all():
+            np.take(self.frames.reshape(-1, self.frame), rows * self.depth + slots, axis=0, out=out)
+            self.slot_seq[rows, slots] = -1
+        else:
+            out[:] = self.silence[:, None]
+            out[hit] = self.frames[rows[hit], slots[hit]]
+            self.slot_seq[rows[hit], slots[hit]] = -1
         self.next_seq[started] = (self.next_seq[started] + 1) % SEQ_MOD
         return out, hit
