@@ -216,6 +216,13 @@ class _Layout:
         self.gain_in: F32 = np.zeros((0, 1), dtype=np.float32)
         self.gain_out_rows: I64 = np.zeros(0, dtype=np.int64)  # relative to individual start
         self.gain_out: F32 = np.zeros((0, 1), dtype=np.float32)
+        # Output-gain rows (absolute), their dense conference and codec (step 5 fixes them up afterwards).
+        self.gain_out_abs: I64 = np.zeros(0, dtype=np.int64)
+        self.gain_out_conf: I64 = np.zeros(0, dtype=np.int64)
+        self.gain_out_codec: I64 = np.zeros(0, dtype=np.int64)
+        # Step 5 blocks: (start, stop, codec, conference if the whole block is one conference else -1,
+        # dense conference of each row).
+        self.blocks: list[tuple[int, int, int, int, I64]] = []
         self.lone: I64 = np.zeros(0, dtype=np.int64)  # dense indexes of conferences with one member
         self.hold_position: I64 = np.zeros(0, dtype=np.int64)  # hold-music frame of each lone conference
 
@@ -296,6 +303,7 @@ class Mixer:
         if not hasattr(self, "_v"):  # block temporaries (step 5 of tick), intp so take() need not convert
             self._v: F32 = np.empty((BLOCK, SAMPLES_PER_FRAME), dtype=np.float32)
             self._idx: npt.NDArray[np.intp] = np.empty((BLOCK, SAMPLES_PER_FRAME), dtype=np.intp)
+            self._idx32: npt.NDArray[np.int32] = np.empty((BLOCK, SAMPLES_PER_FRAME), dtype=np.int32)
         self._cap = cap
 
     _PER_SLOT = ("_pid", "_conf", "_codec", "_muted", "_deaf", "_alive", "_gin", "_gout",
@@ -577,6 +585,15 @@ class Mixer:
         gout = self._gout[c0:b0]
         lay.gain_out_rows = np.nonzero(gout != 1.0)[0].astype(np.int64)
         lay.gain_out = gout[lay.gain_out_rows][:, None].copy()
+        lay.gain_out_abs = lay.gain_out_rows + c0
+        lay.gain_out_conf = lay.row_conf[lay.gain_out_abs]
+        lay.gain_out_codec = codec[lay.gain_out_abs].astype(np.int64)
+        for lo, hi, ci in lay.individual_segments:
+            for start in range(lo, hi, BLOCK):
+                stop = min(start + BLOCK, hi)
+                block_conf = lay.row_conf[start:stop].copy()
+                single = int(block_conf[0]) if block_conf[0] == block_conf[-1] else -1  # sorted by conference
+                lay.blocks.append((start, stop, ci, single, block_conf))
         self._x[c0:a0] = 0.0  # category C contributes nothing but shares the N-1 subtraction
         for lo, hi, ci in lay.deaf_segments:
             self._out[lo:hi] = _SILENCE[ci]
@@ -595,7 +612,7 @@ class Mixer:
             self._rebuild()
         lay = self._layout
         n = lay.n
-        inp, x, v, idx, out = self._inp, self._x, self._v, self._idx, self._out
+        inp, x, v, idx, idx32, out = self._inp, self._x, self._v, self._idx, self._idx32, self._out
         a0, d0 = lay.contrib
         c0, b0 = lay.individual
         events: list[MixerEvent] = self._pending
@@ -603,7 +620,7 @@ class Mixer:
 
         # 1. decode contributions (rows A + B), two samples per table lookup, in quarter units
         for lo, hi, ci in lay.contrib_segments:
-            _DECODE_PAIRS[ci].take(inp[lo:hi].view(np.uint16), out=x[lo:hi].view(np.float64))
+            _DECODE_PAIRS[ci].take(inp[lo:hi].view(np.uint16), out=x[lo:hi].view(np.float64), mode="clip")
             inp[lo:hi] = _SILENCE[ci]  # consumed: a participant who writes nothing next tick is silent
         xc = x[a0:d0]
 
@@ -628,27 +645,30 @@ class Mixer:
         sums += _BIAS
         heard_sums = np.clip(sums, *_CLAMP)  # per conference: keeps every N-1 index inside the table
 
-        # 5. individual rows: N-1, output gain, limit + encode (truncating the biased value is the index).
-        # In blocks of BLOCK rows so the float and index temporaries stay in L2.
-        gain_rows = lay.gain_out_rows + c0
-        for lo, hi, ci in lay.individual_segments:
-            table = _ENCODE_WIDE[ci]
-            for start in range(lo, hi, BLOCK):
-                stop = min(start + BLOCK, hi)
-                ib = idx[: stop - start]
-                confs = lay.individual_conf[start - c0 : stop - c0]
-                g0, g1 = np.searchsorted(gain_rows, (start, stop))
-                if g1 == g0:  # the usual case: subtract and convert to the index in one pass
-                    np.subtract(heard_sums[confs], x[start:stop], out=ib, casting="unsafe")
-                else:  # output gains: from the unclamped sums, then saturate into the table
-                    vb = v[: stop - start]
-                    np.subtract(heard_sums[confs], x[start:stop], out=vb)
-                    rows = gain_rows[g0:g1] - start
-                    raw = sums[confs[rows]] - x[start:stop][rows] - _BIAS
-                    vb[rows] = np.rint(raw * (lay.gain_out[g0:g1] / QUARTER)) * QUARTER + _BIAS
-                    np.clip(vb, 0.0, _WIDE_MAX, out=vb)
-                    np.copyto(ib, vb, casting="unsafe")
-                table.take(ib, out=out[start:stop], mode="clip")
+        # 5. individual rows: N-1, limit + encode (truncating the biased value is the index), in blocks
+        # of BLOCK rows so the temporaries stay in L2. float32 -> intp is a scalar cast in numpy, so the
+        # index takes three SIMD passes: subtract, float32 -> int32, int32 -> intp.
+        for start, stop, ci, single, confs in lay.blocks:
+            m = stop - start
+            vb, i32, ib = v[:m], idx32[:m], idx[:m]
+            if single >= 0:  # one conference: broadcast its sum, no gather
+                np.subtract(heard_sums[single], x[start:stop], out=vb)
+            else:
+                heard_sums.take(confs, axis=0, out=vb)
+                np.subtract(vb, x[start:stop], out=vb)
+            np.copyto(i32, vb, casting="unsafe")
+            np.copyto(ib, i32)
+            _ENCODE_WIDE[ci].take(ib, out=out[start:stop], mode="clip")
+        if len(lay.gain_out_abs):  # output gains (rare): again from the unclamped sums, then saturate
+            rows = lay.gain_out_abs
+            raw = sums[lay.gain_out_conf] - x[rows] - _BIAS
+            gained = np.rint(raw * (lay.gain_out / QUARTER)) * QUARTER + _BIAS
+            np.clip(gained, 0.0, _WIDE_MAX, out=gained)
+            index = gained.astype(np.intp)
+            for ci in range(len(_CODEC_NAMES)):
+                sel = lay.gain_out_codec == ci
+                if sel.any():
+                    out[rows[sel]] = _ENCODE_WIDE[ci].take(index[sel], mode="clip")
 
         # 6. shared rows: one encoded frame per conference and codec
         d0, e0 = lay.shared
