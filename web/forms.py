@@ -15,7 +15,7 @@ from wtforms import (
     widgets,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, Optional, Regexp
+from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp
 
 
 class MultiCheckboxField(SelectMultipleField):  # type: ignore[misc]
@@ -26,6 +26,14 @@ class MultiCheckboxField(SelectMultipleField):  # type: ignore[misc]
 class LoginForm(FlaskForm):  # type: ignore[misc]
     username = StringField("Username", validators=[DataRequired(), Length(max=80)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+
+
+class PasswordChangeForm(FlaskForm):  # type: ignore[misc]
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=200)])
+    new = PasswordField("New password", validators=[DataRequired(), Length(min=8, max=200)])
+    confirm = PasswordField(
+        "New password again", validators=[DataRequired(), EqualTo("new", message="the two new passwords differ")]
+    )
 
 
 class ContactForm(FlaskForm):  # type: ignore[misc]

@@ -33,6 +33,7 @@ ROUTES: dict[str, frozenset[str]] = {
     "auth.index": ALL,
     "auth.login": ANYONE,
     "auth.logout": ALL,
+    "auth.password": ALL,
     "company.cdrs": STAFF,
     "company.cdrs_csv": STAFF,
     "company.dashboard": STAFF,

@@ -115,3 +115,71 @@ def test_csrf_is_enforced_on_every_form(tmp_path: Path, world: World, control: F
     assert client.post(f"/users/{world.a.contact_id}/delete", headers=same_origin).status_code == 400
     headers = {**same_origin, "X-CSRFToken": token}
     assert client.post(f"/users/{world.a.contact_id}/delete", headers=headers).status_code == 302
+
+
+def _change(client: FlaskClient, current: str, new: str, confirm: str | None = None) -> object:
+    return client.post(
+        "/account/password", data={"current": current, "new": new, "confirm": new if confirm is None else confirm}
+    )
+
+
+@pytest.mark.parametrize("username", ["op", "acmeadmin", "acmeuser"])
+def test_every_role_changes_its_own_password(client: FlaskClient, auth: Auth, world: World, username: str) -> None:
+    auth.login(username)
+    assert client.get("/account/password").status_code == 200
+    response = _change(client, PASSWORD, "a brand new secret")
+    assert response.status_code == 302  # type: ignore[attr-defined]
+    assert client.get("/").status_code == 302  # still signed in: to the role's home, not to /login
+    assert "/login" not in client.get("/").headers["Location"]
+    auth.logout()
+    assert auth.login(username, PASSWORD).status_code == 401
+    assert auth.login(username, "a brand new secret").status_code == 302
+    engine = make_engine(world.url)
+    with make_session_factory(engine)() as session:
+        kinds = session.scalars(select(EventLog.kind)).all()
+    engine.dispose()
+    assert "password_change" in kinds
+
+
+def test_a_password_change_ends_the_accounts_other_sessions(app: Flask, auth: Auth, world: World) -> None:
+    other = app.test_client()
+    assert isinstance(other, HttpsClient)
+    Auth(other).login("acmeuser")
+    assert other.get(f"/s/{world.a.subscriber_id}/").status_code == 200
+    auth.login("acmeuser")
+    _change(auth.client, PASSWORD, "a brand new secret")
+    assert auth.client.get(f"/s/{world.a.subscriber_id}/").status_code == 200  # this session continues
+    response = other.get(f"/s/{world.a.subscriber_id}/")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "confirm", "message"),
+    [
+        ("wrong password!", "a brand new secret", None, b"wrong password"),
+        (PASSWORD, "short", None, b"between 8 and 200 characters"),
+        (PASSWORD, "a brand new secret", "another secret", b"the two new passwords differ"),
+        (PASSWORD, PASSWORD, None, b"different from the current one"),
+        ("", "", "", b"This field is required"),
+    ],
+)
+def test_a_bad_password_change_says_why_and_changes_nothing(
+    client: FlaskClient, auth: Auth, world: World, current: str, new: str, confirm: str | None, message: bytes
+) -> None:
+    before = _account(world, "acmeuser").password_hash
+    auth.login("acmeuser")
+    response = _change(client, current, new, confirm)
+    assert response.status_code == 400  # type: ignore[attr-defined]
+    assert message in response.data  # type: ignore[attr-defined]
+    assert _account(world, "acmeuser").password_hash == before
+
+
+def test_wrong_current_passwords_count_towards_the_lockout(client: FlaskClient, auth: Auth, world: World) -> None:
+    auth.login("acmeuser")
+    for _ in range(4):
+        assert _change(client, "wrong password!", "a brand new secret").status_code == 400  # type: ignore[attr-defined]
+    assert _account(world, "acmeuser").failed_logins == 4
+    response = _change(client, "wrong password!", "a brand new secret")  # 5th: locked, signed out
+    assert response.status_code == 302 and "/login" in response.headers["Location"]  # type: ignore[attr-defined]
+    assert _account(world, "acmeuser").locked_until is not None
+    assert auth.login("acmeuser").status_code == 401  # even the right password, while locked
