@@ -207,6 +207,8 @@ class _Layout:
         self.contrib_segments: list[tuple[int, int, int]] = []
         self.individual_segments: list[tuple[int, int, int]] = []
         self.shared_segments: list[tuple[int, int, int]] = []
+        # Step 6, per shared segment: (start, stop, codec, its conferences, each row's index among them).
+        self.shared_plan: list[tuple[int, int, int, I64, I64]] = []
         self.conferences: I64 = np.zeros(0, dtype=np.int64)  # dense index -> conference id
         self.conf_index: dict[int, int] = {}
         self.row_conf: I64 = np.zeros(0, dtype=np.int64)  # row -> dense conference index
@@ -571,6 +573,9 @@ class Mixer:
         lay.conferences = confs.astype(np.int64)
         lay.conf_index = {int(c): i for i, c in enumerate(confs)}
         lay.row_conf = row_conf.astype(np.int64)
+        for lo, hi, ci in lay.shared_segments:
+            heard, which = np.unique(lay.row_conf[lo:hi], return_inverse=True)
+            lay.shared_plan.append((lo, hi, ci, heard.astype(np.int64), which.astype(np.int64)))
         lay.individual_conf = lay.row_conf[c0:b0].copy()
         counts = np.bincount(row_conf, minlength=len(confs))
         lay.lone = np.nonzero(counts == 1)[0].astype(np.int64)
@@ -654,7 +659,7 @@ class Mixer:
             if single >= 0:  # one conference: broadcast its sum, no gather
                 np.subtract(heard_sums[single], x[start:stop], out=vb)
             else:
-                heard_sums.take(confs, axis=0, out=vb)
+                heard_sums.take(confs, axis=0, out=vb, mode="clip")  # clip: no out buffering
                 np.subtract(vb, x[start:stop], out=vb)
             np.copyto(i32, vb, casting="unsafe")
             np.copyto(ib, i32)
@@ -670,13 +675,10 @@ class Mixer:
                 if sel.any():
                     out[rows[sel]] = _ENCODE_WIDE[ci].take(index[sel], mode="clip")
 
-        # 6. shared rows: one encoded frame per conference and codec
-        d0, e0 = lay.shared
-        if e0 > d0:
-            full_idx = heard_sums.astype(np.intp)
-            for lo, hi, ci in lay.shared_segments:
-                frames = _ENCODE_WIDE[ci].take(full_idx, mode="clip")
-                np.take(frames, lay.row_conf[lo:hi], axis=0, out=out[lo:hi])
+        # 6. shared rows: one encoded frame per conference and codec (only the conferences that have some)
+        for lo, hi, ci, heard, which in lay.shared_plan:
+            frames = _ENCODE_WIDE[ci].take(heard_sums[heard].astype(np.intp), mode="clip")
+            frames.take(which, axis=0, out=out[lo:hi], mode="clip")
 
         for lo, hi, ci in lay.deaf_segments:
             out[lo:hi] = _SILENCE[ci]
