@@ -90,6 +90,10 @@ class LiveLeg:
     pid: int | None = None
     talking: bool = False
     joined_at: dt.datetime | None = None
+    on_hold: bool = False
+    """The phone put the bridge on hold: its leg contributes nothing (no music-on-hold in the conference)."""
+    muted: bool = False
+    """Muted by the conference (moderator, listen-only role); the mixer mutes ``muted or on_hold``."""
 
 
 @dataclass
@@ -188,6 +192,7 @@ class ConferenceService:
                     "status": str(info.status),
                     "cause": info.cause,
                     "muted": info.muted,
+                    "on_hold": bool(live and live.on_hold),
                     "talking": bool(live and live.talking and info.status is LegStatus.CONNECTED),
                     "joined_at": _iso(live.joined_at) if live else None,
                 }
@@ -368,6 +373,9 @@ class ConferenceService:
                 actions = conf.ended_by_peer(live.leg_id, event.cause or "normal", now)
             elif isinstance(event, ev.LegDtmf):
                 actions = conf.dtmf(live.leg_id, event.digit, now)
+            elif isinstance(event, ev.LegHold):
+                self._hold(live, event.on)
+                return
             else:
                 return
             self._apply(live.run_id, actions)
@@ -532,8 +540,10 @@ class ConferenceService:
                 self._last_play_s = self.media.play(action.prompts, pid=live.pid)
         elif isinstance(action, SetMuted):
             live = self.legs.get(action.leg_id)
-            if live is not None and live.pid is not None:
-                self.media.set_muted(live.pid, action.muted)
+            if live is not None:
+                live.muted = action.muted
+                if live.pid is not None:
+                    self.media.set_muted(live.pid, live.muted or live.on_hold)
         elif isinstance(action, SetRecording):
             self._recording(run_id, action.on)
         elif isinstance(action, Callback) and conf is not None and not conf.ended:
@@ -564,7 +574,8 @@ class ConferenceService:
             return
         live.joined_at = self.utc()
         codec = _codec(live.sip)
-        live.pid = self.media.add(run_id, codec=codec, muted=muted)
+        live.muted = muted
+        live.pid = self.media.add(run_id, codec=codec, muted=muted or live.on_hold)
         self.media_version += 1
         with self._session() as session:
             leg = session.get(Leg, leg_id)
@@ -574,6 +585,15 @@ class ConferenceService:
                 leg.codec = codec
                 _copy_sip(leg, live.sip)
                 session.commit()
+
+    def _hold(self, live: LiveLeg, on: bool) -> None:
+        """The phone held (re-INVITE sendonly/inactive) or resumed the call: while held, the leg is muted in
+        the mixer so the phone's music-on-hold never plays into the conference; on resume, the conference's
+        own mute state applies again. (Sending to a held phone stops in the RTP layer.)"""
+        live.on_hold = on
+        if live.pid is not None:
+            self.media.set_muted(live.pid, live.muted or on)
+        log.info("leg %s %s", live.leg_id, "on hold" if on else "resumed")
 
     def _leg_finished(self, action: LegFinished) -> None:
         live = self.legs.pop(action.leg_id, None)

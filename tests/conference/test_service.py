@@ -27,7 +27,7 @@ from bridge.db.models import (
     Subscriber,
 )
 from bridge.db.session import make_engine, make_session_factory, upgrade
-from bridge.sip.events import IncomingCall, LegAnswered, LegDtmf, LegEnded, LegFailed, LegRinging
+from bridge.sip.events import IncomingCall, LegAnswered, LegDtmf, LegEnded, LegFailed, LegHold, LegRinging
 from bridge.sip.leg import LegState, SipLeg
 
 SUB = "+15551230001"
@@ -426,3 +426,28 @@ def test_prepaid_subscriber_without_balance_cannot_speed_dial(rig: Rig) -> None:
     assert rig.service.conference_ids() == [] and rig.sip.dialled == []
     rig.advance(2.0)
     assert (caller, "normal") in rig.sip.hung_up
+
+
+def test_a_phone_that_holds_the_call_is_muted_until_it_resumes(rig: Rig) -> None:
+    run_id = launch_and_answer(rig)
+    alice = rig.sip.dialled[1]
+    view = rig.service.describe(run_id)
+    alice_leg = view["legs"][1]["leg_id"]
+    pid = rig.service.legs[alice_leg].pid
+    assert pid is not None and rig.media.muted[pid] is False
+    rig.event(LegHold(alice, True))  # her phone's music-on-hold must not play into the conference
+    assert rig.media.muted[pid] is True
+    assert rig.service.describe(run_id)["legs"][1]["on_hold"] is True
+    rig.event(LegHold(alice, False))
+    assert rig.media.muted[pid] is False and rig.service.describe(run_id)["legs"][1]["on_hold"] is False
+    # Muted by the conference while held: resuming keeps the conference's mute; unmuting while held does not
+    # let the hold music in.
+    rig.event(LegHold(alice, True))
+    rig.service.set_muted(run_id, alice_leg, True)
+    rig.event(LegHold(alice, False))
+    assert rig.media.muted[pid] is True
+    rig.event(LegHold(alice, True))
+    rig.service.set_muted(run_id, alice_leg, False)
+    assert rig.media.muted[pid] is True
+    rig.event(LegHold(alice, False))
+    assert rig.media.muted[pid] is False
