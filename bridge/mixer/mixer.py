@@ -648,7 +648,7 @@ class Mixer:
         if self._recordings:
             self._record(sums, events)
         sums += _BIAS
-        heard_sums = np.clip(sums, *_CLAMP)  # per conference: keeps every N-1 index inside the table
+        heard_sums = np.minimum(np.maximum(sums, _CLAMP[0]), _CLAMP[1])  # keeps every N-1 index in the table
 
         # 5. individual rows: N-1, limit + encode (truncating the biased value is the index), in blocks
         # of BLOCK rows so the temporaries stay in L2. float32 -> intp is a scalar cast in numpy, so the
@@ -692,18 +692,19 @@ class Mixer:
         return MixResult(self._pid[:n], out[:n], tuple(events), self._slot_of_pid, self._slots)
 
     def _detect_talkers(self, energy: F32, a0: int, d0: int, events: list[MixerEvent]) -> None:
-        above = energy >= self._thr_start
-        below = energy < self._thr_stop
+        # Few numpy calls: this runs every tick whatever the layout.
         run_above = self._run_above[a0:d0]
+        run_above += 1
+        run_above *= energy >= self._thr_start
         run_below = self._run_below[a0:d0]
+        run_below += 1
+        run_below *= energy < self._thr_stop
         talking = self._talking[a0:d0]
-        np.multiply(run_above + 1, above, out=run_above)
-        np.multiply(run_below + 1, below, out=run_below)
-        started = ~talking & (run_above >= self.talker.start_ticks)
-        stopped = talking & (run_below >= self.talker.stop_ticks)
-        if started.any() or stopped.any():
-            talking |= started
-            talking &= ~stopped
+        flip = np.where(talking, run_below >= self.talker.stop_ticks, run_above >= self.talker.start_ticks)
+        if flip.any():
+            started = flip & ~talking
+            stopped = flip & talking
+            talking ^= flip
             pids = self._pid[a0:d0]
             events.extend(TalkingStarted(int(p)) for p in pids[started])
             events.extend(TalkingStopped(int(p)) for p in pids[stopped])
