@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TextIO
 
 import click
 from sqlalchemy.orm import Session, sessionmaker
@@ -84,24 +84,12 @@ def export_command(
                     end=finish,
                     company=company,
                     moderator=moderator,
-                    on_row=_ticker(bar),
+                    on_progress=bar.update,
                 )
         else:
             rows = export_csv(session, out, start=begin, end=finish, company=company, moderator=moderator)
     if out is not sys.stdout:
         click.echo(f"{rows} CDRs written to {output}", err=True)
-
-
-def _ticker(bar: Any, every: int = 1000) -> Callable[[], None]:
-    count = 0
-
-    def tick() -> None:
-        nonlocal count
-        count += 1
-        if count % every == 0:
-            bar.update(every)
-
-    return tick
 
 
 @cdr.command("push")
