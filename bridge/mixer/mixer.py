@@ -644,7 +644,7 @@ class Mixer:
             rows = lay.gain_in_rows
             xc[rows] = np.rint(xc[rows] * (lay.gain_in / QUARTER)) * QUARTER
         nconf = len(lay.conferences)
-        sums = np.zeros((nconf, SAMPLES_PER_FRAME), dtype=np.float32)
+        sums = np.full((nconf, SAMPLES_PER_FRAME), _BIAS, dtype=np.float32)  # biased from the start
         if d0 > a0:
             mat = lay.membership
             if _csr_matvecs is not None:  # sums += mat @ xc
@@ -652,15 +652,14 @@ class Mixer:
                     nconf, d0 - a0, SAMPLES_PER_FRAME, mat.indptr, mat.indices, mat.data, xc.ravel(), sums.ravel()
                 )
             else:
-                sums = np.asarray(mat @ xc, dtype=np.float32)
+                sums += np.asarray(mat @ xc, dtype=np.float32)
 
         # 4. plays everyone in a conference hears
         exclusive_confs = self._conference_plays(sums, events)
 
         if self._recordings:
             self._record(sums, events)
-        sums += _BIAS
-        heard_sums = np.minimum(np.maximum(sums, _CLAMP[0]), _CLAMP[1])  # keeps every N-1 index in the table
+        heard_sums = sums.clip(*_CLAMP)  # per conference: keeps every N-1 index inside the table
 
         # 5. individual rows: N-1, limit + encode (truncating the biased value is the index), in blocks
         # of BLOCK rows so the temporaries stay in L2. float32 -> intp is a scalar cast in numpy, so the
@@ -740,7 +739,7 @@ class Mixer:
             if conf_i is None:
                 continue
             if play.exclusive:
-                sums[conf_i] = frame * QUARTER
+                sums[conf_i] = frame * QUARTER + _BIAS
                 exclusive.append((conf_i, frame))
             else:
                 sums[conf_i] += frame * QUARTER
@@ -792,7 +791,7 @@ class Mixer:
             if conf_i is None:
                 frame = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)
             else:
-                index = np.floor(sums[conf_i]).astype(np.int64) + limiter.INDEX_OFFSET
+                index = np.floor(sums[conf_i]).astype(np.int64) + (limiter.INDEX_OFFSET - limiter.WIDE_OFFSET)
                 frame = limiter.LIMIT_LINEAR.take(index, mode="clip")
             try:
                 rec.sink.write(frame)

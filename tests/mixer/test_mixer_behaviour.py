@@ -158,6 +158,36 @@ def test_exclusive_conference_prompt_and_its_end() -> None:
     assert mixer.tick().frame(b) == ulaw(g711.ulaw_decode(ulaw(sine(300, 8000, 2))))
 
 
+class _ListSink:
+    def __init__(self) -> None:
+        self.frames: list[npt.NDArray[np.int16]] = []
+
+    def write(self, samples: npt.NDArray[np.int16]) -> None:
+        self.frames.append(samples.copy())
+
+    def close(self) -> None:
+        pass
+
+
+def test_exclusive_conference_prompt_is_recorded_and_heard_under_a_personal_prompt() -> None:
+    beep = Prompt("beep", tone((1000.0,), 0.04))
+    chirp = Prompt("chirp", tone((2000.0,), 0.04))
+    sink = _ListSink()
+    mixer = Mixer(sink_factory=lambda path, rate: sink)
+    a, b = mixer.add(1), mixer.add(1)
+    mixer.start_recording(1, "ignored.wav")
+    mixer.play(beep, conference=1, exclusive=True)
+    mixer.play(chirp, pid=b)  # mixed with what b hears: the conference's exclusive prompt
+    for tick in range(2):
+        mixer.write(a, ulaw(sine(300, 8000, tick)))
+        result = mixer.tick()
+        prompt = beep.frames[tick].astype(np.int64)
+        assert np.array_equal(sink.frames[tick], limiter.linear_sum(prompt))
+        assert result.frame(a) == bytes(limiter.encode_sum(prompt, "PCMU"))
+        both = prompt + chirp.frames[tick].astype(np.int64)
+        assert result.frame(b) == bytes(limiter.encode_sum(both, "PCMU"))
+
+
 def test_looping_play_loops_and_play_target_leaving_ends_it() -> None:
     beep = Prompt("beep", tone((1000.0,), 0.04))
     mixer = Mixer()
