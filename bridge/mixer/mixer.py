@@ -16,21 +16,27 @@ inside a category, grouped by codec then conference:
 Per tick, with no Python loop per participant or per sample:
 
 1. decode the contributing rows (A, B): one ``take`` per *two* samples in a 64K-entry pair table,
-   to float32 in quarter steps (``x = sample / 4``, see ``QUARTER``);
+   to float32 in quarter steps (``x = sample / 4``, see ``QUARTER``); ``take`` in ``clip`` mode, which
+   never clips here (uint16 indexes, 64K entries) but is much cheaper than the default ``raise``;
 2. energy per row by ``vecdot`` -> talker detection with hysteresis -> events;
 3. input gains (only rows that have one), then per-conference sums ``T = M @ x`` with ``M`` a
-   CSR membership matrix (conference x contributing row);
+   CSR membership matrix (conference x contributing row), accumulated by scipy's kernel into an
+   array that already holds the table bias (``T`` is biased: its truncation is a table index);
 4. plays that everyone in a conference hears (prompts, hold music) are added to ``T``; recordings
-   take the limited ``T`` of their conference; ``T += INDEX_OFFSET``;
-5. individual rows, in blocks: ``T[conference] - x`` (N-1) is written by the subtraction itself
-   as an intp array, which *is* the limiter-table index (``(sum >> 2) + INDEX_OFFSET``: quarter
-   steps truncated), then one ``take`` in the limit+encode table of the codec. Output gains (rare)
-   take a float detour for their rows only;
-6. shared rows (D) copy their conference's full-mix frame, encoded once per conference and codec;
+   take the limited ``T`` of their conference; ``T`` is clamped per conference so that every N-1
+   index lands inside the wide table (``limiter.MARGIN``);
+5. individual rows, in blocks of ``BLOCK``: ``T[conference] - x`` (N-1; a broadcast when the block
+   is one conference, else a row gather), float32 -> int32 -> intp (two SIMD casts: numpy's direct
+   float32 -> intp cast is scalar and cost more than both), which *is* the limiter-table index
+   (``(sum >> 2) + offset``: quarter steps truncated), then one ``take`` in the limit+encode table of
+   the codec. Output gains (rare) are redone afterwards for their rows only, through floats;
+6. shared rows (D) copy their conference's full-mix frame, encoded once per conference and codec,
+   only for the conferences that have such rows;
 7. exclusive and personal prompts overwrite their rows (a loop over plays, not participants).
 
 Sums are exact: samples and gained contributions are integers, held in float32 as quarter steps,
-exact while a conference's sum of magnitudes stays below 2**24 (512 full-scale talkers at 0 dB).
+exact while the bias plus a conference's sum of magnitudes stays below 2**22 quarter steps (about
+500 full-scale talkers at 0 dB); past that the sum is far beyond the limiter's range anyway.
 Everything here is pure: no sockets, no clock (recordings write through an injectable sink).
 """
 
