@@ -9,8 +9,10 @@ delayed until a prompt has been heard).
 
 Database rows: one ``ConferenceRun`` per conference, one ``Leg`` per call attempt (created before the
 INVITE so its id is known), closed and turned into a CDR (``bridge.cdr.writer.write_cdr``) when the
-leg reaches its terminal status. Inbound calls that never get past the IVR have no run, hence no Leg
-row; their failures go to ``EventLog``.
+leg reaches its terminal status. An answered inbound call that never gets past the PIN prompt (wrong
+PIN, conference full or locked, caller hung up) gets a run of its own, service type ``dial-in`` with result
+``refused`` or ``abandoned``, one failed Leg and its CDR: the provider sees every answered call. Calls
+refused before answer (unknown number, throttled caller) get a SIP status and no CDR.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from bridge.config import Config
 from bridge.db.models import (
     ConferenceRun,
     Contact,
+    DnisNumber,
     EventLog,
     InstantConference,
     Leg,
@@ -119,6 +122,9 @@ class IvrCall:
     arrived_at: dt.datetime
     pid: int | None = None
     decision: Decision | None = None
+    answered: bool = False
+    refusal: str = ""
+    """Why the bridge ends the call ("wrong pin", "conference full"...); empty while it may still get in."""
 
 
 @dataclass(frozen=True)
@@ -711,6 +717,7 @@ class ConferenceService:
         key = str(call.sip.leg_id)
         now = self.clock()
         if isinstance(event, ev.LegAnswered):
+            call.answered = True
             call.pid = self.media.add(call.lobby, codec=_codec(call.sip))
             self.media_version += 1
             if call.ivr is not None:
@@ -741,6 +748,7 @@ class ConferenceService:
             elif isinstance(action, ivr_module.Admit) and call.decision is not None:
                 self._admit(call, call.decision)
             elif isinstance(action, ivr_module.Disconnect):
+                call.refusal = action.cause
                 if action.wrong_pin:
                     self.throttle.record_failure(str(call.sip.calling), self.clock())
                 with self._session() as session:
@@ -758,6 +766,10 @@ class ConferenceService:
             self._admit(call, decision)
             return
         prompt = {Verdict.FULL: "conference_full", Verdict.LOCKED: "conference_locked"}.get(decision.verdict, "goodbye")
+        call.decision = decision
+        call.refusal = {Verdict.FULL: "conference full", Verdict.LOCKED: "conference locked"}.get(
+            decision.verdict, "refused"
+        )
         delay = self.media.play((prompt,), pid=call.pid) if call.pid is not None else 0.0
         self._hangup_after(call, delay)
 
@@ -772,18 +784,71 @@ class ConferenceService:
         self._later.append((self.clock() + delay + 0.3, hangup))
 
     def _drop_ivr(self, key: str, call: IvrCall, *, hangup: bool) -> None:
-        self.ivr_calls.pop(key, None)
+        """The call leaves the PIN prompt without joining: release it and record it."""
+        if self.ivr_calls.pop(key, None) is None:
+            return  # already dropped (the caller hung up while a refusal prompt played)
         if call.pid is not None:
             self.media.remove(call.pid)
             call.pid = None
             self.media_version += 1
         if hangup:
             self.sip.hangup(call.sip, "normal")
+        if call.answered:
+            self._record_unadmitted(call)
+
+    def _record_unadmitted(self, call: IvrCall) -> None:
+        """Run + failed Leg + CDR for an answered call that ended in the PIN prompt (see the module docstring)."""
+        now = self.utc()
+        cause = call.refusal or "caller hung up at the PIN prompt"
+        decision = call.decision
+        room_id = decision.room_id if decision is not None and decision.room_id is not None else call.route.room_id
+        ic_id = decision.ic_id if decision is not None else None
+        try:
+            with self._session() as session:
+                company_id = None
+                if room_id is not None:
+                    room = session.get(Room, room_id)
+                    company_id = room.company_id if room is not None else None
+                if ic_id is None and call.route.kind is RouteKind.IC:
+                    ic_id = session.scalar(
+                        select(InstantConference.id)
+                        .join(InstantConference.dnis)
+                        .where(DnisNumber.number == call.route.number)
+                    )
+                if ic_id is not None and company_id is None:
+                    ic = session.get(InstantConference, ic_id)
+                    company_id = ic.subscriber.company_id if ic is not None else None
+                run = ConferenceRun(
+                    service_type=ServiceType.DIAL_IN, subject=f"PIN prompt on {call.route.number}",
+                    company_id=company_id, ic_id=ic_id, room_id=room_id, launched_by="dnis",
+                    started_at=call.arrived_at, ended_at=now, result="refused" if call.refusal else "abandoned",
+                )  # fmt: skip
+                session.add(run)
+                session.flush()
+                leg = Leg(
+                    run_id=run.id, direction="in", role="caller", calling=str(call.sip.calling),
+                    called=str(call.sip.called), dnis=call.route.number, status="failed", cause=cause[:80],
+                    called_at=call.arrived_at, disconnected_at=now,
+                )  # fmt: skip
+                _copy_sip(leg, call.sip)
+                session.add(leg)
+                session.flush()
+                cdr_id = self._cdr(session, leg)
+                session.commit()
+        except Exception:  # the call is gone either way; a failed record must not take the engine down
+            log.exception("recording the PIN-prompt call %s failed", call.sip.leg_id)
+            return
+        if cdr_id is not None:
+            self.on_cdr(cdr_id)
 
     def _admit(self, call: IvrCall, decision: Decision) -> None:
         key = str(call.sip.leg_id)
         sip_leg = call.sip
         launch_numbers: tuple[str, ...] = ()
+        if not decision.launch and (decision.run_id is None or decision.run_id not in self.conferences):
+            call.refusal = "conference ended"
+            self._drop_ivr(key, call, hangup=True)
+            return
         with self._session() as session:
             if decision.launch:
                 ic = session.get(InstantConference, decision.ic_id) if decision.ic_id is not None else None
@@ -795,6 +860,7 @@ class ConferenceService:
                         _check_may_dial(ic.subscriber)
                     except NotAllowed as exc:
                         log.info("speed dial of IC %s refused: %s", ic.id, exc)
+                        call.refusal = f"launch refused: {exc}"
                         delay = self.media.play(("goodbye",), pid=call.pid) if call.pid is not None else 0.0
                         self._hangup_after(call, delay)
                         return
@@ -805,9 +871,7 @@ class ConferenceService:
                 )  # fmt: skip
                 run_id = run.id
             else:
-                if decision.run_id is None or decision.run_id not in self.conferences:
-                    self._drop_ivr(key, call, hangup=True)
-                    return
+                assert decision.run_id is not None  # checked above
                 run_id = decision.run_id
                 conf = self.conferences[run_id]
             leg = Leg(

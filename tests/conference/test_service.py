@@ -451,3 +451,52 @@ def test_a_phone_that_holds_the_call_is_muted_until_it_resumes(rig: Rig) -> None
     assert rig.media.muted[pid] is True
     rig.event(LegHold(alice, False))
     assert rig.media.muted[pid] is False
+
+
+def _dial_in_records(rig: Rig) -> list[tuple[ConferenceRun, Leg, Cdr]]:
+    with rig.factory() as s:
+        runs = s.scalars(select(ConferenceRun).where(ConferenceRun.service_type == "dial-in")).all()
+        out = []
+        for run in runs:
+            (leg,) = s.scalars(select(Leg).where(Leg.run_id == run.id)).all()
+            cdr = s.scalars(select(Cdr).where(Cdr.leg_id == leg.id)).one()
+            out.append((run, leg, cdr))
+        s.expunge_all()
+        return out
+
+
+def test_every_answered_call_that_ends_in_the_pin_prompt_has_a_cdr(rig: Rig) -> None:
+    # 1. Three wrong PINs on the common number: no company is known.
+    rig.dial_in(COMMON, "+15559990000", "999999" * 3)
+    rig.advance(2.0)
+    # 2. A wrong PIN three times on the IC's own number: the IC and its company are known.
+    rig.dial_in(POOL1, "+15559990001", "999999" * 3)
+    rig.advance(2.0)
+    # 3. The caller hangs up while entering the PIN.
+    quitter = rig.dial_in(COMMON, "+15559990002", "12")
+    rig.event(LegEnded(quitter, "normal", "remote"))
+    # 4. A valid user PIN before the IC started: "not started" (the PIN names the IC and its company).
+    rig.dial_in(COMMON, "+15559990003", "222222")
+    rig.advance(2.0)
+    records = _dial_in_records(rig)
+    assert [(leg.calling, leg.status, leg.cause, run.result) for run, leg, _ in records] == [
+        ("+15559990000", "failed", "wrong pin", "refused"),
+        ("+15559990001", "failed", "wrong pin", "refused"),
+        ("+15559990002", "failed", "caller hung up at the PIN prompt", "abandoned"),
+        ("+15559990003", "failed", "conference not started", "refused"),
+    ]
+    assert [(run.company_id, run.ic_id) for run, _, _ in records] == [(None, None), (1, 1), (None, None), (1, 1)]
+    for run, leg, cdr in records:
+        assert cdr.leg_id == leg.id and cdr.cli == leg.calling
+        assert cdr.service_type == "dial-in" and cdr.service_id == run.id and cdr.direction == "in"
+        assert cdr.joined_at is None and cdr.disconnected_at is not None and cdr.called_at <= cdr.disconnected_at
+        assert cdr.company_name == ("Co" if run.company_id else "")
+    assert sorted(rig.cdrs) == sorted(cdr.id for _, _, cdr in records)
+    assert not rig.service.ivr_calls and rig.service.conference_ids() == []
+
+
+def test_calls_refused_before_answer_have_no_cdr(rig: Rig) -> None:
+    leg = rig.sip.incoming("+1", "+19999999")
+    rig.event(IncomingCall(leg))
+    assert (leg, 404) in rig.sip.rejected
+    assert _dial_in_records(rig) == [] and rig.cdrs == []

@@ -133,10 +133,15 @@ def test_speed_dial_user_pin_wrong_pin_and_tones(peers: dict[str, object]) -> No
     wait_for(lambda: not bridge.conferences(), 10, "the conference to end")
     assert bridge.stop() == 0
     with bridge.sessions() as s:
-        (run,) = s.scalars(select(ConferenceRun)).all()
-        assert run.result == "ended by subscriber"
-        legs_rows = s.scalars(select(Leg).order_by(Leg.id)).all()
-        cdrs = {c.leg_id: c for c in s.scalars(select(Cdr))}
+        (run, refused) = s.scalars(select(ConferenceRun).order_by(ConferenceRun.id)).all()
+        assert run.result == "ended by subscriber" and run.service_type == "IC"
+        assert (refused.service_type, refused.result) == ("dial-in", "refused")  # the intruder's call
+        legs_rows = s.scalars(select(Leg).where(Leg.run_id == run.id).order_by(Leg.id)).all()
+        cdrs = {c.leg_id: c for c in s.scalars(select(Cdr).where(Cdr.service_id == run.id))}
+        (intruder_cdr,) = s.scalars(select(Cdr).where(Cdr.service_id == refused.id)).all()
+    assert (intruder_cdr.cli, intruder_cdr.dnis, intruder_cdr.cause, intruder_cdr.joined_at) == (
+        "+15558880000", COMMON, "wrong pin", None,
+    )  # fmt: skip
     assert len(legs_rows) == 2 + len(MEMBERS) == len(cdrs)
     first = cdrs[legs_rows[0].id]
     assert (first.direction, first.role, first.cli, first.dnis, first.activation_pin_used) == (

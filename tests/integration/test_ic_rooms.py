@@ -84,12 +84,14 @@ def test_room_pin_moderator_keys_full_room_and_recording(rig: tuple[Appliance, l
     wait_for(lambda: not bridge.conferences(), 10, "the room to end")
 
     with bridge.sessions() as s:
-        run = s.scalars(select(ConferenceRun)).one()
+        run = s.scalars(select(ConferenceRun).where(ConferenceRun.service_type == "room")).one()
         assert (run.result, run.recorded, run.room_id) == ("ended by moderator", True, 1)
         recording = s.scalars(select(Recording)).one()
         cdrs = s.scalars(select(Cdr)).all()
-    assert sorted((c.role, c.direction, c.dnis, c.recording) for c in cdrs) == [
-        ("moderator", "in", "1002", True), ("participant", "in", "1002", True),
+    assert sorted((c.role, c.direction, c.dnis, c.recording, c.service_type, c.cause) for c in cdrs) == [
+        ("caller", "in", "1002", False, "dial-in", "conference full"),  # the late caller: answered, refused
+        ("moderator", "in", "1002", True, "room", "ended by moderator"),
+        ("participant", "in", "1002", True, "room", "ended by moderator"),
     ]  # fmt: skip
     with wave.open(recording.path) as w:
         pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(float)

@@ -322,10 +322,11 @@ def test_pin_room_admits_after_rfc4733_pins_and_refuses_a_wrong_pin(
     assert conf is not None and len(conf["legs"]) == 2  # the wrong PIN never joined
     assert user.wait(30) == 0, user.log()
     assert moderator.wait(30) == 0, moderator.log()
-    rows = wait_for(lambda: len(_cdrs(bridge)) == 2 and _cdrs(bridge), 15, "two CDRs")
-    assert sorted((r.service_type, r.dnis, r.role) for r in rows) == [
-        ("room", PIN_ROOM, "moderator"),
-        ("room", PIN_ROOM, "participant"),
+    rows = wait_for(lambda: len(_cdrs(bridge)) == 3 and _cdrs(bridge), 15, "three CDRs")
+    assert sorted((r.service_type, r.dnis, r.role, r.cause) for r in rows) == [
+        ("dial-in", PIN_ROOM, "caller", "wrong pin"),  # answered, refused at the PIN prompt: billed as such
+        ("room", PIN_ROOM, "moderator", "normal"),
+        ("room", PIN_ROOM, "participant", "normal"),
     ]
 
 
@@ -344,5 +345,9 @@ def test_full_room_says_so_and_hangs_up(bridge: Appliance, callers: list[Caller]
     assert conf is not None and len(conf["legs"]) == 2
     for caller in callers[:2]:
         assert caller.wait(30) == 0, caller.log()
-    rows = wait_for(lambda: len(_cdrs(bridge)) == 2 and _cdrs(bridge), 15, "two CDRs")
-    assert {(r.service_type, r.service_subject) for r in rows} == {("room", "Small room")}
+    rows = wait_for(lambda: len(_cdrs(bridge)) == 3 and _cdrs(bridge), 15, "three CDRs")
+    assert sorted((r.service_type, r.service_subject, r.cause) for r in rows) == [
+        ("dial-in", f"PIN prompt on {SMALL}", "conference full"),  # the third caller, answered then refused
+        ("room", "Small room", "normal"),
+        ("room", "Small room", "normal"),
+    ]
