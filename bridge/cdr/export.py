@@ -12,16 +12,18 @@ import datetime as dt
 import io
 import itertools
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TextIO
 
-from sqlalchemy import ColumnElement, Integer, Select, String, and_, func, or_, select, type_coerce
+from sqlalchemy import ColumnElement, DateTime, Integer, Select, String, and_, func, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from bridge.cdr.csvformat import BOOL_COLUMNS, HEADER, SOURCE_COLUMNS, TIME_COLUMNS, Formatters
-from bridge.cdr.fastcsv import FastLines, clean_lines, fast_select, suspect_ids
+from bridge.cdr.fastcsv import FastLines, chunk_select, clean_lines, keyset, last_key, split_chunk, suspect_ids
 from bridge.db.models import Cdr, Company
 
 CHUNK = 5000
+_DISCONNECTED = SOURCE_COLUMNS.index("disconnected_at")
 
 
 def cdr_select(*conditions: ColumnElement[bool], by_time: bool = True) -> Select[Any]:
@@ -66,7 +68,14 @@ def period_filter(
     ``company`` matches the company name recorded on the CDR; ``moderator`` matches the subscriber id
     (digits) or the moderator ident (login name or mobile).
     """
-    conditions: list[ColumnElement[bool]] = [Cdr.disconnected_at >= start, Cdr.disconnected_at < end]
+    return [Cdr.disconnected_at >= start, *scope_filter(end, company=company, moderator=moderator)]
+
+
+def scope_filter(
+    end: dt.datetime, *, company: str | None = None, moderator: str | None = None
+) -> list[ColumnElement[bool]]:
+    """:func:`period_filter` without its lower bound (the fast path starts each chunk at its own key)."""
+    conditions: list[ColumnElement[bool]] = [Cdr.disconnected_at < end]
     if company:
         conditions.append(Cdr.company_name == company)
     if moderator:
@@ -129,36 +138,42 @@ def write_csv(
 
 def write_fast(
     session: Session,
-    conditions: Sequence[ColumnElement[bool]],
     out: TextIO,
     *,
+    start: dt.datetime,
+    conditions: Sequence[ColumnElement[bool]],
     on_progress: Callable[[int], None] | None = None,
     header: bool = True,
     chunk: int = CHUNK,
+    overlap: bool = True,
 ) -> int:
-    """:func:`write_csv` of ``cdr_select(*conditions)`` on SQLite, via :mod:`bridge.cdr.fastcsv` (same bytes).
+    """:func:`write_csv` of the CDRs disconnected from ``start`` on that match ``conditions`` (no lower bound on
+    ``disconnected_at``: see :func:`scope_filter`), on SQLite, via :mod:`bridge.cdr.fastcsv` (same bytes).
 
-    Rows whose text fields need CSV quoting are re-read and written by the generic path.
+    This thread runs the chunk queries (SQLite works through a chunk without holding the GIL) while one
+    worker thread turns the previous chunk into lines (pure Python, no database), so the two overlap. All
+    the queries run in one read transaction: one snapshot, as a single query would see. Memory holds at
+    most three chunks. Lines that may need CSV quoting are re-read and written by the generic path here.
+    ``overlap=False`` formats in this thread instead (same output; for a machine with one free core).
     """
     connection = session.connection()
-    zones: dict[int, str | None] = {cid: name for cid, name in connection.execute(select(Company.id, Company.timezone))}
-
-    def zone_of(company_id: int | None) -> str | None:
-        if company_id is None:
-            return None
-        if company_id not in zones:  # created during the export, or deleted (outer join: UTC)
-            zones[company_id] = connection.scalar(select(Company.timezone).where(Company.id == company_id))
-        return zones[company_id]
-
-    if header:
-        csv.writer(out, lineterminator="\n").writerow(HEADER)
-    fast = FastLines(zone_of)
-    count = 0
-    result = connection.execute(fast_select(*conditions))
+    raw = connection.connection.dbapi_connection
+    assert raw is not None
+    began = not raw.in_transaction
+    if began:
+        raw.execute("BEGIN")  # deferred: the first read below takes the snapshot every chunk shares
     try:
-        cursor = result.cursor
-        while rows := cursor.fetchmany(chunk):
-            lines = fast.lines(rows)
+        zones = {str(cid): name for cid, name in connection.execute(select(Company.id, Company.timezone))}
+        if header:
+            csv.writer(out, lineterminator="\n").writerow(HEADER)
+        fast = FastLines(zones)
+        stmt = chunk_select(conditions, limit=chunk)
+        processor = DateTime().bind_processor(connection.dialect)
+        stored_start = processor(start) if processor is not None else str(start)
+        count = 0
+
+        def finish(lines: list[str]) -> None:
+            nonlocal count
             text = "".join(lines)
             if not clean_lines(text, len(lines)):
                 text = "".join(_requoted(session, lines))
@@ -166,9 +181,64 @@ def write_fast(
             count += len(lines)
             if on_progress is not None:
                 on_progress(len(lines))
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdr-export") if overlap else _Inline() as worker:
+            pending: Future[list[str]] | None = None
+            key: tuple[str, int] = (stored_start, -1)  # (start, -1) < every row from start on
+            while True:
+                rows, text = connection.execute(stmt, {"k_at": key[0], "k_id": key[1]}).one()
+                if not rows:
+                    break
+                pieces = split_chunk(text, rows)
+                if pieces is None:  # a text holds the separator: this chunk through the generic path
+                    if pending is not None:
+                        finish(pending.result())
+                        pending = None
+                    lines, key = _generic_chunk(session, conditions, key, rows)
+                    finish(lines)
+                else:
+                    key = last_key(pieces)
+                    submitted = worker.submit(fast.lines, pieces)
+                    if pending is not None:
+                        finish(pending.result())
+                    pending = submitted
+                if rows < chunk:
+                    break
+            if pending is not None:
+                finish(pending.result())
     finally:
-        result.close()
+        if began and raw.in_transaction:
+            raw.commit()  # ends the read transaction this function began (nothing was written)
     return count
+
+
+class _Inline:
+    """A stand-in for a one-thread executor that runs each task at once, in the calling thread."""
+
+    def __enter__(self) -> _Inline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[[list[str]], list[str]], arg: list[str]) -> Future[list[str]]:
+        future: Future[list[str]] = Future()
+        future.set_result(fn(arg))
+        return future
+
+
+def _generic_chunk(
+    session: Session, conditions: Sequence[ColumnElement[bool]], key: tuple[str, int], rows: int
+) -> tuple[list[str], tuple[str, int]]:
+    """The ``rows`` CDRs after ``key`` rendered by the generic path, and the key of the last one."""
+    stmt = cdr_select(*conditions, *keyset()).limit(rows)
+    lines: list[str] = []
+    last: Sequence[Any] = ()
+    for last in session.connection().execute(stmt, {"k_at": key[0], "k_id": key[1]}):
+        buffer = io.StringIO()
+        write_csv(iter([last]), buffer, header=False)
+        lines.append(buffer.getvalue())
+    return lines, (str(last[_DISCONNECTED]), int(last[0]))
 
 
 def _requoted(session: Session, lines: list[str]) -> list[str]:
@@ -205,7 +275,8 @@ def export_csv(
     On SQLite through :func:`write_fast`, elsewhere (PostgreSQL) through :func:`write_csv`: same bytes.
     ``on_progress(n)`` is called after each chunk of ``n`` rows.
     """
-    conditions = period_filter(start, end, company=company, moderator=moderator)
     if session.connection().dialect.name == "sqlite":
-        return write_fast(session, conditions, out, on_progress=on_progress)
-    return write_csv(stream_rows(session, cdr_select(*conditions)), out, on_progress=on_progress)
+        scope = scope_filter(end, company=company, moderator=moderator)
+        return write_fast(session, out, start=start, conditions=scope, on_progress=on_progress)
+    stmt = cdr_select(*period_filter(start, end, company=company, moderator=moderator))
+    return write_csv(stream_rows(session, stmt), out, on_progress=on_progress)

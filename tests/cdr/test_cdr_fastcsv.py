@@ -16,7 +16,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.cdr.csvformat import HEADER, SOURCE_COLUMNS, TimeRenderer, billed_minutes, duration_s, render_time, zone
-from bridge.cdr.export import cdr_select, export_csv, period_filter, stream_rows, write_csv, write_fast
+from bridge.cdr.export import cdr_select, export_csv, period_filter, scope_filter, stream_rows, write_csv, write_fast
 from bridge.cdr.fastcsv import ZoneHours, clean_line, clean_lines, csv_special_chars
 from bridge.db.models import Cdr, Company
 
@@ -24,7 +24,7 @@ PARIS_SPRING = dt.datetime(2026, 3, 29, 1, 0)  # Europe/Paris 02:00 +01:00 -> 03
 NEW_YORK_FALL = dt.datetime(2026, 11, 1, 6, 0)  # America/New_York 02:00 -04:00 -> 01:00 -05:00
 START, END = dt.datetime(2026, 1, 1), dt.datetime(2027, 1, 1)
 ZONES = ("Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "America/St_Johns", "UTC")
-TEXTS = ("plain", "Acme, Inc.", 'say "hi"', "two\nlines", "cr\rhere", "", "tab\there", "Zoë; ünïcode")
+TEXTS = ("plain", "Acme, Inc.", 'say "hi"', "two\nlines", "cr\rhere", "", "tab\there", "Zoë; ünïcode", "unit\x1fsep")
 
 
 def reference_csv(session: Session, start: dt.datetime, end: dt.datetime) -> str:
@@ -56,9 +56,9 @@ def generic_csv(session: Session, start: dt.datetime, end: dt.datetime) -> str:
     return out.getvalue()
 
 
-def fast_csv(session: Session, start: dt.datetime, end: dt.datetime, *, chunk: int = 5000) -> str:
+def fast_csv(session: Session, start: dt.datetime, end: dt.datetime, *, chunk: int = 5000, overlap: bool = True) -> str:
     out = io.StringIO()
-    write_fast(session, period_filter(start, end), out, chunk=chunk)
+    write_fast(session, out, start=start, conditions=scope_filter(end), chunk=chunk, overlap=overlap)
     return out.getvalue()
 
 
@@ -138,6 +138,10 @@ def test_fast_path_equals_a_plain_reference_around_dst_changes_in_two_zones(fact
         assert "2026-03-29T01:59:59+01:00" in expected and "2026-03-29T03:00:00+02:00" in expected
         assert fast_csv(s, START, END) == expected
         assert fast_csv(s, START, END, chunk=7) == expected
+        assert fast_csv(s, START, END, chunk=50, overlap=False) == expected
+        edge = PARIS_SPRING, PARIS_SPRING + dt.timedelta(seconds=1)  # a period starting exactly at a CDR
+        assert fast_csv(s, *edge) == reference_csv(s, *edge)
+        assert reference_csv(s, *edge).count("\n") == 2  # the header and the CDR at the edge, not the one before
         out = io.StringIO()
         assert export_csv(s, out, start=START, end=END) == len(list(csv.reader(io.StringIO(expected)))) - 1
         assert out.getvalue() == expected
@@ -173,7 +177,8 @@ def test_fast_path_equals_the_generic_path_on_awkward_rows(factory: sessionmaker
         assert '"Acme, Inc."' in expected and '"two\nlines"' in expected and "0.3333333333333333" in expected
         assert fast_csv(s, START, END) == expected
         assert fast_csv(s, START, END, chunk=1) == expected
-        assert fast_csv(s, START, END, chunk=13) == expected
+        assert fast_csv(s, START, END, chunk=13, overlap=False) == expected
+        assert "unit\x1fsep" in expected  # the fast rows' separator in a text: that chunk went the generic way
         assert expected == reference_csv(s, START, END)
 
 
