@@ -325,6 +325,8 @@ class Cdr(Base):
     cause: Mapped[str] = mapped_column(String(80), default="")
     codec: Mapped[str] = mapped_column(String(12), default="")
     packet_loss: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True, index=True)
+    """When ``write_cdr`` / ``complete_run`` last changed an existing row (NULL: never): corrections."""
 
 
 class SmsDirection(enum.StrEnum):
@@ -409,6 +411,19 @@ class CdrDelivery(Base):
     file_id: Mapped[int] = mapped_column(ForeignKey("cdr_file.id", ondelete="CASCADE"), index=True)
     target: Mapped[str] = mapped_column(String(60))
     delivered_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class CdrTargetHealth(Base):
+    """Health of one CDR delivery target, kept across restarts (``bridge.cdr.health.TargetHealth``)."""
+
+    __tablename__ = "cdr_target_health"
+    target: Mapped[str] = mapped_column(String(60), primary_key=True)
+    state: Mapped[str] = mapped_column(String(10), default="up")  # "up" | "failing" | "down"
+    failing_since: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class EventLog(Base):
