@@ -11,7 +11,8 @@ first, so a target down for hours gets every missing hour, once, when it returns
 The ledger (``CdrDelivery``, unique per file and target) is committed right after each upload. A crash
 between the rename on the server and that commit re-sends the same file under the same name (it
 replaces itself), never a different one. Per-target health (:mod:`bridge.cdr.health`) gives the backoff
-and the down / recovered mails. ``purpose = "summary"`` targets receive the nightly summary files the
+and the down / recovered mails; it is kept in ``cdr_target_health``, loaded at the start of every run and
+saved after it and before each mail, so a restart neither re-alerts an outage nor forgets one. ``purpose = "summary"`` targets receive the nightly summary files the
 same way. Runs are serialised by a lock file in the spool, so ``bridge cdr push --now`` and the engine's
 jobs never upload the same file concurrently.
 """
@@ -32,18 +33,21 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.cdr import DeliveryError, HostKeyError
 from bridge.cdr.alerts import Mailer, SmtpMailer, render_alert
-from bridge.cdr.health import Alert, Delivered, Failed, TargetHealth
+from bridge.cdr.health import Alert, Delivered, Failed, HealthSnapshot, TargetHealth, TargetState
 from bridge.cdr.spool import (
     KIND_CDR,
     KIND_SUMMARY,
+    cut_at,
     hours_to_write,
+    last_cut,
     spool_dir,
+    write_corrections,
     write_hour_file,
     write_summary_file,
 )
 from bridge.cdr.transports import Transport, make_transport
 from bridge.config import Config
-from bridge.db.models import CdrDelivery, CdrFile, EventLog
+from bridge.db.models import CdrDelivery, CdrFile, CdrTargetHealth, EventLog
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +102,18 @@ class CdrPusher:
     # --- entry points (jobs and CLI) -------------------------------------------------------------
 
     def run_hourly(self, now: dt.datetime) -> PushReport:
-        """Cut the files of every hour due at ``now`` (catching up missed hours), then push everything pending."""
+        """Cut the files of every hour due at ``now`` (catching up missed hours) and the correction files of
+        earlier hours (:func:`bridge.cdr.spool.write_corrections`), then push everything pending."""
         with self._serialised():
             report = PushReport()
+            self._load_health()
+            node = self.config.node.name
             with self.session_factory() as session, session.begin():
+                prev_cut, cut = last_cut(session), cut_at(session, now)
                 for hour in hours_to_write(session, now):
-                    record = write_hour_file(session, spool=self.spool, node=self.config.node.name, hour=hour, now=now)
+                    record = write_hour_file(session, spool=self.spool, node=node, hour=hour, now=now)
+                    report.written.append(record.name)
+                for record in write_corrections(session, spool=self.spool, node=node, prev_cut=prev_cut, cut=cut):
                     report.written.append(record.name)
             self._push(KIND_CDR, now, report)
             return report
@@ -112,6 +122,7 @@ class CdrPusher:
         """Write the usage summary of ``day`` (UTC) and push pending summaries."""
         with self._serialised():
             report = PushReport()
+            self._load_health()
             with self.session_factory() as session, session.begin():
                 record = write_summary_file(session, spool=self.spool, node=self.config.node.name, day=day, now=now)
                 report.written.append(record.name)
@@ -122,6 +133,7 @@ class CdrPusher:
         """Push whatever is pending to targets whose backoff has expired (the frequent retry job)."""
         with self._serialised():
             report = PushReport()
+            self._load_health()
             for kind in (KIND_CDR, KIND_SUMMARY):
                 self._push(kind, now, report)
             return report
@@ -170,6 +182,30 @@ class CdrPusher:
                     self._alert(health.handle(Delivered(now)), report, now)
                     break
             report.pending += left
+        self._save_health(now)
+
+    def _load_health(self) -> None:
+        """Continue from the health kept in the database (another process, or before a restart)."""
+        with self.session_factory() as session:
+            for row in session.scalars(select(CdrTargetHealth).where(CdrTargetHealth.target.in_(self.health))):
+                try:
+                    state = TargetState(row.state)
+                except ValueError:
+                    log.error("CDR target %s: unknown stored state %r, taken as up", row.target, row.state)
+                    state = TargetState.UP
+                snapshot = HealthSnapshot(state, row.failing_since, row.failures, row.next_attempt_at, row.last_error)
+                self.health[row.target].restore(snapshot)
+
+    def _save_health(self, now: dt.datetime) -> None:
+        """Keep every target's health (a handful of rows), so a restart neither re-alerts nor forgets."""
+        with self.session_factory() as session, session.begin():
+            rows = {r.target: r for r in session.scalars(select(CdrTargetHealth))}
+            for name, health in self.health.items():
+                snap = health.snapshot()
+                row = rows.get(name) or CdrTargetHealth(target=name)
+                row.state, row.failing_since, row.failures = snap.state.value, snap.failing_since, snap.failures
+                row.next_attempt_at, row.last_error, row.updated_at = snap.next_attempt_at, snap.last_error, now
+                session.add(row)
 
     def _record(self, session: Session, record: CdrFile, target: str, now: dt.datetime) -> None:
         session.add(CdrDelivery(file_id=record.id, target=target, delivered_at=now))
@@ -186,6 +222,7 @@ class CdrPusher:
             log.warning("%s", subject)
             with self.session_factory() as session, session.begin():
                 session.add(EventLog(at=now, kind="cdr_alert", detail=f"{subject}\n{body}"))
+            self._save_health(now)  # before the mail: a crash after it must not send it twice
             self.mailer.send(subject, body)
 
     @contextmanager

@@ -85,6 +85,17 @@ TRANSITIONS: dict[tuple[TargetState, type[HealthEvent]], frozenset[TargetState]]
 }
 
 
+@dataclass(frozen=True)
+class HealthSnapshot:
+    """Everything :class:`TargetHealth` knows, to keep it across restarts (``CdrTargetHealth`` rows)."""
+
+    state: TargetState
+    failing_since: dt.datetime | None
+    failures: int
+    next_attempt_at: dt.datetime | None
+    last_error: str
+
+
 class HealthError(CdrError):
     """An event the transition table does not allow (a bug in the caller)."""
 
@@ -102,6 +113,17 @@ class TargetHealth:
         self.failures = 0
         self.next_attempt_at: dt.datetime | None = None
         self.last_error = ""
+
+    def snapshot(self) -> HealthSnapshot:
+        return HealthSnapshot(self.state, self.failing_since, self.failures, self.next_attempt_at, self.last_error)
+
+    def restore(self, snapshot: HealthSnapshot) -> None:
+        """Continue from a snapshot (after a restart): an outage already alerted is not alerted again."""
+        self.state = snapshot.state
+        self.failing_since = snapshot.failing_since if snapshot.state is not TargetState.UP else None
+        self.failures = max(0, snapshot.failures)
+        self.next_attempt_at = snapshot.next_attempt_at
+        self.last_error = snapshot.last_error
 
     def due(self, now: dt.datetime) -> bool:
         """May we try this target now (not inside a backoff delay)?"""

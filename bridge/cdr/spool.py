@@ -1,18 +1,21 @@
-"""Hourly CDR files and the nightly summary file, written to ``<data_dir>/spool/cdr`` and recorded as CdrFile.
+"""Hourly CDR files, their correction files and the nightly summary file, written to ``<data_dir>/spool/cdr``.
 
-File ``<node>_<YYYYmmddHH>.csv`` (hour in UTC) holds, under the usual header:
+File ``<node>_<YYYYmmddHH>.csv`` (hour in UTC) holds, under the usual header, the CDRs disconnected in that
+hour and written before the file was cut (``created_at <= cut``, the cut being :data:`SETTLE` before the
+file is written, kept as ``CdrFile.created_at``). A quiet hour still gets a file (header only), so the
+provider can tell "no calls" from "file lost".
 
-1. the CDRs disconnected in that hour and written before the file was cut (``created_at <= cut``, the
-   cut being :data:`SETTLE` before the file is written, kept as ``CdrFile.created_at``);
-2. *late* CDRs: disconnected in an earlier hour but written after the previous file was cut
-   (``prev_cut < created_at <= cut``), e.g. a leg that ended at 10:59:59 whose record was written at
-   11:07, after the 10:00 file had been cut at 11:04.
-
-Files are cut in hour order (missing hours are caught up oldest first), so every CDR lands in exactly one
-file: either its own hour's or the first one cut after it was written. Only CDRs before the very first
-file ever cut are left to ``bridge cdr export``. A quiet hour still gets a file (header only), so the
-provider can tell "no calls" from "file lost". The file is written under a temporary name, fsynced and
-renamed, then recorded; a file re-written after a crash before the record commit has the same name.
+A CDR that reaches the database, or changes, after its hour's file was cut (a leg that ended at 10:59:59
+whose record was written at 11:07, a record refreshed by ``write_cdr``, the run's completion stamped by
+``complete_run``) goes into a *correction file* of its hour, ``<node>_<YYYYmmddHH>_corr<N>.csv`` (N = 1, 2,
+... per hour), cut in the next hourly run: same header, the current version of each such CDR. What a
+billing provider expects: the hour file plus its corrections hold every CDR of the hour, a CDR id seen
+again replaces the earlier line, and the distinct name says "correction" without reopening a file already
+processed. Correction files are ``CdrFile`` rows of kind ``cdr`` like the hour files, so the same ledger
+delivers each exactly once per target. Each run takes the CDRs touched (``created_at`` or ``updated_at``)
+in ``(previous cut, cut]``, so each change is sent once. Only CDRs before the very first file ever cut are
+left to ``bridge cdr export``. Files are written under a temporary name, fsynced and renamed, then
+recorded; a file re-written after a crash before the record commit has the same name and content.
 """
 
 from __future__ import annotations
@@ -21,11 +24,10 @@ import csv
 import datetime as dt
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from bridge.cdr.export import cdr_select, stream_rows, write_csv
@@ -91,15 +93,67 @@ def write_hour_file(session: Session, *, spool: Path, node: str, hour: dt.dateti
     own = cdr_select(
         Cdr.disconnected_at >= hour, Cdr.disconnected_at < hour + HOUR, Cdr.created_at <= cut, by_time=False
     )
-    streams: list[Iterator[Sequence[Any]]] = [stream_rows(session, own)]
-    if prev_cut is not None:
-        late = cdr_select(Cdr.disconnected_at < hour, Cdr.created_at > prev_cut, Cdr.created_at <= cut, by_time=False)
-        streams.append(stream_rows(session, late))
-    rows, digest = _write_atomically(spool / name, lambda out: write_csv(_chain(streams), out))
+    rows, digest = _write_atomically(spool / name, lambda out: write_csv(stream_rows(session, own), out))
     record = CdrFile(name=name, kind=KIND_CDR, period_start=hour, rows=rows, sha256=digest, created_at=cut)
     session.add(record)
     session.flush()
     return record
+
+
+def correction_file_name(node: str, hour: dt.datetime, number: int) -> str:
+    return f"{node}_{hour:%Y%m%d%H}_corr{number}.csv"
+
+
+def write_corrections(
+    session: Session, *, spool: Path, node: str, prev_cut: dt.datetime | None, cut: dt.datetime
+) -> list[CdrFile]:
+    """Correction files for the CDRs touched in ``(prev_cut, cut]`` whose hour file was cut by ``prev_cut``.
+
+    One file per such hour, named :func:`correction_file_name` with the next free number; returns them
+    (flushed, not committed). Touched CDRs of hours without a file yet wait for their hour file; CDRs of
+    hours before the first file are left to the export.
+    """
+    if prev_cut is None or cut <= prev_cut:
+        return []
+    touched = or_(
+        and_(Cdr.created_at > prev_cut, Cdr.created_at <= cut),
+        and_(Cdr.updated_at.is_not(None), Cdr.updated_at > prev_cut, Cdr.updated_at <= cut),
+    )
+    hours = sorted({floor_hour(at) for at in session.scalars(select(Cdr.disconnected_at).where(touched)) if at})
+    records = []
+    for hour in hours:
+        cut_files = session.scalars(
+            select(CdrFile.name).where(
+                CdrFile.kind == KIND_CDR, CdrFile.period_start == hour, CdrFile.created_at <= prev_cut
+            )
+        ).all()
+        if hour_file_name(node, hour) not in cut_files:
+            continue  # its hour file is not cut yet (or never will be): the CDRs go there, or to the export
+        number = sum(1 for name in cut_files if name != hour_file_name(node, hour)) + 1
+        name = correction_file_name(node, hour, number)
+        if session.scalars(select(CdrFile).where(CdrFile.name == name)).one_or_none() is not None:
+            continue
+        stmt = cdr_select(Cdr.disconnected_at >= hour, Cdr.disconnected_at < hour + HOUR, touched, by_time=False)
+        rows, digest = _write_atomically(
+            spool / name, lambda out, stmt=stmt: write_csv(stream_rows(session, stmt), out)
+        )
+        record = CdrFile(name=name, kind=KIND_CDR, period_start=hour, rows=rows, sha256=digest, created_at=cut)
+        session.add(record)
+        session.flush()
+        records.append(record)
+    return records
+
+
+def cut_at(session: Session, now: dt.datetime) -> dt.datetime:
+    """The cut of files written at ``now``: ``now - SETTLE``, never before the last cut (a clock step back)."""
+    prev_cut = last_cut(session)
+    cut = now - SETTLE
+    return prev_cut if prev_cut is not None and prev_cut > cut else cut
+
+
+def last_cut(session: Session) -> dt.datetime | None:
+    """The cut of the latest CDR file (hour or correction), or None before the first one."""
+    return session.scalar(select(func.max(CdrFile.created_at)).where(CdrFile.kind == KIND_CDR))
 
 
 def write_summary_file(session: Session, *, spool: Path, node: str, day: dt.date, now: dt.datetime) -> CdrFile:
@@ -122,11 +176,6 @@ def write_summary_file(session: Session, *, spool: Path, node: str, day: dt.date
     session.add(record)
     session.flush()
     return record
-
-
-def _chain(streams: Iterable[Iterator[Sequence[Any]]]) -> Iterator[Sequence[Any]]:
-    for stream in streams:
-        yield from stream
 
 
 def _write_atomically(path: Path, write: Any) -> tuple[int, str]:

@@ -20,14 +20,17 @@ from bridge.db.models import Account, Cdr, Company, ConferenceRun, Leg, Room, Su
 def write_cdr(session: Session, leg: Leg, *, now: dt.datetime | None = None) -> Cdr:
     """Create (or refresh) the CDR of ``leg``; returns it flushed, with its id.
 
-    ``now`` (naive UTC) is the record's ``created_at`` for a new row; it defaults to the current time.
-    A leg without ``disconnected_at`` is recorded as disconnected at ``now``.
+    ``now`` (naive UTC) is the record's ``created_at`` for a new row, its ``updated_at`` for a refreshed one
+    (a refreshed CDR whose hour file is already cut goes into a correction file); it defaults to the current
+    time. A leg without ``disconnected_at`` is recorded as disconnected at ``now``.
     """
     now = now or utcnow()
     cdr = session.scalars(select(Cdr).where(Cdr.leg_id == leg.id)).one_or_none() if leg.id is not None else None
     if cdr is None:
         cdr = Cdr(created_at=now, leg_id=leg.id)
         session.add(cdr)
+    else:
+        cdr.updated_at = now
     run = leg.run if leg.run is not None else session.get(ConferenceRun, leg.run_id)
     subscriber = session.get(Subscriber, run.subscriber_id) if run and run.subscriber_id else None
     company_id = run.company_id if run else None
@@ -72,9 +75,16 @@ def write_cdr(session: Session, leg: Leg, *, now: dt.datetime | None = None) -> 
     return cdr
 
 
-def complete_run(session: Session, run: ConferenceRun) -> int:
-    """Copy ``run.ended_at`` / ``run.result`` / ``run.recorded`` onto its CDRs; returns how many rows changed."""
-    values: dict[str, object] = {"service_completed_at": run.ended_at, "service_result": run.result}
+def complete_run(session: Session, run: ConferenceRun, *, now: dt.datetime | None = None) -> int:
+    """Copy ``run.ended_at`` / ``run.result`` / ``run.recorded`` onto its CDRs; returns how many rows changed.
+
+    The rows' ``updated_at`` becomes ``now`` (default: the current time), so CDRs already sent get corrected.
+    """
+    values: dict[str, object] = {
+        "service_completed_at": run.ended_at,
+        "service_result": run.result,
+        "updated_at": now or utcnow(),
+    }
     if run.recorded:
         values["recording"] = True
     result = session.execute(update(Cdr).where(Cdr.service_id == run.id).values(**values))

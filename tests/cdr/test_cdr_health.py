@@ -86,3 +86,16 @@ def test_disallowed_transition_raises() -> None:
     # DOWN may only stay DOWN on a tick; force an impossible move through the private setter
     with pytest.raises(HealthError):
         h._set_state(Tick(T), TargetState.UP)
+
+
+def test_snapshot_and_restore_continue_an_outage_without_a_second_alert() -> None:
+    t0 = dt.datetime(2026, 3, 28, 9, 0)
+    first = TargetHealth("p", alert_after_s=3600, retry_min_s=60, retry_max_s=600)
+    first.handle(Failed(t0, "down"))
+    assert [type(a) for a in first.handle(Failed(t0 + dt.timedelta(hours=1), "down"))] == [AlertDown]
+    again = TargetHealth("p", alert_after_s=3600, retry_min_s=60, retry_max_s=600)
+    again.restore(first.snapshot())
+    assert again.snapshot() == first.snapshot()
+    assert again.state is TargetState.DOWN and not again.due(t0 + dt.timedelta(hours=1, seconds=60))
+    assert again.handle(Failed(t0 + dt.timedelta(hours=2), "down")) == []
+    assert again.handle(Delivered(t0 + dt.timedelta(hours=3))) == [AlertRecovered("p", t0, t0 + dt.timedelta(hours=3))]

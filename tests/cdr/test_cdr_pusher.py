@@ -7,15 +7,16 @@ import datetime as dt
 import io
 from pathlib import Path
 
-from cdr_world import T0, Tenant, add_cdr
+from cdr_world import T0, Tenant, add_cdr, add_run_with_legs
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.cdr import DeliveryError, HostKeyError
 from bridge.cdr.delivery import CdrPusher
 from bridge.cdr.health import AlertDown, AlertRecovered
+from bridge.cdr.writer import complete_run, write_cdr
 from bridge.config import Config
-from bridge.db.models import CdrDelivery, CdrFile, EventLog
+from bridge.db.models import Cdr, CdrDelivery, CdrFile, CdrTargetHealth, ConferenceRun, EventLog, Leg
 
 H = dt.timedelta(hours=1)
 
@@ -161,21 +162,73 @@ def test_refused_host_key_alerts_at_once_and_sends_nothing(cdr_config: Config, f
     assert targets["primary"].files == {}
 
 
-def test_late_cdr_goes_into_the_next_file_exactly_once(
+def test_late_cdr_goes_into_a_correction_file_of_its_hour_exactly_once(
     cdr_config: Config, factory: sessionmaker[Session], tenant: Tenant
 ) -> None:
     pusher, targets, _ = make(cdr_config, factory)
-    pusher.run_hourly(at(10))  # cuts 09:00 at 10:05
+    pusher.run_hourly(at(10))  # cuts 09:00 at 10:04
     with factory() as s:
         late = add_cdr(s, company_id=tenant.company_id, disconnected_at=at(9, 59), created_at=at(10, 7))
         own = add_cdr(s, company_id=tenant.company_id, disconnected_at=at(10, 30), created_at=at(10, 30))
         s.commit()
-    pusher.run_hourly(at(11))
+    report = pusher.run_hourly(at(11))
+    assert report.written == ["nodeA_2026032810.csv", "nodeA_2026032809_corr1.csv"]
     pusher.run_hourly(at(12))
+    pusher.run_hourly(at(12, 30))
     files = targets["primary"].files
     assert csv_ids(files["nodeA_2026032809.csv"]) == []
-    assert csv_ids(files["nodeA_2026032810.csv"]) == [own.id, late.id]
+    assert csv_ids(files["nodeA_2026032809_corr1.csv"]) == [late.id]
+    assert csv_ids(files["nodeA_2026032810.csv"]) == [own.id]
     assert csv_ids(files["nodeA_2026032811.csv"]) == []
+    assert sorted(targets["primary"].uploads) == sorted(set(targets["primary"].uploads))  # each file once
+    assert len(files) == 4
+
+
+def test_refreshed_cdrs_are_corrected_once_per_change(
+    cdr_config: Config, factory: sessionmaker[Session], tenant: Tenant
+) -> None:
+    pusher, targets, _ = make(cdr_config, factory)
+    with factory() as s:
+        run, legs = add_run_with_legs(s, tenant, legs=2)
+        run.started_at = at(9, 0)
+        for leg in legs:
+            leg.joined_at, leg.disconnected_at = at(9, 10), at(9, 40)
+            write_cdr(s, leg, now=at(9, 40))
+        s.commit()
+        ids = sorted(c.id for c in s.scalars(select(Cdr)))
+    pusher.run_hourly(at(10))
+    assert csv_ids(targets["primary"].files["nodeA_2026032809.csv"]) == ids
+    with factory() as s:  # the run ends at 10:20: its CDRs get the completion time and result
+        run = s.get(ConferenceRun, run.id)
+        assert run is not None
+        run.ended_at, run.result = at(10, 20), "completed"
+        complete_run(s, run, now=at(10, 20))
+        s.commit()
+    report = pusher.run_hourly(at(11))
+    assert report.written == ["nodeA_2026032810.csv", "nodeA_2026032809_corr1.csv"]
+    rows = list(csv.DictReader(io.StringIO(targets["primary"].files["nodeA_2026032809_corr1.csv"].decode())))
+    assert [int(r["id"]) for r in rows] == ids
+    assert {r["service_result"] for r in rows} == {"completed"}
+    assert {r["service_completed_at"] for r in rows} == {"2026-03-28T11:20:00+01:00"}
+    with factory() as s:  # one leg's CDR is refreshed again (e.g. a late cause): a second correction, one row
+        leg = s.get(Leg, legs[0].id)
+        assert leg is not None
+        leg.cause = "late cause"
+        write_cdr(s, leg, now=at(11, 30))
+        s.commit()
+    assert pusher.run_hourly(at(12)).written == ["nodeA_2026032811.csv", "nodeA_2026032809_corr2.csv"]
+    rows = list(csv.DictReader(io.StringIO(targets["primary"].files["nodeA_2026032809_corr2.csv"].decode())))
+    assert [(r["id"], r["cause"]) for r in rows] == [(str(ids[0]), "late cause")]
+    assert pusher.run_hourly(at(13)).written == ["nodeA_2026032812.csv"]  # nothing changed: no correction
+    assert pusher.run_hourly(at(13, 30)).written == []
+    assert targets["primary"].uploads == [
+        "nodeA_2026032809.csv",
+        "nodeA_2026032809_corr1.csv",
+        "nodeA_2026032810.csv",
+        "nodeA_2026032809_corr2.csv",
+        "nodeA_2026032811.csv",
+        "nodeA_2026032812.csv",
+    ]
 
 
 def test_missed_hours_are_caught_up_after_the_engine_was_down(
@@ -218,3 +271,43 @@ def test_summary_goes_to_summary_targets_only(
     usage = rows[2]
     # joined 09:50:10, left 10:30:00
     assert (usage["moderator"], usage["events"], usage["seconds"], usage["minutes"]) == ("Alice", "1", "2390", "40")
+
+
+def test_a_restart_neither_re_alerts_nor_forgets_an_outage(cdr_config: Config, factory: sessionmaker[Session]) -> None:
+    targets = {name: FakeTarget(name) for name in ("primary", "backup", "sums")}
+    mailer = FakeMailer()
+
+    def restart() -> CdrPusher:  # a new process: only the database carries over
+        return CdrPusher(cdr_config, factory, transports=dict(targets), mailer=mailer)
+
+    for target in ("primary", "backup"):
+        targets[target].down = DeliveryError(f"{target} down")
+    restart().run_hourly(at(9))  # failing since 09:05
+    restart().run_hourly(at(10))
+    assert mailer.mails == []
+    with factory() as s:
+        stored = {h.target: (h.state, h.failing_since) for h in s.scalars(select(CdrTargetHealth))}
+    assert stored["primary"] == ("failing", at(9))
+    report = restart().run_hourly(at(11))  # 2 h after the first failure: DOWN, once per target
+    assert [type(a) for a in report.alerts] == [AlertDown, AlertDown]
+    for hour in (12, 13):
+        assert restart().run_hourly(at(hour)).alerts == []  # still down: no second mail after the restart
+    assert len(mailer.mails) == 2
+    targets["primary"].down = None
+    report = restart().run_hourly(at(14))
+    recovered = [a for a in report.alerts if isinstance(a, AlertRecovered)]
+    assert [(a.target, a.since) for a in recovered] == [("primary", at(9))]  # the outage was not forgotten
+    assert len(report.delivered) == 6 and report.pending == 0
+    with factory() as s:
+        stored = {h.target: (h.state, h.failing_since) for h in s.scalars(select(CdrTargetHealth))}
+    assert stored["primary"] == ("up", None) and stored["backup"] == ("down", at(9))
+
+
+def test_backoff_survives_a_restart(cdr_config: Config, factory: sessionmaker[Session]) -> None:
+    targets = {name: FakeTarget(name) for name in ("primary", "backup", "sums")}
+    targets["primary"].down = targets["backup"].down = DeliveryError("down")
+    CdrPusher(cdr_config, factory, transports=dict(targets), mailer=FakeMailer()).run_hourly(at(9))
+    targets["primary"].down = targets["backup"].down = None
+    again = CdrPusher(cdr_config, factory, transports=dict(targets), mailer=FakeMailer())
+    assert again.retry(at(9) + dt.timedelta(seconds=30)).delivered == []  # the 60 s backoff was kept
+    assert again.retry(at(9) + dt.timedelta(seconds=61)).delivered == [("nodeA_2026032808.csv", "primary")]

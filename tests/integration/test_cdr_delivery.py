@@ -433,3 +433,74 @@ def test_cli_push_now(tmp_path: pathlib.Path, db_url: str, ftpd: Ftpd, factory: 
     names = [line.split()[1] for line in result.output.splitlines() if line.startswith("delivered ")]
     assert len(names) == 1 and (ftpd.root / "incoming" / names[0]).exists()
     assert "0 file(s) pending" in result.output
+
+
+@pytest.mark.parametrize("kind", ["sftp", "rsync", "ftp"])
+def test_late_and_refreshed_cdrs_reach_the_target_once_in_a_correction_file(
+    kind: str,
+    tmp_path: pathlib.Path,
+    sshd: Sshd,
+    ftpd: Ftpd,
+    smtp: tuple[MailSink, int],
+    factory: sessionmaker[Session],
+) -> None:
+    sshd.clear()
+    if kind == "ftp":
+        target = {"name": kind, "kind": kind, "port": ftpd.port, "user": "cdr", "password": "s3cret",
+                  "path": "incoming"}  # fmt: skip
+        remote = ftpd.root / "incoming"
+    else:
+        target = ssh_target(sshd, kind)
+        remote = sshd.upload_dir
+    config = make_config(tmp_path, [target], smtp[1])
+    pusher = CdrPusher(config, factory)
+    call = add_call(factory, 10)
+    assert pusher.run_hourly(at(11)).delivered == [("nodeA_2026032810.csv", kind)]
+    with factory() as s, s.begin():  # after the 10:00 file: the call's record is refreshed, a late one arrives
+        cdr = s.get(Cdr, call)
+        assert cdr is not None
+        cdr.cause, cdr.updated_at = "refreshed", T0.replace(hour=11, minute=20)
+        gone, written = T0.replace(hour=10, minute=59), T0.replace(hour=11, minute=30)
+        late = Cdr(company_id=1, company_name="Acme", service_type="IC", direction="in", cause="late",
+                   disconnected_at=gone, created_at=written)  # fmt: skip
+        s.add(late)
+        s.flush()
+        late_id = late.id
+    report = pusher.run_hourly(at(12))
+    assert report.written == ["nodeA_2026032811.csv", "nodeA_2026032810_corr1.csv"]
+    assert sorted(report.delivered) == [("nodeA_2026032810_corr1.csv", kind), ("nodeA_2026032811.csv", kind)]
+    spool = config.data_path / "spool" / "cdr"
+    correction = (remote / "nodeA_2026032810_corr1.csv").read_bytes()
+    assert correction == (spool / "nodeA_2026032810_corr1.csv").read_bytes()
+    rows = list(csv.DictReader(io.StringIO(correction.decode())))
+    assert sorted((int(r["id"]), r["cause"]) for r in rows) == [(call, "refreshed"), (late_id, "late")]
+    assert sorted(p.name for p in remote.iterdir()) == [
+        "nodeA_2026032810.csv", "nodeA_2026032810_corr1.csv", "nodeA_2026032811.csv"
+    ]  # fmt: skip
+    for path in remote.iterdir():
+        path.unlink()  # a re-send would put them back
+    again = CdrPusher(config, factory).run_hourly(at(12).replace(minute=40))
+    assert again.written == [] and again.delivered == [] and again.pending == 0
+    assert list(remote.iterdir()) == []
+
+
+def test_a_restart_neither_re_alerts_nor_forgets_an_outage(
+    tmp_path: pathlib.Path, ftpd: Ftpd, smtp: tuple[MailSink, int], factory: sessionmaker[Session]
+) -> None:
+    sink, smtp_port = smtp
+    target = {"name": "provider", "kind": "ftp", "port": ftpd.port, "user": "cdr", "password": "s3cret",
+              "path": "incoming"}  # fmt: skip
+    config = make_config(tmp_path, [target], smtp_port)
+    assert CdrPusher(config, factory).run_hourly(at(8)).delivered == [("nodeA_2026032807.csv", "provider")]
+    ftpd.stop()
+    for hour in range(9, 14):  # every run in a new process (CdrPusher): the engine restarts each hour
+        report = CdrPusher(config, factory).run_hourly(at(hour))
+        assert report.delivered == [] and report.failures
+    assert wait_mail(sink, 1) == ["[bridge nodeA] CDR target provider DOWN"]
+    time.sleep(0.3)
+    assert len(sink.subjects()) == 1  # the 12:05 and 13:05 processes knew it was already alerted
+    ftpd.start()
+    back = CdrPusher(config, factory).run_hourly(at(14))
+    assert [name for name, _ in back.delivered] == [f"nodeA_20260328{h:02d}.csv" for h in range(8, 14)]
+    assert wait_mail(sink, 2)[1] == "[bridge nodeA] CDR target provider recovered"
+    assert "2026-03-28 09:05:00" in str(sink.messages[1].get_payload())  # since the first failure, before restarts
