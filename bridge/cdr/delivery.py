@@ -12,9 +12,10 @@ The ledger (``CdrDelivery``, unique per file and target) is committed right afte
 between the rename on the server and that commit re-sends the same file under the same name (it
 replaces itself), never a different one. Per-target health (:mod:`bridge.cdr.health`) gives the backoff
 and the down / recovered mails; it is kept in ``cdr_target_health``, loaded at the start of every run and
-saved after it and before each mail, so a restart neither re-alerts an outage nor forgets one. ``purpose = "summary"`` targets receive the nightly summary files the
-same way. Runs are serialised by a lock file in the spool, so ``bridge cdr push --now`` and the engine's
-jobs never upload the same file concurrently.
+saved after it and before each mail, so a restart neither re-alerts an outage nor forgets one.
+``purpose = "summary"`` targets receive the nightly summary files the same way. Runs are serialised by
+a lock file in the spool, so ``bridge cdr push --now`` and the engine's jobs never upload the same file
+concurrently.
 """
 
 from __future__ import annotations
