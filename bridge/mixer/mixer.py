@@ -224,7 +224,6 @@ class _Layout:
         self.conferences: I64 = np.zeros(0, dtype=np.int64)  # dense index -> conference id
         self.conf_index: dict[int, int] = {}
         self.row_conf: I64 = np.zeros(0, dtype=np.int64)  # row -> dense conference index
-        self.individual_conf: I64 = np.zeros(0, dtype=np.int64)  # row_conf of the individual rows
         self.membership: sp.csr_matrix = sp.csr_matrix((0, 0), dtype=np.float32)
         self.gain_in_rows: I64 = np.zeros(0, dtype=np.int64)  # relative to contrib start
         self.gain_in: F32 = np.zeros((0, 1), dtype=np.float32)
@@ -588,7 +587,6 @@ class Mixer:
         for lo, hi, ci in lay.shared_segments:
             heard, which = np.unique(lay.row_conf[lo:hi], return_inverse=True)
             lay.shared_plan.append((lo, hi, ci, heard.astype(np.int64), which.astype(np.int64)))
-        lay.individual_conf = lay.row_conf[c0:b0].copy()
         counts = np.bincount(row_conf, minlength=len(confs))
         lay.lone = np.nonzero(counts == 1)[0].astype(np.int64)
         ncontrib = d0 - a0
