@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, DateTime, Integer, Select, String, and_, f
 from sqlalchemy.orm import Session
 
 from bridge.cdr.csvformat import BOOL_COLUMNS, HEADER, SOURCE_COLUMNS, TIME_COLUMNS, Formatters
-from bridge.cdr.fastcsv import FastLines, chunk_select, clean_lines, keyset, last_key, split_chunk, suspect_ids
+from bridge.cdr.fastcsv import FastLines, Rendered, chunk_select, keyset, last_key, suspect_ids, whole_rows
 from bridge.db.models import Cdr, Company
 
 CHUNK = 5000
@@ -150,8 +150,9 @@ def write_fast(
     """:func:`write_csv` of the CDRs disconnected from ``start`` on that match ``conditions`` (no lower bound on
     ``disconnected_at``: see :func:`scope_filter`), on SQLite, via :mod:`bridge.cdr.fastcsv` (same bytes).
 
-    This thread runs the chunk queries (SQLite works through a chunk without holding the GIL) while one
-    worker thread turns the previous chunk into lines (pure Python, no database), so the two overlap. All
+    This thread runs the chunk queries (SQLite works through a chunk without holding the GIL) and writes,
+    while one worker thread turns the previous chunk into CSV text (pure Python, no database), so the two
+    overlap. All
     the queries run in one read transaction: one snapshot, as a single query would see. Memory holds at
     most three chunks. Lines that may need CSV quoting are re-read and written by the generic path here.
     ``overlap=False`` formats in this thread instead (same output; for a machine with one free core).
@@ -172,33 +173,29 @@ def write_fast(
         stored_start = processor(start) if processor is not None else str(start)
         count = 0
 
-        def finish(lines: list[str]) -> None:
+        def finish(done: Rendered) -> None:
             nonlocal count
-            text = "".join(lines)
-            if not clean_lines(text, len(lines)):
-                text = "".join(_requoted(session, lines))
-            out.write(text)
-            count += len(lines)
+            out.write(done.text if done.clean else "".join(_requoted(session, done.lines)))
+            count += len(done.lines)
             if on_progress is not None:
-                on_progress(len(lines))
+                on_progress(len(done.lines))
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdr-export") if overlap else _Inline() as worker:
-            pending: Future[list[str]] | None = None
+            pending: Future[Rendered] | None = None
             key: tuple[str, int] = (stored_start, -1)  # (start, -1) < every row from start on
             while True:
                 rows, text = connection.execute(stmt, {"k_at": key[0], "k_id": key[1]}).one()
                 if not rows:
                     break
-                pieces = split_chunk(text, rows)
-                if pieces is None:  # a text holds the separator: this chunk through the generic path
+                if not whole_rows(text, rows):  # a text holds the separator: this chunk through the generic path
                     if pending is not None:
                         finish(pending.result())
                         pending = None
                     lines, key = _generic_chunk(session, conditions, key, rows)
-                    finish(lines)
+                    finish(Rendered("".join(lines), lines, True))
                 else:
-                    key = last_key(pieces)
-                    submitted = worker.submit(fast.lines, pieces)
+                    key = last_key(text)
+                    submitted = worker.submit(fast.render, text)
                     if pending is not None:
                         finish(pending.result())
                     pending = submitted
@@ -221,8 +218,8 @@ class _Inline:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def submit(self, fn: Callable[[list[str]], list[str]], arg: list[str]) -> Future[list[str]]:
-        future: Future[list[str]] = Future()
+    def submit(self, fn: Callable[[str], Rendered], arg: str) -> Future[Rendered]:
+        future: Future[Rendered] = Future()
         future.set_result(fn(arg))
         return future
 

@@ -31,6 +31,7 @@ import csv
 import datetime as dt
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -129,17 +130,24 @@ def chunk_select(conditions: Sequence[ColumnElement[bool]], *, limit: int) -> Se
     return select(func.count(), func.group_concat(inner.c.line, literal(SEP)))
 
 
-def split_chunk(text: str, rows: int) -> list[str] | None:
-    """The pieces of a chunk, or None when a text field holds :data:`SEP` (the chunk then goes the slow way)."""
-    if text.count(SEP) != PIECES * rows - 1:
-        return None
-    return text.split(SEP)
+def whole_rows(text: str, rows: int) -> bool:
+    """Whether a chunk splits into ``rows`` fast rows (False when a text field holds :data:`SEP`)."""
+    return text.count(SEP) == PIECES * rows - 1
 
 
-def last_key(pieces: list[str]) -> tuple[str, int]:
-    """(disconnected_at as stored, id) of the last row of a split chunk: where the next chunk starts."""
-    last = pieces[-PIECES:]
+def last_key(text: str) -> tuple[str, int]:
+    """(disconnected_at as stored, id) of the last row of a whole chunk: where the next chunk starts."""
+    last = text.rsplit(SEP, PIECES)[-PIECES:]
     return last[_DISCONNECTED], int(last[_ID])
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A chunk turned into CSV: ``text``, its ``lines``, and whether no line may need quoting (``clean``)."""
+
+    text: str
+    lines: list[str]
+    clean: bool
 
 
 class ZoneHours(dict[str, tuple[str, str]]):
@@ -202,6 +210,12 @@ class FastLines:
             hours = self._by_name[name] = ZoneHours(TimeRenderer(zone(name)))
         self._by_company[company_id] = hours
         return hours
+
+    def render(self, text: str) -> Rendered:
+        """A whole chunk (see :func:`whole_rows`) as CSV text: split, format, join, check. Pure."""
+        lines = self.lines(text.split(SEP))
+        out = "".join(lines)
+        return Rendered(out, lines, clean_lines(out, len(lines)))
 
     def lines(self, pieces: list[str]) -> list[str]:
         """One ``\\n``-terminated line per fast row (:data:`PIECES` pieces each), in order: the inner loop."""
