@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select, update
+from sqlalchemy import String, select, update
 from sqlalchemy.orm import Session
 
 from bridge.db.models import Account, Cdr, Company, ConferenceRun, Leg, Room, Subscriber, utcnow
@@ -71,8 +71,17 @@ def write_cdr(session: Session, leg: Leg, *, now: dt.datetime | None = None) -> 
     cdr.cause = leg.cause
     cdr.codec = leg.codec
     cdr.packet_loss = leg.packet_loss
+    for name in _TEXT_COLUMNS:  # a NUL (e.g. from a SIP header) has no place in a billing file
+        value = getattr(cdr, name)
+        if isinstance(value, str) and "\x00" in value:
+            setattr(cdr, name, value.replace("\x00", ""))
     session.flush()
     return cdr
+
+
+_TEXT_COLUMNS = tuple(
+    column.key for column in Cdr.__table__.columns if isinstance(column.type, String) and column.key != "id"
+)
 
 
 def complete_run(session: Session, run: ConferenceRun, *, now: dt.datetime | None = None) -> int:

@@ -85,3 +85,12 @@ def test_cdr_survives_deletion_of_company_and_subscriber_names(factory: sessionm
         s.commit()
         cdr = s.scalars(select(Cdr)).one()
         assert (cdr.moderator_name, cdr.company_name) == ("Alice", "Acme")
+
+
+def test_write_cdr_drops_nul_characters_from_texts(factory: sessionmaker[Session], tenant: Tenant) -> None:
+    with factory() as s:
+        _, legs = add_run_with_legs(s, tenant)
+        legs[0].call_id, legs[0].cause = "abc\x00def@host", "\x00normal"
+        cdr = write_cdr(s, legs[0], now=T0)
+        s.commit()
+        assert (cdr.call_id, cdr.cause) == ("abcdef@host", "normal")
