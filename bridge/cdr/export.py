@@ -1,8 +1,11 @@
 """Streamed CSV export of CDRs (``bridge cdr export``) and the row source the spool files share.
 
-Rows are read as plain tuples (no ORM objects) in chunks of :data:`CHUNK` with ``yield_per``, which
-uses a server-side cursor on PostgreSQL and ``fetchmany`` on SQLite: memory stays flat whatever the
-period. Each row carries the company's time zone (outer join: a deleted company renders in UTC).
+Generic path (:func:`write_csv` over :func:`stream_rows`; PostgreSQL, the portal's CSV, the hourly files):
+rows are read as plain tuples (no ORM objects) in chunks of :data:`CHUNK` with ``yield_per``, which uses a
+server-side cursor on PostgreSQL and ``fetchmany`` on SQLite: memory stays flat whatever the period. Each
+row carries the company's time zone (outer join: a deleted company renders in UTC). :func:`export_csv` on
+SQLite takes the fast path instead (:func:`write_fast`, :mod:`bridge.cdr.fastcsv`), which writes the same
+bytes at a third of the cost.
 """
 
 from __future__ import annotations
@@ -152,9 +155,8 @@ def write_fast(
 
     This thread runs the chunk queries (SQLite works through a chunk without holding the GIL) and writes,
     while one worker thread turns the previous chunk into CSV text (pure Python, no database), so the two
-    overlap. All
-    the queries run in one read transaction: one snapshot, as a single query would see. Memory holds at
-    most three chunks. Lines that may need CSV quoting are re-read and written by the generic path here.
+    overlap. All the queries run in one read transaction: one snapshot, as a single query would see.
+    Memory holds at most three chunks. Lines that may need CSV quoting are re-read and written by the generic path here.
     ``overlap=False`` formats in this thread instead (same output; for a machine with one free core).
     """
     connection = session.connection()
