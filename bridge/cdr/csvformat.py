@@ -73,24 +73,34 @@ def zone(name: str | None) -> dt.tzinfo:
         return dt.UTC
 
 
+#: What parsing or converting a damaged stored time raises (bad text, a naive/aware mix, year 9999 + offset).
+#: Such a time is written as stored and gives no duration: one damaged row must not fail a whole file.
+UNRENDERABLE = (ValueError, TypeError, OverflowError)
+
+
 def render_time(value: dt.datetime | str | None, tz: dt.tzinfo) -> str:
     """Naive-UTC ``value`` (datetime, or its ``str()``/SQLite text form) as ISO 8601 in ``tz``; ``None`` -> ``""``."""
     if value is None or value == "":
         return ""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return value.replace(tzinfo=dt.UTC).astimezone(tz).isoformat(timespec="seconds")
+    try:
+        when = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+        return when.replace(tzinfo=dt.UTC).astimezone(tz).isoformat(timespec="seconds")
+    except UNRENDERABLE:
+        return str(value)
 
 
 def duration_s(joined_at: dt.datetime | str | None, disconnected_at: dt.datetime | str | None) -> int:
     """Connected seconds of a leg (rounded half-up to whole seconds; 0 if it never joined)."""
     if not joined_at or not disconnected_at:
         return 0
-    joined = dt.datetime.fromisoformat(joined_at) if isinstance(joined_at, str) else joined_at
-    gone = dt.datetime.fromisoformat(disconnected_at) if isinstance(disconnected_at, str) else disconnected_at
-    if gone <= joined:
+    try:
+        joined = dt.datetime.fromisoformat(joined_at) if isinstance(joined_at, str) else joined_at
+        gone = dt.datetime.fromisoformat(disconnected_at) if isinstance(disconnected_at, str) else disconnected_at
+        if gone <= joined:
+            return 0
+        return int((gone - joined).total_seconds() + 0.5)  # half-up, as the SQL reports round
+    except UNRENDERABLE:
         return 0
-    return int((gone - joined).total_seconds() + 0.5)  # half-up, as the SQL reports round
 
 
 def billed_minutes(seconds: float) -> int:
@@ -147,10 +157,13 @@ class TimeRenderer:
         text = value if value.__class__ is str else str(value)
         assert isinstance(text, str)
         tail = text[13:19] if len(text) >= 19 else text[13:16] + ":00"  # ":MM:SS"
-        local, offset = self.hours.get(text[:13]) or self.miss_hour(text[:13])
-        if local:
-            return local + tail + offset
-        local, offset = self.cache.get(text[:16]) or self.miss(text[:16])
+        try:
+            local, offset = self.hours.get(text[:13]) or self.miss_hour(text[:13])
+            if local:
+                return local + tail + offset
+            local, offset = self.cache.get(text[:16]) or self.miss(text[:16])
+        except UNRENDERABLE:
+            return text  # not a time (a damaged row): written as stored rather than failing the file
         return local + tail[3:] + offset
 
 
@@ -179,12 +192,15 @@ class RowFormatter:
         joined, gone = fields[_JOINED], fields[_DISCONNECTED]
         seconds = 0
         if joined and gone:
-            if joined.__class__ is str:
-                joined = dt.datetime.fromisoformat(joined)
-            if gone.__class__ is str:
-                gone = dt.datetime.fromisoformat(gone)
-            if isinstance(joined, dt.datetime) and isinstance(gone, dt.datetime) and gone > joined:
-                seconds = int((gone - joined).total_seconds() + 0.5)
+            try:
+                if joined.__class__ is str:
+                    joined = dt.datetime.fromisoformat(joined)
+                if gone.__class__ is str:
+                    gone = dt.datetime.fromisoformat(gone)
+                if isinstance(joined, dt.datetime) and isinstance(gone, dt.datetime) and gone > joined:
+                    seconds = int((gone - joined).total_seconds() + 0.5)
+            except UNRENDERABLE:
+                seconds = 0  # a damaged time: no duration rather than a failed file
         render = self.render
         hour_get, hour_miss = render.hours.get, render.miss_hour
         for i in _TIME_INDEXES:  # TimeRenderer.__call__, inlined
@@ -194,10 +210,14 @@ class RowFormatter:
                 continue
             text = value if value.__class__ is str else str(value)
             tail = text[13:19] if len(text) >= 19 else text[13:16] + ":00"
-            local, offset = hour_get(text[:13]) or hour_miss(text[:13])
-            if not local:
-                local, offset = render.cache.get(text[:16]) or render.miss(text[:16])
-                tail = tail[3:]
+            try:
+                local, offset = hour_get(text[:13]) or hour_miss(text[:13])
+                if not local:
+                    local, offset = render.cache.get(text[:16]) or render.miss(text[:16])
+                    tail = tail[3:]
+            except UNRENDERABLE:
+                fields[i] = text  # as TimeRenderer: a damaged time is written as stored
+                continue
             fields[i] = local + tail + offset
         for i in _BOOL_INDEXES:
             fields[i] = 1 if fields[i] else 0

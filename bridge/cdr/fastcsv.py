@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, String, and_, bindparam, func, literal, literal_column, select, tuple_
 from sqlalchemy import type_coerce as coerce
 
-from bridge.cdr.csvformat import HEADER, TimeRenderer, zone
+from bridge.cdr.csvformat import HEADER, UNRENDERABLE, TimeRenderer, zone
 from bridge.db.models import Cdr
 
 #: Separates the pieces of a fast row, and the rows of a chunk (a control character no CDR text holds).
@@ -168,7 +168,7 @@ class ZoneHours(dict[str, tuple[str, str]]):
             raise KeyError(key)
         try:
             local, offset = self.render.miss_hour(key)
-        except ValueError:
+        except UNRENDERABLE:
             raise KeyError(key) from None
         if not local:
             raise KeyError(key)
@@ -230,7 +230,10 @@ class FastLines:
                 hours = self.hours(cid)
             sec = 0
             if t4 and t5:
-                seconds = (fromiso(t5) - fromiso(t4)).total_seconds()
+                try:
+                    seconds = (fromiso(t5) - fromiso(t4)).total_seconds()
+                except UNRENDERABLE:
+                    seconds = 0  # a damaged time: as RowFormatter
                 if seconds > 0:
                     sec = int(seconds + 0.5)
             try:

@@ -108,3 +108,21 @@ def test_short_rows_are_refused_with_a_clear_error() -> None:
         assert "expected" in str(exc)
     else:  # pragma: no cover
         raise AssertionError("short row accepted")
+
+
+def test_a_damaged_time_is_written_as_stored_and_gives_no_duration() -> None:
+    fields = dict(
+        zip(
+            HEADER,
+            format_row(
+                row(id=1, created_at="junk!", joined_at="garbage", disconnected_at="2026-07-01 10:00:00"),
+                "Europe/Paris",
+            ),  # fmt: skip
+            strict=True,
+        )
+    )
+    assert (fields["created_at"], fields["joined_at"]) == ("junk!", "garbage")
+    assert fields["disconnected_at"] == "2026-07-01T12:00:00+02:00"
+    assert (fields["duration_s"], fields["minutes"]) == ("0", "0")
+    assert TimeRenderer(zone("Europe/Paris"))("9999-12-31 23:30:00.000000") == "9999-12-31 23:30:00.000000"
+    assert duration_s("2026-07-01 10:00:00+00:00", "2026-07-01 10:01:00") == 0  # aware minus naive

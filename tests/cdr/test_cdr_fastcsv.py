@@ -157,9 +157,10 @@ def test_fast_path_equals_the_generic_path_on_awkward_rows(factory: sessionmaker
             for when in around(edge, rng, 60):
                 add_leg(s, rng.choice(ids), when, rng)
         s.flush()
-        odd = s.scalars(select(Cdr.id).order_by(Cdr.id).limit(6)).all()
+        odd = s.scalars(select(Cdr.id).order_by(Cdr.id).limit(8)).all()
         stored = ["2026-03-29 01:30", "2026-03-29T01:30:00", "2026-03-29 01:30:00", "", "2026-03-29 01:30:00+00:00"]
-        for cdr_id, created in zip(odd, [*stored, "2026-03-29 01:30:00.5"], strict=True):
+        damaged = ["junk!", "9999-12-31 23:30:00.000000"]  # not a time; +01:00 overflows the year
+        for cdr_id, created in zip(odd, [*stored, "2026-03-29 01:30:00.5", *damaged], strict=True):
             s.execute(
                 text(
                     "UPDATE cdr SET created_at = :c, company_id = :p, joined_at = called_at,"
@@ -169,12 +170,14 @@ def test_fast_path_equals_the_generic_path_on_awkward_rows(factory: sessionmaker
                 {"c": created, "p": ids[0], "i": cdr_id},
             )
         s.execute(text("UPDATE cdr SET scheduled = 2 WHERE id = :i"), {"i": odd[0]})
+        s.execute(text("UPDATE cdr SET joined_at = 'garbage' WHERE id = :i"), {"i": odd[1]})
         s.commit()
         expected = generic_csv(s, START, END)
         out = io.StringIO()
         assert export_csv(s, out, start=START, end=END) == 240
         assert out.getvalue() == expected
         assert '"Acme, Inc."' in expected and '"two\nlines"' in expected and "0.3333333333333333" in expected
+        assert ",junk!," in expected and ",9999-12-31 23:30:00.000000," in expected  # damaged: written as stored
         assert fast_csv(s, START, END) == expected
         assert fast_csv(s, START, END, chunk=1) == expected
         assert fast_csv(s, START, END, chunk=13, overlap=False) == expected
