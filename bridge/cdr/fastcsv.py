@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, String, and_, bindparam, func, literal, literal_column, select, tuple_
 from sqlalchemy import type_coerce as coerce
 
-from bridge.cdr.csvformat import HEADER, UNRENDERABLE, TimeRenderer, zone
+from bridge.cdr.csvformat import BOOL_COLUMNS, HEADER, SOURCE_COLUMNS, TIME_COLUMNS, UNRENDERABLE, TimeRenderer, zone
 from bridge.db.models import Cdr
 
 #: Separates the pieces of a fast row, and the rows of a chunk (a control character no CDR text holds).
@@ -55,40 +55,33 @@ def _flag(column: str) -> str:
     return f"CASE WHEN cdr.{column} THEN 1 ELSE 0 END"
 
 
-def _columns(*names: str) -> list[str]:
-    return [f"cdr.{name}" for name in names]
+def _pieces() -> list[tuple[str, list[str]]]:
+    """The ``format()`` spec and columns of each piece, in :data:`SOURCE_COLUMNS` order: the id and each time
+    alone (Python renders them), each run of plain columns between them as one comma-joined piece (flags as
+    ``1``/``0``), ``packet_loss`` exact, ``leg_id``; then ``company_id`` again, for the time zone."""
+    pieces: list[tuple[str, list[str]]] = []
+    run: list[str] = []
+
+    def end_run() -> None:
+        if run:
+            pieces.append((",".join(["%s"] * len(run)), run.copy()))
+            run.clear()
+
+    for name in SOURCE_COLUMNS:
+        if name == "id" or name in TIME_COLUMNS:
+            end_run()
+            pieces.append(("%s", [f"cdr.{name}"]))
+        elif name == "packet_loss":
+            end_run()
+            pieces.append(("%!.20e", ["cdr.packet_loss"]))
+        else:
+            run.append(_flag(name) if name in BOOL_COLUMNS else f"cdr.{name}")
+    end_run()
+    pieces.append(("%s", ["cdr.company_id"]))
+    return pieces
 
 
-_SEGMENT_1 = _columns(
-    "company_id",
-    "company_name",
-    "moderator_ident",
-    "moderator_name",
-    "moderator_phone",
-    "subscriber_id",
-    "ic_id",
-    "service_id",
-    "service_result",
-    "service_type",
-    "service_subject",
-)
-_SEGMENT_2 = [_flag("scheduled"), *_columns("destination", "direction", "role", "cli", "dnis")]
-_SEGMENT_3 = ["cdr.port_id", _flag("activation_pin_used"), _flag("recording"), *_columns("call_id", "cause", "codec")]
-_PIECES: list[tuple[str, list[str]]] = [
-    ("%s", ["cdr.id"]),
-    ("%s", ["cdr.created_at"]),
-    (",".join(["%s"] * len(_SEGMENT_1)), _SEGMENT_1),
-    ("%s", ["cdr.service_started_at"]),
-    ("%s", ["cdr.service_completed_at"]),
-    (",".join(["%s"] * len(_SEGMENT_2)), _SEGMENT_2),
-    ("%s", ["cdr.called_at"]),
-    ("%s", ["cdr.joined_at"]),
-    ("%s", ["cdr.disconnected_at"]),
-    (",".join(["%s"] * len(_SEGMENT_3)), _SEGMENT_3),
-    ("%!.20e", ["cdr.packet_loss"]),
-    ("%s", ["cdr.leg_id"]),
-    ("%s", ["cdr.company_id"]),
-]
+_PIECES = _pieces()
 assert len(_PIECES) == PIECES
 
 #: The SQL expression of one fast row.
