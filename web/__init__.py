@@ -4,7 +4,8 @@
 :class:`bridge.config.Config`; loaded from ``$BRIDGE_CONFIG`` when absent). Other settings:
 ``DATABASE_URL`` (default: the config's database), ``CONTROL_CLIENT`` (an object with the
 :class:`web.live.Control` methods; default: a :class:`bridge.control_client.ControlClient`),
-``CLOCK`` (returns naive UTC ``datetime``), ``SSE_INTERVAL_S`` and ``SSE_MAX_S`` (live view stream).
+``CLOCK`` (returns naive UTC ``datetime``), ``SSE_INTERVAL_S``, ``SSE_MAX_S`` and ``SSE_MAX_STREAMS`` (live
+view streams; see :mod:`web.api`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=8 * 3600,
         SSE_INTERVAL_S=1.0,
         SSE_MAX_S=300.0,
+        SSE_MAX_STREAMS=6,
     )
     app.config.update(settings)
     if not app.config.get("SECRET_KEY"):

@@ -5,11 +5,17 @@ conference changed (``state``), when the engine stops or starts answering (``unr
 when the conference ended (``ended``, then the stream closes). Comments keep idle proxies from
 closing the stream. After ``SSE_MAX_S`` the stream ends and ``EventSource`` reconnects by itself,
 so a gunicorn thread is never held forever.
+
+Each open stream holds one of the worker's threads, so at most ``SSE_MAX_STREAMS`` stream at once per
+worker process (``bridge web`` sets it to the threads per worker minus two, kept for pages and forms).
+A live view that finds them all taken still gets the conference: one ``state`` event and ``retry: 5000``,
+then the response ends and ``EventSource`` comes back five seconds later -- polling, without a thread.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,6 +41,51 @@ def snapshot(client: Control, run_id: int) -> tuple[str, dict[str, Any]]:
         if exc.status == 404:
             return "ended", {"run_id": run_id}
         return "unreachable", {"error": exc.message}
+
+
+BUSY_RETRY_MS = 5000
+
+
+def stream_slots(app_extensions: dict[str, Any], limit: int) -> threading.BoundedSemaphore:
+    """The worker's semaphore of live streams (created on first use)."""
+    slots: threading.BoundedSemaphore = app_extensions.setdefault(
+        "sse_slots", threading.BoundedSemaphore(max(1, limit))
+    )
+    return slots
+
+
+def one_shot(kind: str, payload: dict[str, Any]) -> Iterator[str]:
+    """The whole answer to a live view when no stream slot is free: the current state, come back later."""
+    yield f"retry: {BUSY_RETRY_MS}\n\n"
+    yield f"event: {kind}\ndata: {json.dumps(payload, sort_keys=True)}\n\n"
+
+
+class Holding:
+    """``stream``, holding a slot until it ends or the server closes it (the client went away) -- also when
+    it never started, which a generator's ``finally`` would miss."""
+
+    def __init__(self, slots: threading.BoundedSemaphore, stream: Iterator[str]) -> None:
+        self._slots = slots
+        self._stream = stream
+        self._held = True
+
+    def __iter__(self) -> Holding:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            return next(self._stream)
+        except StopIteration:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()
 
 
 def event_stream(
@@ -83,13 +134,21 @@ def live_events(run_id: int) -> Response:
     run = get_or_404(ConferenceRun, run_id)  # the tenant check happens before streaming starts
     client = control()
     run_id = run.id
-    stream = event_stream(
-        lambda: snapshot(client, run_id),
-        interval_s=float(current_app.config["SSE_INTERVAL_S"]),
-        max_s=float(current_app.config["SSE_MAX_S"]),
-        sleep=time.sleep,
-        clock=time.monotonic,
-    )
+    slots = stream_slots(current_app.extensions, int(current_app.config["SSE_MAX_STREAMS"]))
+    stream: Iterator[str]
+    if slots.acquire(blocking=False):
+        stream = Holding(
+            slots,
+            event_stream(
+                lambda: snapshot(client, run_id),
+                interval_s=float(current_app.config["SSE_INTERVAL_S"]),
+                max_s=float(current_app.config["SSE_MAX_S"]),
+                sleep=time.sleep,
+                clock=time.monotonic,
+            ),
+        )
+    else:
+        stream = one_shot(*snapshot(client, run_id))
     return Response(
         stream,
         mimetype="text/event-stream",

@@ -36,7 +36,7 @@ def serve(config: Config, *, workers: int = 2, threads: int = 8) -> None:
     from web.tls import ensure_certificate
 
     cert, key = ensure_certificate(config, dt.datetime.now(dt.UTC))
-    app = create_app({"BRIDGE": config})
+    app = create_app({"BRIDGE": config, "SSE_MAX_STREAMS": max(1, threads - 2)})  # two threads kept for pages
     options = gunicorn_options(config, str(cert), str(key), workers, threads)
 
     class PortalApplication(BaseApplication):  # type: ignore[misc]
@@ -52,7 +52,7 @@ def serve(config: Config, *, workers: int = 2, threads: int = 8) -> None:
 
 @click.command("web")
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
-@click.option("--threads", default=8, show_default=True, help="Threads per worker (each live view holds one).")
+@click.option("--threads", default=8, show_default=True, help="Threads per worker (live views stream on all but two).")
 @click.pass_obj
 def web_command(config: Config, workers: int, threads: int) -> None:
     """Serve the HTTPS portal (gunicorn + TLS; self-signed certificate on first run)."""

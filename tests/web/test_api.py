@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from conftest import Auth
+from conftest import Auth, Clock, HttpsClient, make_app
 from flask.testing import FlaskClient
 from portal_world import FakeControl, World
 
@@ -89,3 +90,22 @@ def test_live_events_endpoint_streams_state(
     assert [leg["leg_id"] for leg in events[0][1]["legs"]] == world.a.live_leg_ids
     ended = _events(client.get(f"/api/live/{world.a.run_id}/events").get_data(as_text=True))
     assert ended == [("ended", {"run_id": world.a.run_id})]
+
+
+def test_live_views_beyond_the_stream_slots_get_the_state_and_come_back(
+    tmp_path: Path, world: World, control: FakeControl, clock: Clock
+) -> None:
+    app = make_app(tmp_path, world, control, clock, SSE_MAX_STREAMS=1, SSE_MAX_S=60.0)
+    app.test_client_class = HttpsClient
+    client = app.test_client()
+    Auth(client).login("acmeuser")
+    url = f"/api/live/{world.a.live_run_id}/events"
+    first = client.get(url, buffered=False)  # holds the only slot while it streams
+    busy = client.get(url).get_data(as_text=True)
+    assert busy.startswith("retry: 5000\n\n")  # EventSource comes back in 5 s: polling, no thread held
+    (event,) = _events(busy)
+    assert event[0] == "state" and [leg["leg_id"] for leg in event[1]["legs"]] == world.a.live_leg_ids
+    first.close()  # the client went away before the stream even started: the slot comes back
+    second = client.get(url, buffered=False)
+    assert next(iter(second.response)) == b"retry: 2000\n\n"  # a real stream again
+    second.close()
