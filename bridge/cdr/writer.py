@@ -71,13 +71,18 @@ def write_cdr(session: Session, leg: Leg, *, now: dt.datetime | None = None) -> 
     cdr.cause = leg.cause
     cdr.codec = leg.codec
     cdr.packet_loss = leg.packet_loss
-    for name in _TEXT_COLUMNS:  # a NUL (e.g. from a SIP header) has no place in a billing file
+    for name in _TEXT_COLUMNS:  # one printable line per field: see _CONTROLS
         value = getattr(cdr, name)
-        if isinstance(value, str) and "\x00" in value:
-            setattr(cdr, name, value.replace("\x00", ""))
+        if isinstance(value, str) and not value.isprintable():
+            setattr(cdr, name, value.translate(_CONTROLS))
     session.flush()
     return cdr
 
+
+#: A billing field is one printable line: NUL (e.g. from a SIP header) is dropped, other control characters
+#: (a CR or LF pasted into a company name...) become a space. ``csv.writer`` would quote an LF but not a lone
+#: CR, which strict CSV readers take for the end of the record.
+_CONTROLS = {0: None, **{code: " " for code in (*range(1, 32), 127)}}
 
 _TEXT_COLUMNS = tuple(
     column.key for column in Cdr.__table__.columns if isinstance(column.type, String) and column.key != "id"

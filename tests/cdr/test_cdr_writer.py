@@ -87,10 +87,12 @@ def test_cdr_survives_deletion_of_company_and_subscriber_names(factory: sessionm
         assert (cdr.moderator_name, cdr.company_name) == ("Alice", "Acme")
 
 
-def test_write_cdr_drops_nul_characters_from_texts(factory: sessionmaker[Session], tenant: Tenant) -> None:
+def test_write_cdr_keeps_each_text_on_one_printable_line(factory: sessionmaker[Session], tenant: Tenant) -> None:
     with factory() as s:
         _, legs = add_run_with_legs(s, tenant)
         legs[0].call_id, legs[0].cause = "abc\x00def@host", "\x00normal"
+        legs[0].calling = "+1555\r\n0001\x1f\x7f"
         cdr = write_cdr(s, legs[0], now=T0)
         s.commit()
-        assert (cdr.call_id, cdr.cause) == ("abcdef@host", "normal")
+        assert (cdr.call_id, cdr.cause, cdr.cli) == ("abcdef@host", "normal", "+1555  0001  ")
+        assert cdr.destination == legs[0].called  # printable texts are left alone
