@@ -102,8 +102,8 @@ def size_buffers(sock: socket.socket, size: int) -> int:
 
     One socket holds a whole tick of every leg's packets (2,000 legs: about 2 MB of kernel buffer, a small
     datagram costs ~1 KiB), far above the default ``net.core.rmem_max`` (208 KiB). With CAP_NET_ADMIN the
-    limit is overridden (``SO_RCVBUFFORCE``); otherwise raise ``net.core.rmem_max``/``wmem_max`` (the
-    README's host tuning) -- the socket gets what the limit allows.
+    limit is overridden (``SO_RCVBUFFORCE``); otherwise the host's ``net.core.rmem_max``/``wmem_max`` sysctls
+    must allow it -- the socket gets what the limit allows.
     """
     for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
         try:
