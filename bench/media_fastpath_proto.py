@@ -30,7 +30,8 @@ engine gets once the SIP media factory passes the poller and the tick calls ``po
 ``syscalls`` is the floor of any design that makes one system call per packet from Python: the same epoll
 drain with ``recvfrom`` and one constant ``sendto`` per leg per tick, no RTP/jitter/mixer work at all.
 ``mmsg`` is the floor with batched system calls: ONE socket for all legs (callers told the same port, legs
-told apart by their source address), ``recvmmsg`` until empty and one ``sendmmsg`` per tick (ctypes).
+told apart by their source address), ``recvmmsg`` until empty and one ``sendmmsg`` per tick
+(``bridge.rtp.batch.BatchSocket``; ``bench/media.py --modes batched`` runs the whole batched media path).
 
 Prints CPU % of one core (process CPU time over the window), the per-leg figure, tick lateness p99, packets
 received/sent, and the fastpath/baseline ratio. The machine is shared: run it when it is quiet, twice.
@@ -40,12 +41,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import gc
 import os
 import select
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -59,6 +58,7 @@ sys.path.insert(0, str(ROOT))
 
 from bridge.mixer.clock import LatenessStats, Tick, run_ticks  # noqa: E402
 from bridge.mixer.mixer import Mixer  # noqa: E402
+from bridge.rtp.batch import BatchSocket, address_key  # noqa: E402
 from bridge.rtp.endpoint import RtpEndpoint  # noqa: E402
 from bridge.rtp.poller import RtpPoller  # noqa: E402
 from bridge.rtp.ports import PortAllocator  # noqa: E402
@@ -105,91 +105,6 @@ async def open_legs(n: int, port_low: int, poller: RtpPoller | None = None) -> l
     return [await RtpEndpoint.open(loop, allocator, host=HOST, rtp_timeout_s=600, poller=poller) for _ in range(n)]
 
 
-class _Iovec(ctypes.Structure):
-    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
-
-
-class _Msghdr(ctypes.Structure):
-    _fields_ = [
-        ("msg_name", ctypes.c_void_p),
-        ("msg_namelen", ctypes.c_uint32),
-        ("msg_iov", ctypes.POINTER(_Iovec)),
-        ("msg_iovlen", ctypes.c_size_t),
-        ("msg_control", ctypes.c_void_p),
-        ("msg_controllen", ctypes.c_size_t),
-        ("msg_flags", ctypes.c_int),
-    ]
-
-
-class _Mmsghdr(ctypes.Structure):
-    _fields_ = [("msg_hdr", _Msghdr), ("msg_len", ctypes.c_uint)]
-
-
-class MmsgSocket:
-    """One UDP socket for every leg, read with ``recvmmsg`` and written with ``sendmmsg`` (Linux, ctypes):
-    the syscall floor of a design that batches all legs' packets into a couple of calls per tick."""
-
-    MSG_DONTWAIT = 0x40
-
-    def __init__(self, n: int, vlen: int = 256) -> None:
-        self.libc = ctypes.CDLL(None, use_errno=True)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-        self.sock.bind((HOST, 0))
-        self.sock.setblocking(False)
-        self.port = int(self.sock.getsockname()[1])
-        self.vlen = vlen
-        self.rbufs = (ctypes.c_char * 2048 * vlen)()
-        self.rnames = (ctypes.c_char * 16 * vlen)()
-        self.riov = (_Iovec * vlen)()
-        self.rmsgs = (_Mmsghdr * vlen)()
-        for i in range(vlen):
-            self.riov[i].iov_base = ctypes.addressof(self.rbufs[i])
-            self.riov[i].iov_len = 2048
-            hdr = self.rmsgs[i].msg_hdr
-            hdr.msg_name = ctypes.addressof(self.rnames[i])
-            hdr.msg_iov = ctypes.pointer(self.riov[i])
-            hdr.msg_iovlen = 1
-        self.packet = ctypes.create_string_buffer(b"\x80\x00" + bytes(170), 172)
-        self.n = 0
-
-    def set_destinations(self, ports: list[int]) -> None:
-        n = self.n = len(ports)
-        self.snames = (ctypes.c_char * 16 * n)()
-        self.siov = (_Iovec * n)()
-        self.smsgs = (_Mmsghdr * n)()
-        for i, port in enumerate(ports):
-            name = struct.pack("=H", socket.AF_INET) + struct.pack("!H", port) + socket.inet_aton(HOST) + bytes(8)
-            ctypes.memmove(self.snames[i], name, 16)
-            self.siov[i].iov_base = ctypes.addressof(self.packet)
-            self.siov[i].iov_len = 172
-            hdr = self.smsgs[i].msg_hdr
-            hdr.msg_name = ctypes.addressof(self.snames[i])
-            hdr.msg_namelen = 16
-            hdr.msg_iov = ctypes.pointer(self.siov[i])
-            hdr.msg_iovlen = 1
-
-    def recv_batch(self) -> int:
-        for i in range(self.vlen):
-            self.rmsgs[i].msg_hdr.msg_namelen = 16
-        got = int(self.libc.recvmmsg(self.sock.fileno(), self.rmsgs, self.vlen, self.MSG_DONTWAIT, None))
-        return max(0, got)
-
-    def source_port(self, k: int) -> int:
-        raw = self.rnames[k].raw
-        return (raw[2] << 8) | raw[3]
-
-    def send_all(self) -> int:
-        sent = 0
-        while sent < self.n:
-            first = ctypes.byref(self.smsgs, sent * ctypes.sizeof(_Mmsghdr))
-            done = int(self.libc.sendmmsg(self.sock.fileno(), first, self.n - sent, 0))
-            if done <= 0:
-                break
-            sent += done
-        return sent
-
-
 def start_sender(ports: list[int], seconds: float) -> tuple[subprocess.Popen[str], list[int]]:
     proc = subprocess.Popen(
         [sys.executable, "-c", SENDER, ",".join(map(str, ports)), str(seconds)],
@@ -205,8 +120,8 @@ async def run_variant(name: str, n: int, seconds: float, warmup: float, port_low
     loop = asyncio.get_running_loop()
     poller = RtpPoller() if name == "rtppoller" else None
     endpoints = await open_legs(n, port_low, poller)
-    shared: MmsgSocket | None = MmsgSocket(n) if name == "mmsg" else None
-    targets_ports = [shared.port] * n if shared is not None else [e.local_port for e in endpoints]
+    shared = BatchSocket.bind(HOST) if name == "mmsg" else None
+    targets_ports = [shared.sock.getsockname()[1]] * n if shared is not None else [e.local_port for e in endpoints]
     sender, remote_ports = start_sender(targets_ports, warmup + seconds + 2)
     mixer = Mixer()
     pids = [mixer.add(1) for _ in endpoints]
@@ -236,23 +151,16 @@ async def run_variant(name: str, n: int, seconds: float, warmup: float, port_low
             for index, pid in enumerate(result.pids.tolist()):
                 media[pid].write_frame(blob[index * 160 : index * 160 + 160])
 
-    elif name == "mmsg":  # floor with ONE shared socket: recvmmsg/sendmmsg (ctypes), legs keyed by remote address
+    elif name == "mmsg":  # floor with ONE shared socket (bridge.rtp.batch): recvmmsg/sendmmsg, no RTP work
         assert shared is not None
-        leg_of = {port: i for i, port in enumerate(remote_ports)}
-        shared.set_destinations(remote_ports)
-        counts = [0] * n
+        keys = np.array([address_key(HOST, port) for port in remote_ports], dtype=np.uint64)
+        packet = np.zeros((n, 172), dtype=np.uint8)
+        packet[:, 0] = 0x80
 
         def tick(t: Tick) -> None:
-            rx = 0
-            while True:
-                got = shared.recv_batch()
-                for k in range(got):
-                    counts[leg_of.get(shared.source_port(k), 0)] += 1  # demux: which leg sent it
-                rx += got
-                if got < shared.vlen:
-                    break
-            counters["rx"] += rx
-            counters["tx"] += shared.send_all()
+            while (got := shared.recv()) > 0:
+                counters["rx"] += got
+            counters["tx"] += shared.send(packet, keys)
 
     elif name == "syscalls":  # the floor of any one-syscall-per-packet Python design: recvfrom + sendto only
         ep = select.epoll()
@@ -376,6 +284,8 @@ async def run_variant(name: str, n: int, seconds: float, warmup: float, port_low
     lost = sum(e.stats()["lost"] for e in endpoints)
     for endpoint in endpoints:
         endpoint.close()
+    if shared is not None:
+        shared.close()
     cpu = 100.0 * (cpu1 - cpu0) / window
     return {
         "variant": name,
