@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bridge.mixer import Mixer, g711  # noqa: E402
 from bridge.mixer.clock import LatenessStats, Tick, run_ticks  # noqa: E402
 from bridge.rtp import MediaDescription, PortAllocator, RtpEndpoint  # noqa: E402
-from bridge.rtp.batch import BatchSocket, FrameRing, address_key, parse_rtp, size_buffers  # noqa: E402
+from bridge.rtp.batch import BatchSocket, FrameRing, LegTable, address_key, size_buffers  # noqa: E402
 
 RTP_HEADER = struct.Struct("!BBHII")
 PT_PCMU = 0
@@ -268,15 +268,14 @@ class BatchBridge:
         self.mixer = Mixer()
         self.pids = np.array([self.mixer.add(i // size) for i in range(legs)], dtype=np.int64)
         self.ring = FrameRing(legs, depth=8, delay=2)
-        self.sorted_keys = np.zeros(0, dtype=np.uint64)
-        self.leg_of_sorted = np.zeros(0, dtype=np.int64)
-        self.keys = np.zeros(legs, dtype=np.uint64)
+        self.keys = np.zeros(0, dtype=np.uint64)
+        self.table = LegTable(self.keys)
         # Outgoing packets: one row per leg, a header per leg (own sequence number, timestamp, SSRC).
         self.tx = np.zeros((legs, PACKET), dtype=np.uint8)
         self.tx[:, 0], self.tx[:, 1] = 0x80, PT_PCMU
         self.tx[:, 8:12] = np.arange(1, legs + 1, dtype=">u4").view(np.uint8).reshape(legs, 4)
         self.seq0 = np.random.default_rng(3).integers(0, 1 << 16, legs)
-        self.received = self.sent = self.empty = self.unknown = 0
+        self.received = self.sent = self.empty = 0
         self.mix_cpu = 0.0
         self.durations: list[float] = []
 
@@ -287,27 +286,10 @@ class BatchBridge:
     @targets.setter
     def targets(self, targets: list[tuple[str, int]]) -> None:
         self.keys = np.array([address_key(h, p) for h, p in targets], dtype=np.uint64)
-        order = np.argsort(self.keys)
-        self.sorted_keys, self.leg_of_sorted = self.keys[order], order.astype(np.int64)
+        self.table = LegTable(self.keys, payload_type=PT_PCMU, frame=FRAME)
 
     def receive(self) -> None:
-        io, keys = self.io, self.sorted_keys
-        while (n := io.recv()) > 0:
-            heads = parse_rtp(io.data[:n], io.lengths[:n])
-            sources = io.sources[:n]
-            pos = np.minimum(np.searchsorted(keys, sources), len(keys) - 1)
-            known = keys[pos] == sources
-            ok = known & heads.valid & (heads.payload_type == PT_PCMU) & (heads.payload_length == FRAME)
-            self.unknown += int(np.count_nonzero(~known))
-            rows = np.nonzero(ok)[0]
-            offsets = heads.payload_offset[rows]
-            if np.all(offsets == RTP_HEADER.size):
-                payloads = io.data[rows, RTP_HEADER.size : PACKET]
-            else:
-                payloads = io.data[rows[:, None], offsets[:, None] + np.arange(FRAME)]
-            self.ring.push(self.leg_of_sorted[pos[rows]], heads.seq[rows], payloads)
-            if n < io.batch:
-                break
+        self.table.receive(self.io, self.ring)
 
     def tick(self, tick: Tick) -> None:
         t0 = time.thread_time()

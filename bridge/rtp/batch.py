@@ -33,7 +33,16 @@ import numpy.typing as npt
 
 from bridge.rtp.errors import RtpError
 
-__all__ = ["BatchSocket", "FrameRing", "RtpHeaders", "address_key", "key_address", "parse_rtp", "size_buffers"]
+__all__ = [
+    "BatchSocket",
+    "FrameRing",
+    "LegTable",
+    "RtpHeaders",
+    "address_key",
+    "key_address",
+    "parse_rtp",
+    "size_buffers",
+]
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
@@ -424,3 +433,47 @@ class FrameRing:
             self.slot_seq[rows[hit], slots[hit]] = -1
         self.next_seq[started] = (self.next_seq[started] + 1) % SEQ_MOD
         return out, hit
+
+
+class LegTable:
+    """Which leg each remote address is: routes the audio packets of received batches into a :class:`FrameRing`.
+
+    ``keys[i]`` is leg ``i``'s remote RTP address (:func:`address_key`). A datagram is taken when it comes
+    from a known address and is valid RTP of ``payload_type`` with a ``frame``-byte payload; anything else
+    is counted (``foreign``: unknown source; ``rejected``: known source, not such a packet).
+    """
+
+    def __init__(self, keys: U64, *, payload_type: int = 0, frame: int = 160) -> None:
+        keys = np.asarray(keys, dtype=np.uint64)
+        order = np.argsort(keys)
+        self._sorted, self._leg_of = keys[order], order.astype(np.int64)
+        self.payload_type = payload_type
+        self.frame = frame
+        self.taken = self.foreign = self.rejected = 0
+
+    def receive(self, io: BatchSocket, ring: FrameRing) -> int:
+        """Read everything waiting on ``io`` into ``ring``; returns how many packets were taken."""
+        taken = 0
+        keys = self._sorted
+        while len(keys) and (n := io.recv()) > 0:
+            heads = parse_rtp(io.data[:n], io.lengths[:n])
+            sources = io.sources[:n]
+            pos = np.minimum(np.searchsorted(keys, sources), len(keys) - 1)
+            known = keys[pos] == sources
+            ok = known & heads.valid & (heads.payload_type == self.payload_type)
+            ok &= heads.payload_length == self.frame
+            rows = np.nonzero(ok)[0]
+            offsets = heads.payload_offset[rows]
+            if np.all(offsets == RTP_HEADER_SIZE):
+                payloads = io.data[rows, RTP_HEADER_SIZE : RTP_HEADER_SIZE + self.frame]
+            else:
+                payloads = io.data[rows[:, None], offsets[:, None] + np.arange(self.frame)]
+            ring.push(self._leg_of[pos[rows]], heads.seq[rows], payloads)
+            foreign = int(np.count_nonzero(~known))
+            self.foreign += foreign
+            self.rejected += n - foreign - len(rows)
+            taken += len(rows)
+            if n < io.batch:
+                break
+        self.taken += taken
+        return taken

@@ -31,29 +31,11 @@ from rtp_peers import (
     write_tone_dtmf_pcap,
 )
 
-from bridge.rtp.batch import BatchSocket, FrameRing, address_key, parse_rtp
+from bridge.rtp.batch import BatchSocket, FrameRing, LegTable, address_key
 
 pytestmark = pytest.mark.integration
 
 FRAME = 160
-
-
-def _receive(io: BatchSocket, keys: np.ndarray, ring: FrameRing) -> int:
-    """One tick's receive, as ``bench/media.py`` does it; returns the packets taken for known legs."""
-    taken = 0
-    order = np.argsort(keys)
-    sorted_keys = keys[order]
-    while (n := io.recv()) > 0:
-        heads = parse_rtp(io.data[:n], io.lengths[:n])
-        sources = io.sources[:n]
-        pos = np.minimum(np.searchsorted(sorted_keys, sources), len(keys) - 1)
-        ok = (sorted_keys[pos] == sources) & heads.valid & (heads.payload_type == 0) & (heads.payload_length == FRAME)
-        rows = np.nonzero(ok)[0]
-        offsets = heads.payload_offset[rows]
-        payloads = io.data[rows[:, None], offsets[:, None] + np.arange(FRAME)]
-        ring.push(order[pos[rows]], heads.seq[rows], payloads)
-        taken += len(rows)
-    return taken
 
 
 def test_two_sipp_callers_on_one_socket_each_reach_their_own_leg(tmp_path: Path) -> None:
@@ -76,20 +58,20 @@ def test_two_sipp_callers_on_one_socket_each_reach_their_own_leg(tmp_path: Path)
             uac_args = [f"{HOST}:{uas_port}", "-s", "1000", "-p", str(uac_port), "-mp", str(uac_media), "-m", "1"]
             scenario = uac_play_scenario(f"{name}.pcap", int(seconds * 1000) + 500)
             procs.append(start_sipp(tmp_path, f"uac-{name}", scenario, uac_args))
-        keys = np.array([address_key(HOST, p) for p in media_ports], dtype=np.uint64)
+        table = LegTable(np.array([address_key(HOST, p) for p in media_ports], dtype=np.uint64))
         ring = FrameRing(2, depth=8, delay=2)
         heard: list[list[bytes]] = [[], []]
         taken = 0
         deadline = time.monotonic() + 40
         while any(p.poll() is None for p in procs[2:]) and time.monotonic() < deadline:
-            taken += _receive(io, keys, ring)
+            taken += table.receive(io, ring)
             frames, hit = ring.pop()
             for leg in (0, 1):
                 if hit[leg]:
                     heard[leg].append(frames[leg].tobytes())
             time.sleep(0.02)
         for _ in range(10):  # what is still in the ring
-            taken += _receive(io, keys, ring)
+            taken += table.receive(io, ring)
             frames, hit = ring.pop()
             for leg in (0, 1):
                 if hit[leg]:
@@ -102,6 +84,7 @@ def test_two_sipp_callers_on_one_socket_each_reach_their_own_leg(tmp_path: Path)
         io.close()
     packets = round(seconds / 0.02)
     assert taken == 2 * packets, sipp_log(tmp_path)  # every packet once, none from elsewhere
+    assert table.foreign == table.rejected == 0
     # Played out: all of them unless this shared machine stalled the loop past the ring's 160 ms.
     assert all(len(h) >= 0.9 * packets for h in heard), [len(h) for h in heard]
     for leg, freq in ((0, 440), (1, 880)):
@@ -122,6 +105,7 @@ def test_one_socket_sends_each_leg_its_stream_and_sipp_echoes_it(tmp_path: Path)
         for i, port in enumerate(echo_ports)
     ]
     keys = np.array([address_key(HOST, p) for p in echo_ports], dtype=np.uint64)
+    table = LegTable(keys)
     streams = [np.frombuffer(lin2ulaw(tone(freq, 1.0)), dtype=np.uint8).reshape(-1, FRAME) for freq in (1000, 600)]
     packets = np.zeros((2, 12 + FRAME), dtype=np.uint8)
     packets[:, 0] = 0x80
@@ -137,7 +121,7 @@ def test_one_socket_sends_each_leg_its_stream_and_sipp_echoes_it(tmp_path: Path)
                 packets[:, 4:8] = np.full(2, i * FRAME, dtype=">u4").view(np.uint8).reshape(2, 4)
                 packets[0, 12:], packets[1, 12:] = streams[0][i], streams[1][i]
                 sent += io.send(packets, keys)
-            _receive(io, keys, ring)
+            table.receive(io, ring)
             frames, hit = ring.pop()
             for leg in (0, 1):
                 if hit[leg]:

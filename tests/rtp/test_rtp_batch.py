@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_rtp_packet import rtp_packets  # tests/rtp is on sys.path (pytest rootdir-relative import)
 
-from bridge.rtp.batch import SEQ_MOD, BatchSocket, FrameRing, address_key, key_address, parse_rtp
+from bridge.rtp.batch import SEQ_MOD, BatchSocket, FrameRing, LegTable, address_key, key_address, parse_rtp
 from bridge.rtp.errors import PacketError, RtpError
 from bridge.rtp.packet import RtpPacket
 
@@ -280,3 +280,35 @@ def test_batch_socket_needs_ipv4_udp() -> None:
             BatchSocket(tcp)
     finally:
         tcp.close()
+
+
+def test_leg_table_routes_each_known_source_to_its_leg_and_counts_the_rest() -> None:
+    io = BatchSocket.bind("127.0.0.1")
+    legs = [plain_socket() for _ in range(2)]
+    stranger = plain_socket()
+    try:
+        target = io.sock.getsockname()
+        table = LegTable(np.array([address_key(*s.getsockname()) for s in legs], dtype=np.uint64), frame=4)
+        ring = FrameRing(2, depth=8, delay=0, frame=4)
+
+        def rtp(seq: int, payload: bytes, pt: int = 0, csrc: list[int] | None = None) -> bytes:
+            return bytes(RtpPacket(payload_type=pt, sequence_number=seq, payload=payload, csrc=csrc or []))
+
+        legs[1].sendto(rtp(7, b"bbbb", csrc=[1, 2]), target)  # a CSRC list: the payload starts later
+        legs[0].sendto(rtp(3, b"aaaa"), target)
+        stranger.sendto(rtp(3, b"xxxx"), target)  # not a leg
+        legs[0].sendto(rtp(4, b"cc"), target)  # a short frame
+        legs[0].sendto(rtp(5, b"dddd", pt=8), target)  # another payload type
+        legs[0].sendto(b"\x00" * 20, target)  # not RTP
+        got = 0
+        for _ in range(100):
+            got += table.receive(io, ring)
+            if table.taken + table.foreign + table.rejected == 6:
+                break
+        assert (got, table.taken, table.foreign, table.rejected) == (2, 2, 1, 3)
+        out, hit = ring.pop()
+        assert hit.tolist() == [True, True] and out.tobytes() == b"aaaabbbb"
+    finally:
+        io.close()
+        for s in (*legs, stranger):
+            s.close()
