@@ -94,9 +94,8 @@ class LiveLeg:
     talking: bool = False
     joined_at: dt.datetime | None = None
     on_hold: bool = False
-    """The phone put the bridge on hold: its leg contributes nothing (no music-on-hold in the conference)."""
-    muted: bool = False
-    """Muted by the conference (moderator, listen-only role); the mixer mutes ``muted or on_hold``."""
+    """The phone put the bridge on hold: its leg contributes nothing (no music-on-hold in the conference).
+    The mixer mutes a leg that is on hold or muted by its conference (the machine's ``LegInfo.muted``)."""
 
 
 @dataclass
@@ -546,10 +545,8 @@ class ConferenceService:
                 self._last_play_s = self.media.play(action.prompts, pid=live.pid)
         elif isinstance(action, SetMuted):
             live = self.legs.get(action.leg_id)
-            if live is not None:
-                live.muted = action.muted
-                if live.pid is not None:
-                    self.media.set_muted(live.pid, live.muted or live.on_hold)
+            if live is not None and live.pid is not None:
+                self.media.set_muted(live.pid, action.muted or live.on_hold)
         elif isinstance(action, SetRecording):
             self._recording(run_id, action.on)
         elif isinstance(action, Callback) and conf is not None and not conf.ended:
@@ -580,7 +577,6 @@ class ConferenceService:
             return
         live.joined_at = self.utc()
         codec = _codec(live.sip)
-        live.muted = muted
         live.pid = self.media.add(run_id, codec=codec, muted=muted or live.on_hold)
         self.media_version += 1
         with self._session() as session:
@@ -597,8 +593,9 @@ class ConferenceService:
         the mixer so the phone's music-on-hold never plays into the conference; on resume, the conference's
         own mute state applies again. (Sending to a held phone stops in the RTP layer.)"""
         live.on_hold = on
+        info = self.conferences[live.run_id].legs.get(live.leg_id)  # on_sip_event checked the conference
         if live.pid is not None:
-            self.media.set_muted(live.pid, live.muted or on)
+            self.media.set_muted(live.pid, on or bool(info and info.muted))
         log.info("leg %s %s", live.leg_id, "on hold" if on else "resumed")
 
     def _leg_finished(self, action: LegFinished) -> None:
