@@ -11,7 +11,8 @@ Database rows: one ``ConferenceRun`` per conference, one ``Leg`` per call attemp
 INVITE so its id is known), closed and turned into a CDR (``bridge.cdr.writer.write_cdr``) when the
 leg reaches its terminal status. An answered inbound call that never gets past the PIN prompt (wrong
 PIN, conference full or locked, caller hung up) gets a run of its own, service type ``dial-in`` with result
-``refused`` or ``abandoned``, one failed Leg and its CDR: the provider sees every answered call. Calls
+``refused`` or ``abandoned``, one failed Leg and its CDR: the provider sees every answered call. The run names
+an IC (and its company) only when a PIN named it, and a room when the number did. Calls
 refused before answer (unknown number, throttled caller) get a SIP status and no CDR.
 """
 
@@ -52,7 +53,6 @@ from bridge.config import Config
 from bridge.db.models import (
     ConferenceRun,
     Contact,
-    DnisNumber,
     EventLog,
     InstantConference,
     Leg,
@@ -797,7 +797,7 @@ class ConferenceService:
         """Run + failed Leg + CDR for an answered call that ended in the PIN prompt (see the module docstring)."""
         now = self.utc()
         cause = call.refusal or "caller hung up at the PIN prompt"
-        decision = call.decision
+        decision = call.decision  # names the IC only when a PIN did: an IC number is shared by every slot-x IC
         room_id = decision.room_id if decision is not None and decision.room_id is not None else call.route.room_id
         ic_id = decision.ic_id if decision is not None else None
         try:
@@ -806,12 +806,6 @@ class ConferenceService:
                 if room_id is not None:
                     room = session.get(Room, room_id)
                     company_id = room.company_id if room is not None else None
-                if ic_id is None and call.route.kind is RouteKind.IC:
-                    ic_id = session.scalar(
-                        select(InstantConference.id)
-                        .join(InstantConference.dnis)
-                        .where(DnisNumber.number == call.route.number)
-                    )
                 if ic_id is not None and company_id is None:
                     ic = session.get(InstantConference, ic_id)
                     company_id = ic.subscriber.company_id if ic is not None else None

@@ -469,7 +469,7 @@ def test_every_answered_call_that_ends_in_the_pin_prompt_has_a_cdr(rig: Rig) -> 
     # 1. Three wrong PINs on the common number: no company is known.
     rig.dial_in(COMMON, "+15559990000", "999999" * 3)
     rig.advance(2.0)
-    # 2. A wrong PIN three times on the IC's own number: the IC and its company are known.
+    # 2. A wrong PIN three times on an IC number: no IC is known (slot-x ICs of all subscribers share it).
     rig.dial_in(POOL1, "+15559990001", "999999" * 3)
     rig.advance(2.0)
     # 3. The caller hangs up while entering the PIN.
@@ -485,7 +485,7 @@ def test_every_answered_call_that_ends_in_the_pin_prompt_has_a_cdr(rig: Rig) -> 
         ("+15559990002", "failed", "caller hung up at the PIN prompt", "abandoned"),
         ("+15559990003", "failed", "conference not started", "refused"),
     ]
-    assert [(run.company_id, run.ic_id) for run, _, _ in records] == [(None, None), (1, 1), (None, None), (1, 1)]
+    assert [(run.company_id, run.ic_id) for run, _, _ in records] == [(None, None), (None, None), (None, None), (1, 1)]
     for run, leg, cdr in records:
         assert cdr.leg_id == leg.id and cdr.cli == leg.calling
         assert cdr.service_type == "dial-in" and cdr.service_id == run.id and cdr.direction == "in"
