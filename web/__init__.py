@@ -73,9 +73,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(config)
 
-    from web import auth, db, live
+    from web import api, auth, db, live
     from web.admin import bp as admin_bp
-    from web.api import bp as api_bp
     from web.company import bp as company_bp
     from web.subscriber import bp as subscriber_bp
 
@@ -83,11 +82,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     auth.init_app(app)
     live.init_app(app, config)
+    api.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(subscriber_bp)
     app.register_blueprint(company_bp)
     app.register_blueprint(admin_bp)
-    app.register_blueprint(api_bp)
+    app.register_blueprint(api.bp)
 
     @app.after_request
     def _security_headers(response: Response) -> Response:

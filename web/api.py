@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from bridge.control_client import ControlRequestError, EngineUnreachable
 from bridge.db.models import ConferenceRun
@@ -46,12 +46,9 @@ def snapshot(client: Control, run_id: int) -> tuple[str, dict[str, Any]]:
 BUSY_RETRY_MS = 5000
 
 
-def stream_slots(app_extensions: dict[str, Any], limit: int) -> threading.BoundedSemaphore:
-    """The worker's semaphore of live streams (created on first use)."""
-    slots: threading.BoundedSemaphore = app_extensions.setdefault(
-        "sse_slots", threading.BoundedSemaphore(max(1, limit))
-    )
-    return slots
+def init_app(app: Flask) -> None:
+    """The worker's semaphore of live streams (``SSE_MAX_STREAMS`` slots)."""
+    app.extensions["sse_slots"] = threading.BoundedSemaphore(max(1, int(app.config["SSE_MAX_STREAMS"])))
 
 
 def one_shot(kind: str, payload: dict[str, Any]) -> Iterator[str]:
@@ -134,7 +131,7 @@ def live_events(run_id: int) -> Response:
     run = get_or_404(ConferenceRun, run_id)  # the tenant check happens before streaming starts
     client = control()
     run_id = run.id
-    slots = stream_slots(current_app.extensions, int(current_app.config["SSE_MAX_STREAMS"]))
+    slots: threading.BoundedSemaphore = current_app.extensions["sse_slots"]
     stream: Iterator[str]
     if slots.acquire(blocking=False):
         stream = Holding(
