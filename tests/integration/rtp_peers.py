@@ -11,6 +11,7 @@ A missing ``sipp`` or ``baresip`` binary makes the tests fail (FileNotFoundError
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import struct
 import subprocess
@@ -401,17 +402,24 @@ def sipp_offer_sdp(media_port: int) -> str:
     return SIPP_SDP.replace("[local_ip]", HOST).replace("[media_ip]", HOST).format(port=media_port)
 
 
-def start_sipp(workdir: Path, name: str, scenario: str, args: list[str]) -> subprocess.Popen[bytes]:
+def launch_sipp(workdir: Path, name: str, scenario: str, args: list[str]) -> subprocess.Popen[bytes]:
+    """Write ``scenario`` to ``workdir/name.xml`` and start SIPp on it with ``args`` (output in
+    ``workdir/name.out``, errors in ``workdir/name*errors.log``)."""
     path = workdir / f"{name}.xml"
     path.write_text(scenario)
     out = open(workdir / f"{name}.out", "wb")  # noqa: SIM115 - lives as long as the process
     return subprocess.Popen(
-        ["sipp", "-sf", str(path), "-i", HOST, "-mi", HOST, "-nostdin", *args],
+        [shutil.which("sipp") or "sipp", "-sf", str(path), *args],
         cwd=workdir,
         stdin=subprocess.DEVNULL,
         stdout=out,
         stderr=subprocess.STDOUT,
     )
+
+
+def start_sipp(workdir: Path, name: str, scenario: str, args: list[str]) -> subprocess.Popen[bytes]:
+    """:func:`launch_sipp` with SIP and media on :data:`HOST` and no keyboard."""
+    return launch_sipp(workdir, name, scenario, ["-i", HOST, "-mi", HOST, "-nostdin", *args])
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from rtp_peers import PTIME as PTIME  # re-exported for the SIP tests
-from rtp_peers import baresip_config, free_tcp_port, free_udp_port, read_wav, write_wav
+from rtp_peers import baresip_config, free_tcp_port, free_udp_port, launch_sipp, read_wav, write_wav
 from rtp_peers import dominant_freq as dominant_freq
 from rtp_peers import stop as stop_process
 from rtp_peers import tone as _tone
@@ -29,8 +29,6 @@ from rtp_peers import write_tone_dtmf_pcap as write_tone_dtmf_pcap
 from bridge.config import Config, from_dict
 from bridge.sip.events import LegEvent
 from bridge.sip.service import SipService
-
-SIPP = shutil.which("sipp") or "sipp"
 
 # The SIP tests' tones truncate toward zero (rtp_peers.tone rounds by default): the same samples as ever.
 tone = functools.partial(_tone, rounded=False)
@@ -345,13 +343,8 @@ def sipp_common(local_port: int, media_port: int, *, ip: str = "127.0.0.1", time
 
 
 def start_sipp(scenario: str, workdir: Path, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-    """Write ``scenario`` to ``workdir/name.xml`` and start SIPp on it (errors in ``workdir/name*.log``)."""
-    path = workdir / f"{name}.xml"
-    path.write_text(scenario)
-    log = open(workdir / f"{name}.out", "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(
-        [SIPP, "-sf", str(path), *args], cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-    )
+    """:func:`rtp_peers.launch_sipp` in this module's argument order (``args`` from :func:`sipp_common`)."""
+    return launch_sipp(workdir, name, scenario, args)
 
 
 async def wait_process(proc: subprocess.Popen[bytes], timeout: float) -> int:
