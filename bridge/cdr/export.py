@@ -234,10 +234,15 @@ def _generic_chunk(
     lines: list[str] = []
     last: Sequence[Any] = ()
     for last in session.connection().execute(stmt, {"k_at": key[0], "k_id": key[1]}):
-        buffer = io.StringIO()
-        write_csv(iter([last]), buffer, header=False)
-        lines.append(buffer.getvalue())
+        lines.append(_generic_line(last))
     return lines, (str(last[_DISCONNECTED]), int(last[0]))
+
+
+def _generic_line(row: Sequence[Any]) -> str:
+    """One CDR row (source columns + time-zone name) as the generic path writes it."""
+    buffer = io.StringIO()
+    write_csv(iter([row]), buffer, header=False)
+    return buffer.getvalue()
 
 
 def _requoted(session: Session, lines: list[str]) -> list[str]:
@@ -245,9 +250,7 @@ def _requoted(session: Session, lines: list[str]) -> list[str]:
     suspects = suspect_ids(lines)
     if suspects:
         for row in stream_rows(session, cdr_select(Cdr.id.in_(list(suspects)))):
-            buffer = io.StringIO()
-            write_csv(iter([row]), buffer, header=False)
-            lines[suspects[row[0]]] = buffer.getvalue()
+            lines[suspects[row[0]]] = _generic_line(row)
     return lines
 
 
