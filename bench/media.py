@@ -40,9 +40,11 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -56,9 +58,51 @@ PT_PCMU = 0
 FRAME = 160
 PACKET = RTP_HEADER.size + FRAME
 LEGS_PER_GENERATOR_SOCKET = 50
+U8 = npt.NDArray[np.uint8]
 
 
 # ----------------------------------------------------------------------------- load generator
+
+
+def noise_frames() -> U8:
+    """64 different 20 ms PCMU frames of speech-level noise (-20 dBov): what every generated leg says."""
+    noise = np.random.default_rng(1).standard_normal((64, FRAME)) * 32768 * 10 ** (-20 / 20)
+    return g711.ulaw_encode(np.clip(noise, -32768, 32767).astype(np.int16))
+
+
+def paced(drains: dict[int, Callable[[], int]], send: Callable[[int], int], seconds: float) -> int:
+    """The generator's loop: ``send(n)`` the packets of tick ``n`` every 20 ms (half a tick out of phase with
+    the bridge; a starved generator skips ticks rather than bursting), drain replies with ``drains[fd]()``
+    meanwhile, stop when the bridge writes to stdin; then print the counts and CPU as JSON."""
+    poll = select.epoll()
+    for fd in drains:
+        poll.register(fd, select.EPOLLIN)
+    poll.register(sys.stdin.fileno(), select.EPOLLIN)
+    sent = received = n = 0
+    start = time.monotonic() + 0.01
+    end = start + seconds  # a safety net: the bridge normally says "stop" on stdin first
+    stopping = False
+    while not stopping:
+        deadline = start + n * 0.02
+        for fd, _ in poll.poll(max(0.0, deadline - time.monotonic())):  # at least once per tick, even late
+            drain = drains.get(fd)
+            if drain is not None:
+                received += drain()
+            else:
+                stopping = True
+                sys.stdin.readline()
+        now = time.monotonic()
+        if now > end or stopping:
+            break
+        if now < deadline:
+            continue
+        n = max(n, int((now - start) / 0.02))
+        sent += send(n)
+        n += 1
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    wall = time.monotonic() - start
+    print(json.dumps({"sent": sent, "received": received, "cpu": usage.ru_utime + usage.ru_stime, "wall": wall}))
+    return 0
 
 
 def generator(legs: int, seconds: float) -> int:
@@ -79,57 +123,34 @@ def generator(legs: int, seconds: float) -> int:
         s.setblocking(False)
         socks.append(s)
     print(json.dumps({"ports": [s.getsockname()[1] for s in socks]}), flush=True)
-    rng = np.random.default_rng(1)
-    noise = rng.standard_normal((64, FRAME)) * 32768 * 10 ** (-20 / 20)
-    payloads = [bytes(row) for row in g711.ulaw_encode(np.clip(noise, -32768, 32767).astype(np.int16))]
+    payloads = [bytes(row) for row in noise_frames()]
     targets = [("127.0.0.1", p) for p in ports]
-    sent = received = 0
-    start = time.monotonic() + 0.01  # half a tick out of phase with the bridge
-    n = 0
     buf = bytearray(2048)
-    end = start + seconds  # a safety net: the bridge normally says "stop" on stdin first
-    stopping = False
-    poll = select.epoll()
-    by_fd = {s.fileno(): s for s in socks}
-    for fd in by_fd:
-        poll.register(fd, select.EPOLLIN)
-    poll.register(sys.stdin.fileno(), select.EPOLLIN)
-    while not stopping:
-        deadline = start + n * 0.02
-        now = time.monotonic()
-        # Drain replies (at least once per tick, even when late), waiting for the next deadline.
-        for fd, _ in poll.poll(max(0.0, deadline - now)):
-            r = by_fd.get(fd)
-            if r is None:
-                stopping = True
-                sys.stdin.readline()
-                continue
+
+    def drainer(sock: socket.socket) -> Callable[[], int]:
+        def drain() -> int:
+            count = 0
             while True:
                 try:
-                    r.recv_into(buf)
+                    sock.recv_into(buf)
                 except BlockingIOError:
-                    break
-                received += 1
-        now = time.monotonic()
-        if now > end or stopping:
-            break
-        if now < deadline:
-            continue
-        n = max(n, int((now - start) / 0.02))  # a starved generator skips ticks rather than bursting
-        header = RTP_HEADER.pack(0x80, PT_PCMU, n & 0xFFFF, (n * FRAME) & 0xFFFFFFFF, 0)
-        payload = payloads[n % len(payloads)]
-        packet = header + payload
+                    return count
+                count += 1
+
+        return drain
+
+    def send(n: int) -> int:
+        packet = RTP_HEADER.pack(0x80, PT_PCMU, n & 0xFFFF, (n * FRAME) & 0xFFFFFFFF, 0) + payloads[n % len(payloads)]
+        sent = 0
         for i, target in enumerate(targets):
             try:
                 socks[i % len(socks)].sendto(packet, target)  # replies come back spread over the sockets
                 sent += 1
             except BlockingIOError:
                 pass
-        n += 1
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    wall = time.monotonic() - start
-    print(json.dumps({"sent": sent, "received": received, "cpu": usage.ru_utime + usage.ru_stime, "wall": wall}))
-    return 0
+        return sent
+
+    return paced({s.fileno(): drainer(s) for s in socks}, send, seconds)
 
 
 def batch_generator(legs: int, seconds: float, port: int) -> int:
@@ -142,49 +163,42 @@ def batch_generator(legs: int, seconds: float, port: int) -> int:
     size_buffers(sock, 16 << 20)
     sock.bind(("0.0.0.0", 0))
     io = BatchSocket(sock)
-    hosts = (127 << 24 | 1 << 16) + 256 * (np.arange(legs) // 250) + 1 + np.arange(legs) % 250
+    hosts = ((127 << 24 | 1 << 16) + 256 * (np.arange(legs) // 250) + 1 + np.arange(legs) % 250).astype(np.uint32)
     local_port = sock.getsockname()[1]
     callers = [[socket.inet_ntoa(int(h).to_bytes(4, "big")), local_port] for h in hosts]
     print(json.dumps({"callers": callers}), flush=True)
     destinations = np.full(legs, address_key("127.0.0.1", port), dtype=np.uint64)
-    rng = np.random.default_rng(1)
-    noise = rng.standard_normal((64, FRAME)) * 32768 * 10 ** (-20 / 20)
-    payloads = g711.ulaw_encode(np.clip(noise, -32768, 32767).astype(np.int16))
+    payloads = noise_frames()
+    packets = rtp_rows(legs, ssrc=np.arange(1, legs + 1))
+    seq0 = np.random.default_rng(1).integers(0, 1 << 16, legs)
+
+    def drain() -> int:
+        count = 0
+        while (got := io.recv()) > 0:
+            count += got
+        return count
+
+    def send(n: int) -> int:
+        stamp_rows(packets, seq0 + n, n * FRAME)
+        packets[:, RTP_HEADER.size :] = payloads[(np.arange(legs) + n) % len(payloads)]
+        return io.send(packets, destinations, source_hosts=hosts)
+
+    return paced({sock.fileno(): drain}, send, seconds)
+
+
+def rtp_rows(legs: int, *, ssrc: npt.NDArray[np.integer]) -> U8:
+    """One PCMU RTP packet per leg, as rows: version 2, payload type 0, each leg's SSRC."""
     packets = np.zeros((legs, PACKET), dtype=np.uint8)
     packets[:, 0], packets[:, 1] = 0x80, PT_PCMU
-    packets[:, 8:12] = np.arange(1, legs + 1, dtype=">u4").view(np.uint8).reshape(legs, 4)
-    seq0 = rng.integers(0, 1 << 16, legs)
-    poll = select.epoll()
-    poll.register(sock.fileno(), select.EPOLLIN)
-    poll.register(sys.stdin.fileno(), select.EPOLLIN)
-    sent = received = n = 0
-    start = time.monotonic() + 0.01  # half a tick out of phase with the bridge
-    end = start + seconds
-    stopping = False
-    while not stopping:
-        deadline = start + n * 0.02
-        for fd, _ in poll.poll(max(0.0, deadline - time.monotonic())):
-            if fd == sock.fileno():
-                while (got := io.recv()) > 0:
-                    received += got
-            else:
-                stopping = True
-                sys.stdin.readline()
-        now = time.monotonic()
-        if now > end or stopping:
-            break
-        if now < deadline:
-            continue
-        n = max(n, int((now - start) / 0.02))
-        packets[:, 2:4] = ((seq0 + n) & 0xFFFF).astype(">u2").view(np.uint8).reshape(legs, 2)
-        packets[:, 4:8] = np.full(legs, (n * FRAME) & 0xFFFFFFFF, dtype=">u4").view(np.uint8).reshape(legs, 4)
-        packets[:, RTP_HEADER.size :] = payloads[(np.arange(legs) + n) % len(payloads)]
-        sent += io.send(packets, destinations, source_hosts=hosts.astype(np.uint32))
-        n += 1
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    wall = time.monotonic() - start
-    print(json.dumps({"sent": sent, "received": received, "cpu": usage.ru_utime + usage.ru_stime, "wall": wall}))
-    return 0
+    packets[:, 8:12] = np.asarray(ssrc, dtype=">u4").view(np.uint8).reshape(legs, 4)
+    return packets
+
+
+def stamp_rows(packets: U8, seq: npt.NDArray[np.integer], timestamp: int) -> None:
+    """Write each row's sequence number (``seq``, mod 2**16) and the common ``timestamp`` into ``packets``."""
+    legs = len(packets)
+    packets[:, 2:4] = (np.asarray(seq) & 0xFFFF).astype(">u2").view(np.uint8).reshape(legs, 2)
+    packets[:, 4:8] = np.full(legs, timestamp & 0xFFFFFFFF, dtype=">u4").view(np.uint8).reshape(legs, 4)
 
 
 # ----------------------------------------------------------------------------- bridge side
@@ -271,9 +285,7 @@ class BatchBridge:
         self.keys = np.zeros(0, dtype=np.uint64)
         self.table = LegTable(self.keys)
         # Outgoing packets: one row per leg, a header per leg (own sequence number, timestamp, SSRC).
-        self.tx = np.zeros((legs, PACKET), dtype=np.uint8)
-        self.tx[:, 0], self.tx[:, 1] = 0x80, PT_PCMU
-        self.tx[:, 8:12] = np.arange(1, legs + 1, dtype=">u4").view(np.uint8).reshape(legs, 4)
+        self.tx = rtp_rows(legs, ssrc=np.arange(1, legs + 1))
         self.seq0 = np.random.default_rng(3).integers(0, 1 << 16, legs)
         self.received = self.sent = self.empty = 0
         self.mix_cpu = 0.0
@@ -304,10 +316,7 @@ class BatchBridge:
         self.mix_cpu += time.thread_time() - m0
         if len(self.keys):
             tx = self.tx
-            tx[:, 2:4] = ((self.seq0 + tick.index) & 0xFFFF).astype(">u2").view(np.uint8).reshape(-1, 2)
-            tx[:, 4:8] = (
-                np.full(self.legs, (tick.index * FRAME) & 0xFFFFFFFF, dtype=">u4").view(np.uint8).reshape(-1, 4)
-            )
+            stamp_rows(tx, self.seq0 + tick.index, tick.index * FRAME)
             tx[:, RTP_HEADER.size :] = payloads
             self.sent += self.io.send(tx, self.keys)
         self.durations.append(time.thread_time() - t0)
