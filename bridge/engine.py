@@ -39,7 +39,7 @@ from bridge.db.session import make_engine, make_session_factory
 from bridge.mixer.clock import LatenessStats, Tick, run_ticks
 from bridge.mixer.events import TalkingStarted, TalkingStopped
 from bridge.mixer.mixer import Mixer
-from bridge.mixer.prompts import load_prompt
+from bridge.prompts import load_prompt
 from bridge.rtp.poller import RtpPoller
 
 log = logging.getLogger(__name__)

@@ -479,7 +479,7 @@ class Conference:
 
 
 def _help_prompt(leg: LegInfo) -> str:
-    """Key-map help for the caller's role (``bridge.conference.make_prompts``)."""
+    """Key-map help for the caller's role (``bridge.prompts``)."""
     return "help_moderator" if leg.role in CONTROLLERS else "help_participant"
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 
 import numpy as np
 
-from bridge.conference.make_prompts import HELP_PROMPTS, PROMPT_DIR
 from bridge.mixer.mixer import Mixer
-from bridge.mixer.prompts import Prompt, load_prompt
+from bridge.mixer.prompts import Prompt
+from bridge.prompts import PROMPT_NAMES, load_prompt
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +25,10 @@ class MixerMedia:
         scipy.signal (seconds on a busy machine) and the first prompt reads its WAV -- neither may stall
         the 20 ms tick or the SIP events later."""
         import bridge.mixer.recording  # noqa: F401 - imported for its side effect (scipy.signal loaded)
-        from bridge.mixer.prompts import PROMPT_NAMES
 
-        for name in (*PROMPT_NAMES, *HELP_PROMPTS):
+        for name in PROMPT_NAMES:
             try:
-                _own_prompt(name) if name in HELP_PROMPTS else load_prompt(name)
+                load_prompt(name)
             except Exception as exc:
                 log.warning("prompt %r unavailable: %s", name, exc)
 
@@ -64,7 +62,7 @@ class MixerMedia:
         parts = []
         for name in names:
             try:
-                parts.append(_own_prompt(name).samples if name in HELP_PROMPTS else load_prompt(name).samples)
+                parts.append(load_prompt(name).samples)
             except Exception as exc:  # a missing prompt must not break the call
                 log.warning("prompt %r unavailable: %s", name, exc)
         if not parts:
@@ -74,8 +72,3 @@ class MixerMedia:
             self._sequences[names] = prompt
         return prompt
 
-
-@functools.cache
-def _own_prompt(name: str) -> Prompt:
-    """The key-map help prompts of this package (``python -m bridge.conference.make_prompts``)."""
-    return Prompt.from_wav(name, str(PROMPT_DIR / f"{name}.wav"))

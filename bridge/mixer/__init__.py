@@ -1,6 +1,6 @@
 """The mix engine: G.711 tables, batched N-1 mixing with a soft limiter, talker detection, prompts, recording.
 
-Public API (see each module): ``Mixer``/``MixResult`` (mixer.py), events (events.py), ``load_prompt``/``Prompt``
+Public API (see each module): ``Mixer``/``MixResult`` (mixer.py), events (events.py), ``Prompt``
 (prompts.py), ``run_ticks``/``TickClock``/``LatenessStats`` (clock.py), G.711 tables (g711.py).
 """
 
@@ -16,12 +16,11 @@ from bridge.mixer.events import (
 )
 from bridge.mixer.g711 import PCMA, PCMU, SAMPLE_RATE, SAMPLES_PER_FRAME
 from bridge.mixer.mixer import Mixer, MixResult, TalkerSettings
-from bridge.mixer.prompts import PROMPT_NAMES, Prompt, load_prompt
+from bridge.mixer.prompts import Prompt
 
 __all__ = [
     "PCMA",
     "PCMU",
-    "PROMPT_NAMES",
     "SAMPLES_PER_FRAME",
     "SAMPLE_RATE",
     "LatenessStats",
@@ -38,6 +37,5 @@ __all__ = [
     "Tick",
     "TickClock",
     "UnknownParticipant",
-    "load_prompt",
     "run_ticks",
 ]

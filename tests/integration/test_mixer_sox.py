@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bridge.mixer import Mixer, Prompt, g711
-from bridge.mixer.prompts import VOICE_PROMPTS, tone
+from bridge.prompts import VOICE_PROMPTS, tone
 
 pytestmark = pytest.mark.integration
 

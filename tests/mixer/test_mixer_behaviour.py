@@ -20,9 +20,8 @@ from bridge.mixer import (
     UnknownParticipant,
     g711,
     limiter,
-    load_prompt,
 )
-from bridge.mixer.prompts import tone
+from bridge.prompts import load_prompt, tone
 
 RATE = 8000
 T = np.arange(160) / RATE

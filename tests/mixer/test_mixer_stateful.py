@@ -14,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from mixer_reference import NaiveParticipant, naive_mix
 
 from bridge.mixer import Mixer, MixerError, Prompt, UnknownParticipant, g711
-from bridge.mixer.prompts import tone
+from bridge.prompts import tone
 
 BEEP = Prompt("beep", tone((1000.0,), 0.06))
 PAYLOADS = st.one_of(

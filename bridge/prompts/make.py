@@ -1,8 +1,8 @@
-"""Produce the voice prompts: ``python -m bridge.mixer.make_prompts [--out DIR] [--voice en-us]``.
+"""Produce the voice prompts: ``python -m bridge.prompts.make [--out DIR] [--voice en-us]``.
 
-Each phrase of ``prompts.VOICE_PROMPTS`` is spoken by espeak-ng and converted by sox to a small
+Each phrase of ``bridge.prompts.VOICE_PROMPTS`` is spoken by espeak-ng and converted by sox to a small
 8 kHz 16-bit mono WAV (telephone band-pass, silence trimmed, normalised to -7 dBFS peak, below the limiter knee) in
-``bridge/mixer/prompts/``. The WAVs are committed, so this only runs when the phrases change.
+``bridge/prompts/wav/``. The WAVs are committed, so this only runs when the phrases change.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bridge.mixer.prompts import VOICE_PROMPTS
+from bridge.prompts import VOICE_PROMPTS
 
 
 def make_prompt(text: str, target: Path, *, voice: str = "en-us", speed: int = 160) -> None:
@@ -35,7 +35,7 @@ def make_prompt(text: str, target: Path, *, voice: str = "en-us", speed: int = 1
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("prompts"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("wav"))
     parser.add_argument("--voice", default="en-us")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
