@@ -24,6 +24,10 @@ from bridge.config import Config, parse_host_port
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
+MAX_DEPTH = 32
+"""Deepest JSON nesting accepted; our bodies are two levels deep, and the parser recurses per level."""
+MAX_ID = 2**63 - 1
+"""Database ids are signed 64-bit integers (SQLite INTEGER, PostgreSQL BIGINT); 0 and below are never ids."""
 READ_TIMEOUT_S = 5.0
 TOKEN_FILE = "control.token"
 
@@ -97,8 +101,8 @@ class Response:
     body: dict[str, Any]
 
 
-_CONF = re.compile(r"^/conferences/(\d+)(?:/(end|recording|lock|dial))?$")
-_LEG = re.compile(r"^/conferences/(\d+)/legs/(\d+)/(mute|kick)$")
+_CONF = re.compile(r"^/conferences/([0-9]+)(?:/(end|recording|lock|dial))?$")
+_LEG = re.compile(r"^/conferences/([0-9]+)/legs/([0-9]+)/(mute|kick)$")
 
 
 def route(target: ControlTarget, method: str, path: str, body: dict[str, Any], errors: ErrorMap) -> Response:
@@ -126,10 +130,14 @@ def _route(target: ControlTarget, method: str, path: str, body: dict[str, Any]) 
         if method == "GET":
             return Response(200, {"conferences": target.conferences()})
         _method(method, "POST")
+        if "ic_id" in body:
+            _body_id(body, "ic_id")
+        elif "subscriber_id" in body:
+            _body_id(body, "subscriber_id")
         return Response(201, target.launch(body))
     match = _CONF.match(path)
     if match:
-        run_id, verb = int(match[1]), match[2]
+        run_id, verb = _path_id(match[1], "conference"), match[2]
         if verb is None:
             _method(method, "GET")
             return Response(200, target.conference(run_id))
@@ -149,7 +157,7 @@ def _route(target: ControlTarget, method: str, path: str, body: dict[str, Any]) 
     match = _LEG.match(path)
     if match:
         _method(method, "POST")
-        run_id, leg_id = int(match[1]), int(match[2])
+        run_id, leg_id = _path_id(match[1], "conference"), _path_id(match[2], "leg")
         if match[3] == "mute":
             target.set_muted(run_id, leg_id, _bool(body, "muted"))
         else:
@@ -161,6 +169,46 @@ def _route(target: ControlTarget, method: str, path: str, body: dict[str, Any]) 
 def _method(method: str, allowed: str) -> None:
     if method != allowed:
         raise ApiError(405, f"use {allowed}")
+
+
+def _body_id(body: dict[str, Any], key: str) -> int:
+    """A database id from the body: an int (not a bool) in ``1..MAX_ID``, else 400 before the service sees it."""
+    value = body[key]
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
+        raise ApiError(400, f"'{key}' must be an integer in 1..{MAX_ID}")
+    return value
+
+
+def _path_id(digits: str, what: str) -> int:
+    value = int(digits)
+    if not 1 <= value <= MAX_ID:
+        raise ApiError(400, f"{what} id out of range (1..{MAX_ID})")
+    return value
+
+
+def json_depth_exceeds(raw: bytes, limit: int) -> bool:
+    """True when ``raw`` nests arrays/objects deeper than ``limit`` (brackets inside strings do not count).
+
+    Checked before ``json.loads``, whose recursion would otherwise end in a RecursionError. Pure.
+    """
+    depth, in_string, escaped = 0, False, False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
 
 
 def _bool(body: dict[str, Any], key: str) -> bool:
@@ -239,6 +287,8 @@ class ControlServer:
             return Response(401, {"error": "bad or missing token"})
         body: Any = {}
         if raw.strip():
+            if json_depth_exceeds(raw, MAX_DEPTH):
+                return Response(400, {"error": f"body is nested too deeply (at most {MAX_DEPTH} levels)"})
             try:
                 body = json.loads(raw)
             except ValueError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 import threading
@@ -11,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bridge.conference import NotAllowed, UnknownLeg
 from bridge.conference.service import UnknownConference
 from bridge.config import from_dict
-from bridge.control import ControlServer, control_token
+from bridge.control import ControlServer, control_token, json_depth_exceeds
 from bridge.control_client import ControlClient, ControlRequestError, EngineUnreachable
 from bridge.engine import _error_status
 
@@ -162,3 +165,79 @@ def test_control_token_created_once_with_mode_0600(tmp_path: Path) -> None:
     assert len(token) > 20 and stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert control_token(config) == token
     assert control_token(from_dict({"control": {"token": "fixed"}})) == "fixed"
+
+
+HUGE = 99999999999999999999999  # beyond the database's 64-bit integers
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/conferences", {"ic_id": HUGE}, "'ic_id' must be an integer in 1.."),
+        ("/conferences", {"ic_id": 0}, "'ic_id' must be an integer in 1.."),
+        ("/conferences", {"ic_id": "4"}, "'ic_id' must be an integer in 1.."),
+        ("/conferences", {"ic_id": True}, "'ic_id' must be an integer in 1.."),
+        ("/conferences", {"subscriber_id": HUGE, "numbers": ["+1555"]}, "'subscriber_id' must be an integer in 1.."),
+        ("/conferences", {"subscriber_id": -1, "numbers": ["+1555"]}, "'subscriber_id' must be an integer in 1.."),
+        (f"/conferences/{HUGE}/end", {}, "conference id out of range"),
+        (f"/conferences/7/legs/{HUGE}/kick", {}, "leg id out of range"),
+    ],
+)
+def test_ids_outside_the_database_range_are_400(
+    server: tuple[FakeTarget, str], path: str, body: dict[str, Any], message: str
+) -> None:
+    target, url = server
+    with pytest.raises(ControlRequestError) as info:
+        ControlClient(url, TOKEN)._request("POST", path, body)
+    assert info.value.status == 400
+    assert message in str(info.value)
+    assert target.calls == []  # refused at the API boundary, never reached the service
+
+
+def test_get_of_an_id_out_of_range_is_400(server: tuple[FakeTarget, str]) -> None:
+    _, url = server
+    with pytest.raises(ControlRequestError) as info:
+        ControlClient(url, TOKEN).conference(HUGE)
+    assert info.value.status == 400 and "conference id out of range" in str(info.value)
+
+
+def test_deeply_nested_body_is_400_and_not_a_recursion_error(
+    server: tuple[FakeTarget, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    _, url = server
+    port = int(url.rsplit(":", 1)[1])
+    for opener in (b"[", b'{"a":'):
+        body = opener * (60 * 1024 // len(opener))
+        head = f"POST /conferences HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(head.encode() + body)
+            reply = b""
+            while chunk := sock.recv(4096):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
+        assert b"nested too deeply" in reply
+    assert "RecursionError" not in caplog.text
+    assert ControlClient(url, TOKEN).status()["node"] == "n"
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\\\ab'),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet='[]{}"\\\\a'), inner, max_size=3),
+    max_leaves=20,
+)
+
+
+@given(json_values, st.integers(min_value=0, max_value=6))
+def test_json_depth_matches_the_parsed_depth(value: Any, limit: int) -> None:
+    """Brackets and quotes inside strings (escaped or not) never fool the pre-parse depth check."""
+    assert json_depth_exceeds(json.dumps(value).encode(), limit) == (_depth(value) > limit)
