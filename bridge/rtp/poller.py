@@ -23,12 +23,9 @@ import select
 import socket
 import struct
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from bridge.rtp.endpoint import RtpEndpoint
-
-__all__ = ["RtpPoller"]
+__all__ = ["DatagramSink", "RtpPoller"]
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux value; Python does not export it everywhere
 MAX_DATAGRAM = 2048
@@ -40,20 +37,26 @@ _CMSG_SPACE = socket.CMSG_SPACE(16)
 _TIMESPEC = struct.Struct("@qq")
 
 
+class DatagramSink(Protocol):
+    """What a registered socket's datagrams are handed to (an :class:`~bridge.rtp.endpoint.RtpEndpoint`)."""
+
+    def datagram(self, data: bytes, addr: Any, arrival: float) -> None: ...
+
+
 class RtpPoller:
     """Receives for every endpoint registered with it; see the module docstring."""
 
     def __init__(self, *, kernel_timestamps: bool = True) -> None:
         self.kernel_timestamps = kernel_timestamps
         self._epoll = select.epoll()
-        self._endpoints: dict[int, tuple[socket.socket, RtpEndpoint]] = {}
+        self._endpoints: dict[int, tuple[socket.socket, DatagramSink]] = {}
         self.received = 0
         self.errors = 0
 
     def __len__(self) -> int:
         return len(self._endpoints)
 
-    def register(self, sock: socket.socket, endpoint: RtpEndpoint) -> None:
+    def register(self, sock: socket.socket, endpoint: DatagramSink) -> None:
         """Called by :meth:`RtpEndpoint.open`: ``sock`` (non-blocking) is now read by :meth:`poll`."""
         if self.kernel_timestamps:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
