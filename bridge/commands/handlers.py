@@ -25,8 +25,18 @@ from bridge.commands.actions import Action, LaunchConference, SmsBlast
 from bridge.commands.errors import CommandError, ProvisioningError, quote
 from bridge.commands.help import LIST_LIMIT, fit_list, help_text
 from bridge.commands.provisioning import Member, assign_ic, common_dnis, find_ic, set_ic_members
+from bridge.conference.machine import LegStatus
 from bridge.config import Config
-from bridge.db.models import Contact, Group, GroupMember, IcMember, InstantConference, Subscriber
+from bridge.db.models import (
+    ConferenceRun,
+    Contact,
+    Group,
+    GroupMember,
+    IcMember,
+    InstantConference,
+    Leg,
+    Subscriber,
+)
 
 
 @dataclass(frozen=True)
@@ -420,11 +430,36 @@ def launch_adhoc(ctx: Context, cmd: p.LaunchAdHoc) -> Outcome:
     )
 
 
+def _running_reply(ctx: Context, ic: InstantConference) -> str | None:
+    """The reply to launching ``ic`` while it runs (``None`` when it does not).
+
+    The conference service commits a run's row at launch and each leg's status as it changes, and closes
+    the run when it ends (or at the next start after a crash), so an open run is a running conference.
+    """
+    run_id = ctx.session.scalar(
+        select(ConferenceRun.id)
+        .where(ConferenceRun.ic_id == ic.id, ConferenceRun.ended_at.is_(None))
+        .order_by(ConferenceRun.id.desc())
+        .limit(1)
+    )
+    if run_id is None:
+        return None
+    connected = ctx.session.scalar(
+        select(func.count()).select_from(Leg).where(Leg.run_id == run_id, Leg.status == str(LegStatus.CONNECTED))
+    )
+    return f"IC{ic.slot} is already running: {connected or 0} connected.{_rejoin(ctx, ic)}"
+
+
 def launch_ic(ctx: Context, cmd: p.LaunchIc) -> Outcome:
     slot = cmd.slot
     ic = find_ic(ctx.session, ctx.subscriber.id, slot)
     if ic is None:
         raise CommandError(f"IC{slot}: not defined - create it with CC{slot} <nick/phone/group> ...", "IC")
+    running = _running_reply(ctx, ic)
+    if running is not None:
+        # Answered here rather than by the engine refusing the launch afterwards: one reply, no "calling
+        # you" that the refusal then contradicts. The engine still refuses a launch that races this check.
+        raise CommandError(running, "IC")
     numbers = ic_dial_list(ic)
     if len(numbers) < 2:
         raise CommandError(f"IC{slot}: has nobody to call - redefine it with CC{slot} <nick/phone/group> ...", "IC")

@@ -270,7 +270,7 @@ class ConferenceService:
             if ic_id is not None and (ic is None or ic.subscriber_id != subscriber_id):
                 raise UnknownConference(f"no instant conference {ic_id} for subscriber {subscriber_id}")
             if ic is not None and self.for_ic(ic.id) is not None:
-                raise NotAllowed(f"instant conference {ic.id} is already running")
+                raise NotAllowed(f"IC{ic.slot} is already running")  # the subscriber knows the slot, not the id
             _check_may_dial(subscriber)
             run, conf = self._new_run(session, subscriber=subscriber, ic=ic, room=None, launched_by=launched_by)
             plan = plan_launch(subscriber.mobile, list(numbers), max_participants=conf.policy.max_participants)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Callable
 
 from sqlalchemy import select
@@ -9,7 +10,7 @@ from sqlalchemy.orm import Session
 from bridge.commands import CommandResult, LaunchConference, SmsBlast, ic_dial_list
 from bridge.commands.help import fits_one_sms
 from bridge.config import Config
-from bridge.db.models import DnisNumber, InstantConference, Subscriber
+from bridge.db.models import ConferenceRun, DnisNumber, InstantConference, Leg, ServiceType, Subscriber
 
 Sms = Callable[..., CommandResult]
 ME = "+15551230001"
@@ -198,3 +199,28 @@ def test_sb_errors(sms: Sms) -> None:
     assert sms("SB zed : hi").reply == "SB: no such user or group 'zed'"
     assert sms("SB 5551230001 : hi").reply == "SB: nobody to text besides you"
     assert sms("SB Team : " + "x" * 641).reply == "SB: text too long (641 characters, at most 640)"
+
+
+def test_icx_of_a_running_ic_answers_once_in_the_subscribers_terms(sms: Sms, session: Session) -> None:
+    """Issue 13 item 6: no "calling you" followed by a refusal quoting a database id; nobody is dialled."""
+    setup_users(sms)
+    sms("CC1 Team carl")
+    conf = ic(session, 1)
+    run = ConferenceRun(service_type=ServiceType.IC, subject="IC1", ic_id=conf.id, subscriber_id=conf.subscriber_id)
+    run.legs = [
+        Leg(direction="out", role="subscriber", called=ME, status="connected"),
+        Leg(direction="out", role="participant", called="+15551230002", status="connected"),
+        Leg(direction="out", role="participant", called="+15551230003", status="ringing"),
+        Leg(direction="in", role="participant", calling="+15551230004", status="connected"),
+        Leg(direction="out", role="participant", called="+15551230009", status="failed"),
+    ]
+    session.add(run)
+    session.flush()
+    result = sms("IC1")
+    assert result.command == "IC" and result.actions == ()
+    assert result.reply == f"IC1 is already running: 3 connected. Rejoin: +15550100 PIN {conf.user_pin}"
+    ended = ConferenceRun(service_type=ServiceType.IC, ic_id=conf.id, ended_at=dt.datetime(2026, 11, 22, 9))
+    session.add(ended)
+    run.ended_at = dt.datetime(2026, 11, 22, 9, 29)
+    session.flush()
+    assert sms("IC1").actions != ()  # an ended run does not block a new launch
