@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 
 from bridge.cdr import CdrError
+from bridge.ratelimit import backoff_ceiling
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class TargetHealth:
             self.last_error = event.error
             if self.failing_since is None:
                 self.failing_since = event.now
-            delay = min(self.retry_max_s, self.retry_min_s * 2 ** min(self.failures - 1, 30))
+            delay = backoff_ceiling(self.failures, self.retry_min_s, self.retry_max_s)
             self.next_attempt_at = event.now + dt.timedelta(seconds=delay)
             new = TargetState.FAILING if self.state is TargetState.UP else self.state
             if new is TargetState.FAILING and (event.security or event.now - self.failing_since >= self.alert_after):
