@@ -23,6 +23,19 @@ class ProvisioningError(CommandError):
     """An Instant Conference cannot be provisioned (slot out of range, no free PIN, too many numbers)."""
 
 
+class NestingError(CommandError):
+    """Groups nest deeper than flattening follows; the reply names the outermost group and the limit.
+
+    The word is left to the caller (``IC``, ``CC3``...), which prefixes the reply; the conference service
+    (dial-in launch, portal) shows it as it is.
+    """
+
+    def __init__(self, group: str, limit: int) -> None:
+        super().__init__(f"groups nested more than {limit} deep in {quote(group)} (at most {limit} levels)")
+        self.group = group
+        self.limit = limit
+
+
 def quote(text: str, limit: int = 20) -> str:
     """``'text'`` shortened for an error reply, so a long token cannot push the reply past one SMS."""
     return "'" + (text if len(text) <= limit else text[: limit - 3] + "...") + "'"

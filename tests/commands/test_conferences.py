@@ -154,7 +154,7 @@ def test_lcx_lists_members_and_pins(sms: Sms, session: Session) -> None:
         result = sms(text)
         assert result.command == "LC"
         assert result.reply == (
-            f"IC3: Team(group), carl, +15551230009. Call +15550103 PIN {conf.activation_pin}."
+            f"IC3: bob, ann, carl, +15551230009. Call +15550103 PIN {conf.activation_pin}."
             f" Rejoin: +15550100 PIN {conf.user_pin}"
         )
     assert sms("LC").reply == "LC: your ICs: IC1(1), IC3(3)"
@@ -224,3 +224,25 @@ def test_icx_of_a_running_ic_answers_once_in_the_subscribers_terms(sms: Sms, ses
     run.ended_at = dt.datetime(2026, 11, 22, 9, 29)
     session.flush()
     assert sms("IC1").actions != ()  # an ended run does not block a new launch
+
+
+def test_lcx_lists_the_users_of_groups_within_one_sms(sms: Sms, session: Session) -> None:
+    """Issue 13 item 7: "LCx lists users associated with IC number x", groups flattened into their users."""
+    setup_users(sms)
+    sms("GC sales bob carl")
+    sms("GC all sales ann 5551230009 5551230002")
+    sms("CC1 all carl 5551230008")
+    conf = ic(session, 1)
+    tail = f". Call +15550101 PIN {conf.activation_pin}. Rejoin: +15550100 PIN {conf.user_pin}"
+    assert sms("LC1").reply == "IC1: bob, carl, ann, +15551230009, +15551230008" + tail
+    for i in range(40):
+        sms(f"UC user{i:02d} 55512320{i:02d} U{i}")
+    sms("GC big " + " ".join(f"user{i:02d}" for i in range(40)))
+    sms("CC2 big bob")
+    conf2 = ic(session, 2)
+    reply = sms("LC2").reply
+    assert fits_one_sms(reply)
+    assert reply.startswith("IC2: user00, user01, ")
+    assert reply.endswith(f" more. Call +15550102 PIN {conf2.activation_pin}. Rejoin: +15550100 PIN {conf2.user_pin}")
+    shown = reply.removeprefix("IC2: ").split(". Call")[0].split(", ")
+    assert shown[-1] == f"+{41 - (len(shown) - 1)} more"

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from bridge.commands import CommandResult
-from bridge.commands.handlers import flatten
+from bridge.commands.handlers import MAX_GROUP_DEPTH, flatten
 from bridge.commands.help import fits_one_sms
-from bridge.db.models import Group, GroupMember
+from bridge.db.models import Group, GroupMember, IcMember, InstantConference, Subscriber
 
 Sms = Callable[..., CommandResult]
+MOBILE = "+15551230001"
 
 
 def group(session: Session, name: str) -> Group:
@@ -116,3 +118,60 @@ def test_gd_deletes_group_and_references(sms: Sms, session: Session) -> None:
     assert sms("UL").reply.startswith("UL: 3 found")
     assert sms("GD Team").reply == "GD: no such group 'Team'"
     assert sms("GD").reply == "GD: use GD <group>"
+
+
+def nest(session: Session, subscriber_id: int, levels: int) -> Group:
+    """``g0`` holds bob's number, ``g1`` holds ``g0``, ... : returns the outermost group."""
+    groups = [Group(subscriber_id=subscriber_id, name=f"g{i}") for i in range(levels)]
+    session.add_all(groups)
+    session.flush()
+    session.add(GroupMember(group_id=groups[0].id, position=0, phone="+15551230002"))
+    session.add_all(
+        GroupMember(group_id=outer.id, position=0, member_group_id=inner.id)
+        for inner, outer in itertools.pairwise(groups)
+    )
+    session.flush()
+    session.expire_all()
+    return groups[-1]
+
+
+def test_deep_nesting_is_refused_with_the_limit_not_a_recursion_error(
+    sms: Sms, session: Session, subscriber: Subscriber
+) -> None:
+    """Issue 13 item 10: 1,200 levels of groups made elsewhere (portal, API) used to raise RecursionError."""
+    top = nest(session, subscriber.id, 1200)
+    limit = f"groups nested more than {MAX_GROUP_DEPTH} deep in 'g1199' (at most {MAX_GROUP_DEPTH} levels)"
+    assert sms("IC g1199").reply == "IC: " + limit
+    assert sms("CC1 g1199").reply == "CC1: " + limit
+    assert sms("SB g1199 : hello").reply == "SB: " + limit
+    for text in ("IC g1199", "CC1 g1199", "SB g1199 : hello"):
+        assert sms(text).actions == ()
+    ic = InstantConference(subscriber_id=subscriber.id, slot=2, activation_pin="1", user_pin="2")
+    ic.members = [IcMember(position=0, group_id=top.id)]
+    session.add(ic)
+    session.flush()
+    assert sms("IC2").reply == "IC2: " + limit
+    assert sms("LC2").reply.startswith("LC2: " + limit)
+    # At the limit it still works.
+    nest_at_limit = session.get(Group, top.id - (1200 - MAX_GROUP_DEPTH))
+    assert nest_at_limit is not None and nest_at_limit.name == f"g{MAX_GROUP_DEPTH - 1}"
+    assert sms(f"IC g{MAX_GROUP_DEPTH - 1}").actions[0].numbers == (MOBILE, "+15551230002")  # type: ignore[attr-defined]
+
+
+def test_gl_of_all_groups_takes_a_bounded_number_of_queries(sms: Sms, session: Session, subscriber: Subscriber) -> None:
+    """Issue 13 item 10: ``GL`` with 1,233 groups loaded each group's members (one query per group)."""
+    nest(session, subscriber.id, 1233)
+    statements: list[str] = []
+    engine = session.get_bind()
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        reply = sms("GL").reply
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert reply.startswith("GL: g0(1), g1(1), g10(1), g100(1), g1000(1), ")
+    assert reply.endswith(" more")
+    assert len(statements) <= 4  # the sender, the groups with their member counts; never one per group
