@@ -247,7 +247,19 @@ class CdrConfig:
     summary_time: str = "02:00"
     """Time of day (HH:MM, the engine scheduler's zone: UTC) of the nightly usage summary and retention purge."""
     feed_listen: str = "127.0.0.1:8282"
-    """``ip:port`` of the real-time CDR feed; empty disables it."""
+    """``ip:port`` of the real-time CDR feed; empty disables it. Plain TCP is allowed on loopback only:
+    any other address needs ``feed_tls_cert``, ``feed_tls_key`` and ``feed_client_ca`` (mutual TLS)."""
+    feed_tls_cert: str = ""
+    """PEM certificate (chain) the feed presents; set with ``feed_tls_key`` and ``feed_client_ca``, the feed
+    speaks TLS only and requires a client certificate. A relative path is taken from the directory above the
+    config file's (like ``node.data_dir``)."""
+    feed_tls_key: str = ""
+    """PEM private key for ``feed_tls_cert``."""
+    feed_client_ca: str = ""
+    """PEM CA certificate(s) that issue the billing systems' client certificates; a client without a
+    certificate from one of them fails the TLS handshake."""
+    feed_max_clients: int = 8
+    """Simultaneous feed connections; one more gets ``ERR too many connections (limit N)`` and is closed."""
     alert_after_s: float = 3600.0
     """Alert when a target has been failing for this long."""
     targets: list[CdrTargetConfig] = field(default_factory=list)
@@ -308,6 +320,11 @@ class Config:
     def data_path(self) -> Path:
         path = Path(self.node.data_dir)
         return path if path.is_absolute() else Path(self.base_dir) / path
+
+    def resolve(self, path: str) -> Path:
+        """A path from the config: absolute as given, relative against ``base_dir``."""
+        resolved = Path(path)
+        return resolved if resolved.is_absolute() else Path(self.base_dir) / resolved
 
     @property
     def database_url(self) -> str:
@@ -525,8 +542,7 @@ def _validate(config: Config) -> None:
     control_host, _ = parse_host_port(config.control.listen, "control.listen")
     if not ipaddress.ip_address(_ip(control_host, "control.listen")).is_loopback:
         raise ConfigError("control.listen: the control API must listen on loopback")
-    if config.cdr.feed_listen:
-        parse_host_port(config.cdr.feed_listen, "cdr.feed_listen")
+    _validate_feed(config.cdr)
     if not 0 <= config.cdr.push_minute < 60:
         raise ConfigError("cdr.push_minute: must be 0..59")
     if config.cdr.retention_days < 1:
@@ -557,6 +573,28 @@ def _validate(config: Config) -> None:
             pin = getattr(room, key)
             if pin and not (pin.isdigit() and len(pin) <= 7):
                 raise ConfigError(f"room[{i}].{key}: PINs are 1-7 digits")
+
+
+FEED_TLS_KEYS = ("feed_tls_cert", "feed_tls_key", "feed_client_ca")
+
+
+def _validate_feed(cdr: CdrConfig) -> None:
+    """The feed streams every company's CDRs: off loopback only over mutual TLS, and never unbounded."""
+    given = [key for key in FEED_TLS_KEYS if getattr(cdr, key)]
+    if given and len(given) != len(FEED_TLS_KEYS):
+        missing = next(key for key in FEED_TLS_KEYS if key not in given)
+        raise ConfigError(f"cdr.{missing}: mutual TLS needs all of {', '.join(FEED_TLS_KEYS)} (got {given[0]})")
+    if cdr.feed_max_clients < 1:
+        raise ConfigError("cdr.feed_max_clients: must be at least 1")
+    if not cdr.feed_listen:
+        return
+    host, _ = parse_host_port(cdr.feed_listen, "cdr.feed_listen")
+    loopback = ipaddress.ip_address(_ip(host.strip("[]"), "cdr.feed_listen")).is_loopback
+    if not given and not loopback:
+        raise ConfigError(
+            f"cdr.feed_listen: {cdr.feed_listen!r} is not loopback; a feed reachable from other machines needs "
+            "mutual TLS (set cdr.feed_tls_cert, cdr.feed_tls_key and cdr.feed_client_ca)"
+        )
 
 
 def _ip(host: str, where: str) -> str:

@@ -260,7 +260,7 @@ class Engine:
             from bridge.cdr.feed import CdrFeed
 
             host, port = parse_host_port(self.config.cdr.feed_listen, "cdr.feed_listen")
-            self.feed = CdrFeed(self.session_factory)
+            self.feed = CdrFeed.from_config(self.config, self.session_factory)
             await self.feed.start(host, port)
             self.states["cdr_feed"] = "running"
         except Exception as exc:

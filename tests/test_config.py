@@ -75,6 +75,18 @@ def test_relative_data_dir_resolves_against_the_config_parent_parent(tmp_path: P
     assert from_dict({"database": {"url": "postgresql://x/y"}}).database_url == "postgresql://x/y"
 
 
+def test_feed_defaults_to_loopback_with_a_connection_limit() -> None:
+    cdr = from_dict({}).cdr
+    assert (cdr.feed_listen, cdr.feed_max_clients) == ("127.0.0.1:8282", 8)
+    assert (cdr.feed_tls_cert, cdr.feed_tls_key, cdr.feed_client_ca) == ("", "", "")
+
+
+def test_config_paths_resolve_against_the_base_dir(tmp_path: Path) -> None:
+    config = from_dict({}, base_dir=str(tmp_path))
+    assert config.resolve("etc/feed.pem") == tmp_path / "etc" / "feed.pem"
+    assert config.resolve("/abs/feed.pem") == Path("/abs/feed.pem")
+
+
 def test_numbers_without_quotes_become_strings() -> None:
     config = from_dict({"dnis": {"common": 15550100}, "room": [{"number": 1001, "name": "R", "pin": 1234}]})
     assert config.dnis.common == "15550100"
@@ -128,6 +140,19 @@ def test_numbers_without_quotes_become_strings() -> None:
         ({"web": {"listen": "8443"}}, "web.listen: expected 'host:port'"),
         ({"web": {"tls_cert": "a.pem"}}, "web.tls_key: give both"),
         ({"control": {"listen": "0.0.0.0:8181"}}, "control.listen: the control API must listen on loopback"),
+        ({"cdr": {"feed_listen": "0.0.0.0:8282"}}, "cdr.feed_listen: '0.0.0.0:8282' is not loopback"),
+        ({"cdr": {"feed_listen": "192.0.2.7:8282"}}, "cdr.feed_listen: '192.0.2.7:8282' is not loopback"),
+        ({"cdr": {"feed_listen": "billing.example:8282"}}, "cdr.feed_listen: 'billing.example' is not an IP"),
+        ({"cdr": {"feed_tls_cert": "f.pem"}}, "cdr.feed_tls_key: mutual TLS needs all of"),
+        ({"cdr": {"feed_tls_cert": "f.pem", "feed_tls_key": "f.key"}}, "cdr.feed_client_ca: mutual TLS needs"),
+        ({"cdr": {"feed_client_ca": "ca.pem"}}, "cdr.feed_tls_cert: mutual TLS needs all of"),
+        ({"cdr": {"feed_max_clients": 0}}, "cdr.feed_max_clients: must be at least 1"),
+        ({"cdr": {"feed_listen": "127.0.0.1:8282", "feed_max_clients": 1}}, None),
+        ({"cdr": {"feed_listen": "", "feed_max_clients": 1}}, None),
+        (
+            {"cdr": {"feed_listen": "0.0.0.0:8282", "feed_tls_cert": "c", "feed_tls_key": "k", "feed_client_ca": "a"}},
+            None,
+        ),
         ({"cdr": {"push_minute": 60}}, "cdr.push_minute: must be 0..59"),
         ({"cdr": {"retention_days": 0}}, "cdr.retention_days: must be at least 1"),
         ({"cdr": {"summary_time": "25:00"}}, "cdr.summary_time: expected HH:MM"),

@@ -7,6 +7,14 @@ Protocol (lines, UTF-8, ``\\n``):
 - Right after connecting, a client may send ``RESUME <id>``: it then gets every CDR after ``id``, then
   live ones. Without it (nothing within ``resume_wait_s``) it gets the CDRs written after it connected.
   Anything else gets ``ERR <reason>`` and the connection is closed.
+- At most ``max_clients`` connections are served at once; one more gets
+  ``ERR too many connections (limit N)`` and is closed.
+
+Security: the feed carries every company's CDRs (names, mobile numbers), so off loopback it is mutual TLS
+only (:func:`feed_ssl_context`; the config refuses a non-loopback ``cdr.feed_listen`` without it): the
+server presents ``cdr.feed_tls_cert`` and requires a client certificate issued by ``cdr.feed_client_ca``.
+A client without one fails the TLS handshake (on TLS 1.3 the client learns it at its first read) and
+never reaches the protocol above. Plain TCP stays for loopback (local tools, tests).
 
 Why there are no gaps or duplicates across reconnects: the database is the only source. Each connection
 keeps its own cursor (the last id it sent) and sends ``id > cursor`` in id order, so a client that
@@ -24,6 +32,7 @@ import csv
 import datetime as dt
 import io
 import logging
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,9 +41,39 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.cdr.csvformat import SOURCE_COLUMNS, Formatters
 from bridge.cdr.export import cdr_select
+from bridge.config import Config, ConfigError
 from bridge.db.models import Cdr, utcnow
 
 log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT_S = 10.0
+"""A TLS handshake not done by then is dropped (a silent peer must not hold a socket for asyncio's 60 s)."""
+
+
+def feed_ssl_context(*, cert: str, key: str, client_ca: str) -> ssl.SSLContext:
+    """Server context for mutual TLS: TLS 1.2+, a client certificate from ``client_ca`` required.
+
+    Raises :class:`ConfigError` naming the key (``cdr.feed_tls_cert: ...``) when a file cannot be used.
+    """
+    files = {"feed_tls_cert": cert, "feed_tls_key": key, "feed_client_ca": client_ca}
+    for name, path in files.items():
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"cdr.{name}: cannot read {path}: {exc.strerror}") from exc
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:  # OpenSSL does not say which of the pair is wrong
+        raise ConfigError(f"cdr.feed_tls_cert: {cert} with cdr.feed_tls_key {key} is not a usable pair: {exc}") from exc
+    try:
+        context.load_verify_locations(cafile=client_ca)
+    except ssl.SSLError as exc:
+        raise ConfigError(f"cdr.feed_client_ca: {client_ca} holds no usable CA certificate: {exc}") from exc
+    return context
 
 
 def feed_line(row: Sequence[Any], formatters: Formatters) -> str:
@@ -66,12 +105,17 @@ class CdrFeed:
         resume_wait_s: float = 0.5,
         batch: int = 500,
         settle_s: float = 0.0,
+        ssl_context: ssl.SSLContext | None = None,
+        max_clients: int = 8,
     ) -> None:
         self.session_factory = session_factory
         self.poll_s = poll_s
         self.resume_wait_s = resume_wait_s
         self.batch = batch
         self.settle_s = settle_s
+        self.ssl_context = ssl_context
+        self.max_clients = max_clients
+        self._clients = 0
         self.port = 0
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -79,12 +123,28 @@ class CdrFeed:
         self._tasks: set[asyncio.Task[None]] = set()
         self._formatters = Formatters()
 
+    @classmethod
+    def from_config(cls, config: Config, session_factory: sessionmaker[Session], **kwargs: Any) -> CdrFeed:
+        """A feed with ``[cdr]``'s mutual TLS (when configured) and connection limit."""
+        cdr = config.cdr
+        context = None
+        if cdr.feed_tls_cert:
+            context = feed_ssl_context(
+                cert=str(config.resolve(cdr.feed_tls_cert)),
+                key=str(config.resolve(cdr.feed_tls_key)),
+                client_ca=str(config.resolve(cdr.feed_client_ca)),
+            )
+        return cls(session_factory, ssl_context=context, max_clients=cdr.feed_max_clients, **kwargs)
+
     async def start(self, host: str, port: int) -> None:
         """Listen on ``host:port`` (port 0: any free port; the bound one is in ``self.port``)."""
         self._loop = asyncio.get_running_loop()
-        self._server = await asyncio.start_server(self._serve, host, port)
+        tls = self.ssl_context
+        self._server = await asyncio.start_server(
+            self._serve, host, port, ssl=tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if tls else None
+        )
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("CDR feed listening on %s:%d", host, self.port)
+        log.info("CDR feed listening on %s:%d (%s)", host, self.port, "mutual TLS" if tls else "plain TCP")
 
     def notify(self, cdr_id: int) -> None:
         """A CDR was committed: wake every connection up (thread-safe; ``cdr_id`` is informative)."""
@@ -119,12 +179,20 @@ class CdrFeed:
     # --- one connection ---------------------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if self._clients >= self.max_clients:
+            log.warning("CDR feed client %s refused: %d connections already", peer, self._clients)
+            await self._refuse(reader, writer, f"too many connections (limit {self.max_clients})")
+            return
+        self._clients += 1
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
         wakeup = asyncio.Event()
         self._wakeups.add(wakeup)
-        peer = writer.get_extra_info("peername")
+        subject = _subject(writer.get_extra_info("peercert"))
+        if subject:
+            peer = f"{peer} ({subject})"
         try:
             cursor = await asyncio.to_thread(self._max_id)
             try:
@@ -158,11 +226,25 @@ class CdrFeed:
         except Exception:  # a database error: drop this client (it resumes), keep the server
             log.exception("CDR feed client %s dropped", peer)
         finally:
+            self._clients -= 1
             self._wakeups.discard(wakeup)
             self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reason: str) -> None:
+        """``ERR <reason>``, then a lingering close: a client that already sent ``RESUME`` would otherwise
+        get a TCP reset (unread data at close) that can destroy the error line before it is read."""
+        with contextlib.suppress(Exception):
+            writer.write(f"ERR {reason}\n".encode())
+            await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+            await asyncio.wait_for(reader.read(64 * 1024), self.resume_wait_s)
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
 
     def _max_id(self) -> int:
         with self.session_factory() as session:
@@ -177,3 +259,14 @@ class CdrFeed:
             rows = session.connection().execute(stmt).all()
         lines = [feed_line(row, self._formatters) for row in rows]
         return lines, (int(rows[-1][0]) if rows else cursor)
+
+
+def _subject(peercert: Any) -> str:
+    """``CN=billing-1`` from ``getpeercert()`` (empty on plain TCP), for the connection log."""
+    if not isinstance(peercert, dict):
+        return ""
+    for rdn in peercert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return f"CN={value}"
+    return ""
