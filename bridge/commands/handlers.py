@@ -56,15 +56,38 @@ Outcome = tuple[str, tuple[Action, ...]]
 
 
 def find_contact(session: Session, subscriber_id: int, nickname: str) -> Contact | None:
-    return session.scalars(
-        select(Contact).where(Contact.subscriber_id == subscriber_id, func.lower(Contact.nickname) == nickname.lower())
-    ).first()
+    """The subscriber's contact called ``nickname``, case-insensitively in any script."""
+    if nickname.isascii():
+        return session.scalars(
+            select(Contact).where(
+                Contact.subscriber_id == subscriber_id, func.lower(Contact.nickname) == nickname.lower()
+            )
+        ).first()
+    found = _match_name(
+        session.execute(select(Contact.id, Contact.nickname).where(Contact.subscriber_id == subscriber_id)), nickname
+    )
+    return None if found is None else session.get(Contact, found)
 
 
 def find_group(session: Session, subscriber_id: int, name: str) -> Group | None:
-    return session.scalars(
-        select(Group).where(Group.subscriber_id == subscriber_id, func.lower(Group.name) == name.lower())
-    ).first()
+    """The subscriber's group called ``name``, case-insensitively in any script."""
+    if name.isascii():
+        return session.scalars(
+            select(Group).where(Group.subscriber_id == subscriber_id, func.lower(Group.name) == name.lower())
+        ).first()
+    found = _match_name(session.execute(select(Group.id, Group.name).where(Group.subscriber_id == subscriber_id)), name)
+    return None if found is None else session.get(Group, found)
+
+
+def _match_name(rows: Iterable[tuple[int, str]], name: str) -> int | None:
+    """Id of the row whose name is ``name`` under :func:`~bridge.commands.parser.name_key`.
+
+    Compared here, not in SQL: SQLite's ``lower()`` folds ASCII only (and PostgreSQL's depends on the
+    collation), so "ÉQUIPE" would never find "équipe" there. Only non-ASCII names take this path, reading
+    two columns of the subscriber's rows; ASCII names keep the indexed SQL comparison.
+    """
+    key = p.name_key(name)
+    return next((row_id for row_id, row_name in rows if p.name_key(row_name) == key), None)
 
 
 def resolve(ctx: Context, word: str, targets: Iterable[p.Target]) -> list[Member]:
@@ -217,7 +240,7 @@ def _user_groups(ctx: Context, cmd: p.CreateUser) -> tuple[list[Group | str], li
     for name in cmd.add_groups:
         group = find_group(ctx.session, ctx.subscriber.id, name)
         if group is None:
-            if name.lower() == cmd.nickname.lower() or find_contact(ctx.session, ctx.subscriber.id, name):
+            if p.name_key(name) == p.name_key(cmd.nickname) or find_contact(ctx.session, ctx.subscriber.id, name):
                 raise CommandError(f"{word}: {quote(name)} is a user's nickname, not a group", word)
             add.append(name)
         else:
@@ -335,19 +358,20 @@ def delete_user(ctx: Context, cmd: p.DeleteUser) -> Outcome:
 
 
 def lookup_users(ctx: Context, cmd: p.LookupUsers) -> Outcome:
-    contacts = ctx.session.scalars(
-        select(Contact).where(Contact.subscriber_id == ctx.subscriber.id).order_by(func.lower(Contact.nickname))
-    ).all()
+    contacts = sorted(
+        ctx.session.scalars(select(Contact).where(Contact.subscriber_id == ctx.subscriber.id)),
+        key=lambda c: p.sort_key(c.nickname),
+    )
     if not contacts:
         return "UL: you have no users yet - add one with UC <nick> <phone> <first>.<last>", ()
-    query = cmd.query.strip().lower()
+    query = cmd.query.strip().casefold()
     digits = "".join(ch for ch in query if ch.isdigit())
     only_digits = bool(digits) and all(ch.isdigit() or ch in "+-(). " for ch in query)
 
     def matches(contact: Contact) -> bool:
         if not query:
             return True
-        if query in contact.nickname.lower() or query in _person(contact).lower():
+        if query in contact.nickname.casefold() or query in _person(contact).casefold():
             return True
         return only_digits and digits in contact.phone
 
@@ -413,8 +437,8 @@ def list_group(ctx: Context, cmd: p.ListGroup) -> Outcome:
             .outerjoin(GroupMember, GroupMember.group_id == Group.id)
             .where(Group.subscriber_id == ctx.subscriber.id)
             .group_by(Group.id, Group.name)
-            .order_by(func.lower(Group.name))
         ).all()
+        rows = sorted(rows, key=lambda row: p.sort_key(row[0]))  # SQL lower() would put "équipe" after "z"
         if not rows:
             return "GL: you have no groups yet - create one with GC <group> <nick/phone/group> ...", ()
         return fit_list("GL: ", [f"{name}({count})" for name, count in rows], limit=LIST_LIMIT), ()

@@ -6,6 +6,10 @@ whitespace. Targets (``<nick|phone|group>``) are read here as a :class:`Phone` w
 
 Names (nicknames, group names) start with a letter and hold letters, digits, ``_``, ``.`` and ``-``
 (at most 40 characters), so they can never be confused with a number, a slot or a ``-group`` removal.
+A letter is any Unicode letter (``équipe``, ``Ñandú``, ``İstanbul``), followed where a script needs
+them by combining marks; digits are ``0-9``. Names are read in NFC, so an accent sent as a combining
+character names the same group as the precomposed one, and compared case-insensitively by
+:func:`name_key`.
 
 Conference slots are written ``IC3`` or ``IC 3`` (likewise ``CC3``/``CC 3`` and ``LC3``/``LC 3``): a one- or
 two-digit argument is a slot, never a phone number.
@@ -14,18 +18,44 @@ two-digit argument is a slot, never a phone number.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import ClassVar
 
 from bridge.commands.errors import ParseError, quote
 from bridge.phone import PhoneError, looks_like_phone, to_e164
 
-NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,39}\Z")
+NAME_MAX = 40
+_NAME_SYMBOLS = frozenset("0123456789_.-")
 _SLOT_WORD_RE = re.compile(r"(IC|CC|LC)(\d+)\Z")
 _SLOT_ARG_RE = re.compile(r"\d{1,2}\Z")
 PERSON_NAME_MAX = 60
 BLAST_MAX_CHARS = 640
 """Longest SMS blast text accepted (about four concatenated parts)."""
+
+
+def is_name(token: str) -> bool:
+    """True when ``token`` (in NFC) is a valid nickname or group name (see the module docstring)."""
+    if not 0 < len(token) <= NAME_MAX or not token[0].isalpha():
+        return False
+    # Marks (category M*) after the first letter: Devanagari vowel signs, accents NFC cannot compose.
+    return all(ch.isalpha() or ch in _NAME_SYMBOLS or unicodedata.category(ch)[0] == "M" for ch in token[1:])
+
+
+def name_key(name: str) -> str:
+    """What two names must share to be the same name: NFC, then Unicode case folding (``ß`` = ``ss``)."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def sort_key(name: str) -> tuple[str, str]:
+    """Order names as a reader expects without a locale: accents ignored first ("équipe" among the e's),
+    then by :func:`name_key` so the order is total."""
+    base = "".join(ch for ch in unicodedata.normalize("NFKD", name) if unicodedata.category(ch)[0] != "M")
+    return base.casefold(), name_key(name)
+
+
+def _nfc(token: str) -> str:
+    return unicodedata.normalize("NFC", token)
 
 
 @dataclass(frozen=True)
@@ -287,9 +317,9 @@ def _user(word: str, args: list[str], default_country: str) -> CreateUser:
     for token in args[3:]:
         bucket = remove if token.startswith("-") else add
         name = _name(word, token[1:] if token[:1] in "-+" else token, "group name")
-        if name.lower() not in (n.lower() for n in bucket):
+        if name_key(name) not in (name_key(n) for n in bucket):
             bucket.append(name)
-    clash = {n.lower() for n in add} & {n.lower() for n in remove}
+    clash = {name_key(n) for n in add} & {name_key(n) for n in remove}
     if clash:
         raise ParseError(f"{word}: group {quote(sorted(clash)[0])} is both added and removed", word)
     cls = EditUser if word == "UE" else CreateUser
@@ -314,12 +344,13 @@ def _blast(rest: str, default_country: str) -> Blast:
 
 
 def _name(word: str, token: str, what: str) -> str:
-    if not NAME_RE.match(token):
+    name = _nfc(token)
+    if not is_name(name):
         raise ParseError(
             f"{word}: {quote(token)} is not a valid {what} (a letter first, then letters, digits, _ . -; max 40)",
             word,
         )
-    return token
+    return name
 
 
 def _targets(word: str, tokens: list[str], default_country: str) -> tuple[Target, ...]:
@@ -327,7 +358,7 @@ def _targets(word: str, tokens: list[str], default_country: str) -> tuple[Target
     seen: set[Target] = set()
     for token in tokens:
         target = _target(word, token, default_country)
-        key = Name(target.name.lower()) if isinstance(target, Name) else target
+        key = Name(name_key(target.name)) if isinstance(target, Name) else target
         if key not in seen:
             seen.add(key)
             targets.append(target)
@@ -340,6 +371,6 @@ def _target(word: str, token: str, default_country: str) -> Target:
             return Phone(to_e164(token, default_country))
         except PhoneError as exc:
             raise ParseError(f"{word}: {exc}", word) from exc
-    if NAME_RE.match(token):
-        return Name(token)
+    if is_name(_nfc(token)):
+        return Name(_nfc(token))
     raise ParseError(f"{word}: {quote(token)} is not a nickname, group or phone number", word)

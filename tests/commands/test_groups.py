@@ -175,3 +175,17 @@ def test_gl_of_all_groups_takes_a_bounded_number_of_queries(sms: Sms, session: S
     assert reply.startswith("GL: g0(1), g1(1), g10(1), g100(1), g1000(1), ")
     assert reply.endswith(" more")
     assert len(statements) <= 4  # the sender, the groups with their member counts; never one per group
+
+
+def test_unicode_names_match_case_insensitively(sms: Sms) -> None:
+    """Issue 13 item 8: SQL ``lower()`` folds only ASCII in SQLite; "ÉQUIPE" must find "équipe"."""
+    assert sms("UC Ñandú 5551230002 Ñandú équipe").reply == "UC: added Ñandú +15551230002 Ñandú; groups +équipe(new)"
+    assert sms("GL ÉQUIPE").reply == "GL équipe (1): Ñandú +15551230002"
+    assert sms("GC İstanbul ñandú équipe").reply == "GC: group İstanbul created: Ñandú, équipe(group)"
+    assert sms("IC İSTANBUL").actions[0].numbers == (MOBILE, "+15551230002")  # type: ignore[attr-defined]
+    assert sms("UC ÑANDÚ 5551230003 X").reply == "UC: nickname 'ÑANDÚ' exists - use UE to edit"
+    assert sms("GC ÑANDÚ bob").reply == "GC: 'ÑANDÚ' is a user's nickname; pick another group name"
+    sms("GC zed ñandú")
+    sms("GC Alpha ñandú")
+    assert sms("GL").reply == "GL: Alpha(1), équipe(1), İstanbul(2), zed(1)"
+    assert sms("GD Équipe").reply.startswith("GD: deleted group équipe")

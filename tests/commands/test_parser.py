@@ -79,11 +79,41 @@ def test_parse_error_carries_the_command_word() -> None:
 
 
 def test_names_cannot_be_confused_with_numbers_or_removals() -> None:
-    assert p.NAME_RE.match("a")
-    assert p.NAME_RE.match("Team_2.b-c")
-    assert not p.NAME_RE.match("2team")
-    assert not p.NAME_RE.match("-team")
-    assert not p.NAME_RE.match("a" * 41)
+    assert p.is_name("a")
+    assert p.is_name("Team_2.b-c")
+    assert not p.is_name("2team")
+    assert not p.is_name("-team")
+    assert not p.is_name("a" * 41)
+
+
+@pytest.mark.parametrize(
+    "name", ["équipe", "Ñandú", "İstanbul", "Øresund_2", "Straße", "日本チーム", "नमस्ते", "ÉQUIPE-B.2"]
+)
+def test_any_unicode_letter_is_a_letter_in_names(name: str) -> None:
+    """Issue 13 item 8: operators in France, Spain, Turkey... name groups and users in their language."""
+    assert p.is_name(name)
+    assert parse(f"GC {name} bob") == p.DefineGroup(name=name, members=(p.Name("bob"),))
+    assert parse(f"UC {name} 5551230002 Bob {name}") == p.CreateUser(
+        nickname=name, phone="+15551230002", first_name="Bob", last_name="", add_groups=(name,)
+    )
+    assert parse(f"IC {name}") == p.LaunchAdHoc(targets=(p.Name(name),))
+
+
+@pytest.mark.parametrize("token", ["١team", "²team", "_team", ".team", "😀team", "team😀", "a b", "tab\tx", "é" * 41])
+def test_the_rest_of_the_name_rule_holds_for_unicode(token: str) -> None:
+    assert not p.is_name(token)
+
+
+def test_a_decomposed_accent_is_the_same_name_as_a_composed_one() -> None:
+    """Handsets may send "é" as "e" + U+0301; both must name the same group."""
+    assert parse("GL e\u0301quipe") == p.ListGroup(name="\u00e9quipe")
+    assert parse("GC \u00c9quipe e\u0301ric") == p.DefineGroup(name="\u00c9quipe", members=(p.Name("\u00e9ric"),))
+
+
+def test_names_differing_only_in_case_are_one_name_in_any_script() -> None:
+    assert parse("GC ÉQUIPE bob BOB Ñandú ñandú") == p.DefineGroup(
+        name="ÉQUIPE", members=(p.Name("bob"), p.Name("Ñandú"))
+    )
 
 
 @given(st.text(max_size=200))
