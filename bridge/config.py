@@ -7,9 +7,11 @@ what differs. Validation errors name the offending key (``sip.rtp_ports: ...``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -146,8 +148,8 @@ class TrunkGroupConfig:
 class DnisConfig:
     common: str = ""
     """The common dial-in number (callers enter a user PIN)."""
-    pool: list[str] = field(default_factory=list)
-    """Numbers assigned one per Instant Conference (a list; ``"A-B"`` ranges are expanded)."""
+    pool: list[str] = field(default_factory=list, metadata={"one_or_list": True})
+    """Numbers assigned one per Instant Conference: a range ``"A-B"`` or a list of numbers and ranges."""
     digit_timeout_s: float = 4.0
     """PIN IVR: silence after a digit that ends the entry (``#`` ends it at once)."""
     first_digit_timeout_s: float = 15.0
@@ -362,6 +364,8 @@ def _build(cls: type[Any], raw: Any, where: str) -> Any:
     for key in raw:
         if key not in fields:
             raise ConfigError(f"{_join(where, key)}: unknown key (expected one of {', '.join(fields)})")
+    raw = {key: [value] if fields[key].metadata.get("one_or_list") and isinstance(value, str) else value
+           for key, value in raw.items()}  # fmt: skip
     kwargs = {key: _coerce(hints[key], value, _join(where, key)) for key, value in raw.items()}
     missing = [
         name
@@ -436,13 +440,35 @@ def parse_port_range(text: str, where: str) -> tuple[int, int]:
     return lo, hi
 
 
+_PHONE = re.compile(r"\+?[0-9]{1,15}")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def phone_number(text: str, where: str) -> str:
+    """A dialled number as the gateway sends it: up to 15 digits (E.164), optionally after ``+``."""
+    if not _PHONE.fullmatch(text):
+        raise ConfigError(f"{where}: {text!r} is not a phone number (up to 15 digits, optionally after '+')")
+    return text
+
+
+def host_name(text: str, where: str) -> str:
+    """An IP address or an RFC 1123 host name (letters, digits, inner hyphens; dot-separated labels)."""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(text)
+        return text
+    labels = text.removesuffix(".").split(".")
+    if not text or len(text) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise ConfigError(f"{where}: {text!r} is not a host name or IP address")
+    return text
+
+
 def expand_numbers(items: list[str], where: str) -> list[str]:
     """Expand ``["5550100-5550130", "5550200"]`` into single numbers, keeping order."""
     numbers: list[str] = []
     for i, item in enumerate(items):
         low, sep, high = item.partition("-")
         if not sep:
-            numbers.append(item.strip())
+            numbers.append(phone_number(item.strip(), f"{where}[{i}]"))
             continue
         low, high = low.strip(), high.strip()
         if not (low.lstrip("+").isdigit() and high.lstrip("+").isdigit()) or len(low) != len(high):
@@ -463,7 +489,9 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"numbering.default_country: unknown region {config.numbering.default_country!r}")
     if not config.node.name:
         raise ConfigError("node.name: must not be empty")
+    _validate_database_url(config.database.url)
     smpp = config.smpp
+    host_name(smpp.host, "smpp.host")
     if not 0 < smpp.port < 65536:
         raise ConfigError(f"smpp.port: {smpp.port} is not a port")
     if len(smpp.system_id) > 15:
@@ -494,6 +522,7 @@ def _validate(config: Config) -> None:
         raise ConfigError("smpp.window: must be at least 1")
     host, _ = parse_host_port(config.sip.listen, "sip.listen")
     _ip(host, "sip.listen")
+    _public_ip(config.sip.public_address, "sip.public_address")
     parse_port_range(config.sip.rtp_ports, "sip.rtp_ports")
     if config.sip.antiflood_requests < 1 or config.sip.antiflood_window_s <= 0:
         raise ConfigError("sip.antiflood_requests: limit and window must be positive")
@@ -512,6 +541,8 @@ def _validate(config: Config) -> None:
             parse_host_port(gateway, f"{where}.gateways[{j}]")
         if trunk.kind == "e1" and (trunk.spans < 1 or trunk.channels_per_span < 1):
             raise ConfigError(f"{where}.spans: an e1 trunk group needs spans >= 1 and channels_per_span >= 1")
+    if config.dnis.common:
+        phone_number(config.dnis.common, "dnis.common")
     dnis = expand_numbers(config.dnis.pool, "dnis.pool")
     if config.dnis.common and config.dnis.common in dnis:
         raise ConfigError("dnis.pool: the common number must not be in the pool")
@@ -537,12 +568,17 @@ def _validate(config: Config) -> None:
     if conf.callback_retries < 0 or conf.max_adhoc < 0 or conf.pin_attempts < 1:
         raise ConfigError("conference.callback_retries: counts must not be negative")
     parse_host_port(config.web.listen, "web.listen")
+    if config.web.login_attempts < 1:
+        raise ConfigError("web.login_attempts: must be at least 1")
+    if config.web.lockout_s <= 0:  # 0 or less would silently disable the lockout
+        raise ConfigError("web.lockout_s: must be positive")
     if bool(config.web.tls_cert) != bool(config.web.tls_key):
         raise ConfigError("web.tls_key: give both tls_cert and tls_key, or neither")
     control_host, _ = parse_host_port(config.control.listen, "control.listen")
     if not ipaddress.ip_address(_ip(control_host, "control.listen")).is_loopback:
         raise ConfigError("control.listen: the control API must listen on loopback")
     _validate_feed(config.cdr)
+    _validate_tcp_listeners(config)
     if not 0 <= config.cdr.push_minute < 60:
         raise ConfigError("cdr.push_minute: must be 0..59")
     if config.cdr.retention_days < 1:
@@ -573,6 +609,55 @@ def _validate(config: Config) -> None:
             pin = getattr(room, key)
             if pin and not (pin.isdigit() and len(pin) <= 7):
                 raise ConfigError(f"room[{i}].{key}: PINs are 1-7 digits")
+
+
+def _validate_database_url(url: str) -> None:
+    """The URL parses and names a dialect SQLAlchemy has (the driver itself is imported at connect)."""
+    if not url:
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"database.url: {url!r} is not a database URL (dialect://...)") from exc
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError as exc:
+        raise ConfigError(f"database.url: unknown database {parsed.drivername!r} (e.g. sqlite, postgresql)") from exc
+
+
+def _validate_tcp_listeners(config: Config) -> None:
+    """Two of our TCP listeners on one port would have the second fail to bind at start: say so now."""
+    listeners = [("control.listen", config.control.listen)]
+    if config.cdr.feed_listen:
+        listeners.append(("cdr.feed_listen", config.cdr.feed_listen))
+    if config.web.enabled:
+        listeners.append(("web.listen", config.web.listen))
+    seen: list[tuple[str, str, int]] = []
+    for key, text in listeners:
+        host, port = parse_host_port(text, key)
+        for other_key, other_host, other_port in seen:
+            wildcard = {host, other_host} & {"0.0.0.0", "::", "[::]"}
+            if port == other_port and (host == other_host or wildcard):
+                raise ConfigError(f"{key}: {text!r} is also {other_key} ({_value_at(config, other_key)})")
+        seen.append((key, host, port))
+
+
+def _value_at(config: Config, key: str) -> Any:
+    """``_value_at(config, "control.listen")`` -> ``config.control.listen``."""
+    value: Any = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _public_ip(text: str, where: str) -> str:
+    """An address written into SDP/Contact: an IP a peer can send to (not the wildcard)."""
+    if ipaddress.ip_address(_ip(text, where)).is_unspecified:
+        raise ConfigError(f"{where}: {text!r} is not an address peers can reach (give this host's IP)")
+    return text
 
 
 FEED_TLS_KEYS = ("feed_tls_cert", "feed_tls_key", "feed_client_ca")

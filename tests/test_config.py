@@ -153,6 +153,31 @@ def test_numbers_without_quotes_become_strings() -> None:
             {"cdr": {"feed_listen": "0.0.0.0:8282", "feed_tls_cert": "c", "feed_tls_key": "k", "feed_client_ca": "a"}},
             None,
         ),
+        ({"dnis": {"common": "notanumber"}}, "dnis.common: 'notanumber' is not a phone number"),
+        ({"dnis": {"pool": ["abc"]}}, "dnis.pool[0]: 'abc' is not a phone number"),
+        ({"dnis": {"pool": ["+15550101", "555 0102"]}}, "dnis.pool[1]: '555 0102' is not a phone number"),
+        ({"dnis": {"pool": "abc"}}, "dnis.pool[0]: 'abc' is not a phone number"),
+        ({"dnis": {"pool": 5}}, "dnis.pool: expected a list"),
+        ({"sip": {"public_address": "not-an-ip"}}, "sip.public_address: 'not-an-ip' is not an IP address"),
+        ({"sip": {"public_address": "0.0.0.0"}}, "sip.public_address: '0.0.0.0' is not an address peers can reach"),
+        ({"smpp": {"host": "smsc .example.net"}}, "smpp.host: 'smsc .example.net' is not a host name or IP address"),
+        ({"smpp": {"host": ""}}, "smpp.host: '' is not a host name or IP address"),
+        ({"smpp": {"host": "-smsc.example"}}, "smpp.host: '-smsc.example' is not a host name"),
+        ({"smpp": {"host": "smsc-1.example.net"}}, None),
+        ({"smpp": {"host": "::1"}}, None),
+        ({"web": {"listen": "127.0.0.1:8181"}}, "web.listen: '127.0.0.1:8181' is also control.listen"),
+        ({"web": {"listen": "0.0.0.0:8181"}}, "web.listen: '0.0.0.0:8181' is also control.listen"),
+        ({"web": {"listen": "127.0.0.1:8282"}}, "web.listen: '127.0.0.1:8282' is also cdr.feed_listen"),
+        ({"cdr": {"feed_listen": "127.0.0.1:8181"}}, "cdr.feed_listen: '127.0.0.1:8181' is also control.listen"),
+        ({"web": {"listen": "127.0.0.2:8181"}}, None),  # another loopback address, same port: no clash
+        ({"web": {"enabled": False, "listen": "127.0.0.1:8181"}}, None),  # not started: not a clash
+        ({"web": {"login_attempts": 0}}, "web.login_attempts: must be at least 1"),
+        ({"web": {"lockout_s": -1}}, "web.lockout_s: must be positive"),
+        ({"web": {"lockout_s": 0}}, "web.lockout_s: must be positive"),
+        ({"database": {"url": "nosuchdb://x"}}, "database.url: unknown database 'nosuchdb'"),
+        ({"database": {"url": "postgresql+nosuch://x"}}, "database.url: unknown database 'postgresql+nosuch'"),
+        ({"database": {"url": "not a url"}}, "database.url: 'not a url' is not a database URL"),
+        ({"database": {"url": "sqlite:////tmp/x.db"}}, None),
         ({"cdr": {"push_minute": 60}}, "cdr.push_minute: must be 0..59"),
         ({"cdr": {"retention_days": 0}}, "cdr.retention_days: must be at least 1"),
         ({"cdr": {"summary_time": "25:00"}}, "cdr.summary_time: expected HH:MM"),
@@ -170,6 +195,29 @@ def test_validation_errors_name_the_key(raw: dict[str, Any], key: str | None) ->
         from_dict(raw)
     assert str(info.value).startswith(key.split(":")[0]), str(info.value)
     assert key in str(info.value)
+
+
+def test_a_bare_range_string_is_a_dnis_pool() -> None:
+    """The config contract says "a range or list": ``pool = "A-B"`` is the one-range list."""
+    config = from_dict({"dnis": {"pool": "8006791401-8006791430"}})
+    assert config.dnis.pool == ["8006791401-8006791430"]
+    assert len(expand_numbers(config.dnis.pool, "dnis.pool")) == 30
+    assert from_dict({"dnis": {"pool": "+15550101"}}).dnis.pool == ["+15550101"]
+
+
+def test_cli_reports_a_bad_database_url_in_one_line_naming_the_key(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from bridge.cli import main
+
+    path = tmp_path / "etc" / "bridge.toml"
+    path.parent.mkdir()
+    path.write_text('[database]\nurl = "nosuchdb://x"\n')
+    result = CliRunner().invoke(main, ["--config", str(path), "db", "upgrade"])
+    assert result.exit_code != 0
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "database.url: unknown database 'nosuchdb'" in lines[0], result.output
+    assert "Traceback" not in result.output
 
 
 def test_helpers() -> None:
