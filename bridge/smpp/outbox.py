@@ -7,6 +7,10 @@ the part back after a back-off (with jitter) and pause the whole outbox briefly,
 us to slow down; any other error fails the whole message permanently. A message is submitted when every
 part has a message id. When the link drops, parts in flight are sent again after the reconnect (the
 SMSC may or may not have accepted them: SMPP gives no way to know, we prefer a rare duplicate to a loss).
+
+Crash safety: every accepted part is reported at once (:class:`PartSubmitted`) so the glue records its
+message id before anything else, and a message recovered after a restart is added with the ids already
+known (``known_ids``): only the parts without one are submitted again.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class SubmitPart:
     esm_class: int
     short_message: bytes
     attempt: int
+    total: int = 1
 
     @property
     def key(self) -> PartKey:
@@ -60,6 +65,15 @@ class Outcome:
 @dataclass(frozen=True)
 class MessageSubmitted(Outcome):
     message_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PartSubmitted(Outcome):
+    """One part of a concatenated message was accepted; ``message_ids`` by part, ``""`` where not yet."""
+
+    message_ids: tuple[str, ...]
+    in_flight: int
+    """Other parts of the message still awaiting their submit_sm_resp."""
 
 
 @dataclass(frozen=True)
@@ -129,12 +143,20 @@ class Outbox:
         """Messages accepted and not yet settled."""
         return len(self._messages)
 
-    def add(self, message: OutgoingMessage) -> None:
+    def add(self, message: OutgoingMessage, known_ids: tuple[str, ...] = ()) -> MessageSubmitted | None:
+        """Queue a message; ``known_ids`` (by part, ``""`` for none) are parts the SMSC accepted before a restart.
+
+        Returns the outcome at once when every part is known already (nothing left to submit).
+        """
         if message.mt_id in self._messages:
-            return
+            return None
         n = len(message.encoded.parts)
-        self._messages[message.mt_id] = _Message(message, [None] * n, [0] * n)
-        self._ready.extend((message.mt_id, i) for i in range(n))
+        ids: list[str | None] = [i or None for i in known_ids] if len(known_ids) == n else [None] * n
+        if all(i is not None for i in ids):
+            return MessageSubmitted(message.mt_id, 0, tuple(i or "" for i in ids))
+        self._messages[message.mt_id] = _Message(message, ids, [0] * n)
+        self._ready.extend((message.mt_id, i) for i in range(n) if ids[i] is None)
+        return None
 
     def due(self, now: float) -> list[SubmitPart]:
         """Parts to submit now, within the window and the TPS limit."""
@@ -165,6 +187,7 @@ class Outbox:
                     esm_class=msg.encoded.esm_class,
                     short_message=msg.encoded.parts[key[1]],
                     attempt=state.attempts[key[1]],
+                    total=len(state.ids),
                 )
             )
         return out
@@ -178,10 +201,12 @@ class Outbox:
         attempts = sum(state.attempts)
         if status == ESME_ROK:
             state.ids[key[1]] = message_id
+            ids = tuple(i or "" for i in state.ids)
             if all(i is not None for i in state.ids):
                 del self._messages[key[0]]
-                return MessageSubmitted(key[0], attempts, tuple(i or "" for i in state.ids))
-            return None
+                return MessageSubmitted(key[0], attempts, ids)
+            in_flight = sum(1 for k in self._in_flight if k[0] == key[0])
+            return PartSubmitted(key[0], attempts, ids, in_flight)
         if status in TRANSIENT_SUBMIT_STATUSES and state.attempts[key[1]] < self.max_attempts:
             n = state.attempts[key[1]]
             ceiling = min(self.retry_max_s, self.retry_min_s * 2.0 ** min(n - 1, 30))
@@ -199,12 +224,18 @@ class Outbox:
 
     def on_link_lost(self) -> None:
         """Parts awaiting a response go back to the front of the queue, in order."""
-        for key in sorted(self._in_flight, reverse=True):
+        self.retract(list(self._in_flight))
+
+    def retract(self, keys: list[PartKey]) -> None:
+        """These parts were handed out by :meth:`due` but not sent (or their fate is unknown): due again first."""
+        for key in sorted(keys, reverse=True):
+            if key not in self._in_flight:
+                continue
+            self._in_flight.discard(key)
             state = self._messages.get(key[0])
             if state is not None:
                 state.attempts[key[1]] -= 1  # not the SMSC's answer: does not count
                 self._ready.appendleft(key)
-        self._in_flight.clear()
 
     def next_wakeup(self, now: float) -> float | None:
         """When :meth:`due` may next return something (``None``: only a response or a new message can)."""

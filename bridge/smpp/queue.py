@@ -29,6 +29,8 @@ class QueuedMt:
     source: str
     destination: str
     text: str
+    message_ids: tuple[str, ...] = ()
+    """Per part, the SMSC message ids of parts accepted before a restart (``""`` where none)."""
 
 
 Listener = Callable[[Sequence[QueuedMt]], None]

@@ -234,7 +234,6 @@ class SmppService:
         self._mt_ids_lock = threading.Lock()
         self.delivered_parts: dict[int, set[str]] = {}
         self.counters: collections.Counter[str] = collections.Counter()
-        self._ref = self._rng.randrange(256)
         if s.bind_mode == "split":
             self.links = [
                 _Link(self, name="receiver", bind_command="bind_receiver", rx=True, tx=False),
@@ -287,6 +286,7 @@ class SmppService:
             "failed": self.counters["failed"],
             "invalid": self.counters["invalid"],
             "duplicates": self.counters["duplicates"],
+            "ambiguous": self.counters["ambiguous"],
             "throttled": self.counters["throttled"],
             "outbox": self.outbox.backlog,
             "in_flight": self.outbox.in_flight,
@@ -306,6 +306,14 @@ class SmppService:
             store.purge_parts(session, utcnow() - dt.timedelta(seconds=self.settings.reassembly_timeout_s))
             parts = store.load_parts(session)
             pending = store.received_mo_ids(session)
+            ambiguous = store.ambiguous_mts(session)
+        for mt_id, note in ambiguous:
+            # SMPP 3.4 has no way to ask the SMSC about a submit whose response we never read (query_sm
+            # needs the message id that response carried): submit again, a rare duplicate before a loss.
+            log.warning(
+                "smpp: MT %d was %s when the process stopped; the SMSC may have it: submitting again", mt_id, note
+            )
+        self.counters["ambiguous"] += len(ambiguous)
         for segment in parts:
             self.reassembler.add(segment, now)  # waiting parts get a fresh timeout
         if parts or pending:
@@ -349,10 +357,6 @@ class SmppService:
             self._loop.call_soon_threadsafe(self._on_actions, actions)
 
     # --- shared by the link threads --------------------------------------------------------------------
-
-    def next_ref(self) -> int:
-        self._ref = (self._ref + 1) % 256
-        return self._ref
 
     def remember_ids(self, mt_id: int, message_ids: tuple[str, ...]) -> None:
         with self._mt_ids_lock:
@@ -535,8 +539,7 @@ class _Link(threading.Thread):
                     return
             elif self.tx:
                 self._guarded(self._refill_outbox, now)
-                for part in service.outbox.due(now):
-                    self._submit(part, now)
+                self._submit_due(now)
             if self.rx:
                 self._guarded(self._expire_parts, now)
             if now >= next_enquire:
@@ -599,7 +602,9 @@ class _Link(threading.Thread):
                     self._handle_batch([pdu])
                     self._write()
                 elif pdu.command.endswith("_resp"):
-                    self._dispatch_response(pdu, [])
+                    outcomes: list[Outcome] = []
+                    self._dispatch_response(pdu, outcomes)
+                    self._flush(outcomes, [])
         except _Down as exc:
             log.warning("smpp %s: unbind did not complete: %s", self.link_name, exc)
             self._event(BindEvent.LINK_LOST, str(exc))
@@ -731,11 +736,33 @@ class _Link(threading.Thread):
             outcomes.append(outcome)
 
     def _flush(self, outcomes: list[Outcome], deliveries: list[Any]) -> None:
-        """One transaction for the batch; deliver_sm_resp only after it committed."""
+        """Record the batch: submit outcomes first, then the deliver_sm, whose deliver_sm_resp only go out
+        after their transaction committed.
+
+        A submit_sm_resp is the SMSC's word that it has the MT; until its message id is committed, a crash
+        sends the MT again (issue 13 item 4). So outcomes never wait behind MO persistence: with MOs in the
+        batch they commit on their own first; on the MT hot path (outcomes and receipts matched in memory)
+        they are the first statement of the one short transaction.
+        """
         if not outcomes and not deliveries and not self._orphans:
             return
         service = self.service
-        for outcome in outcomes:
+        mono, wall = service.clock(), utcnow()
+
+        def retry_at(at: float) -> dt.datetime:
+            return wall + dt.timedelta(seconds=max(0.0, at - mono))
+
+        items = [(pdu, self._classify(pdu)) for pdu in deliveries]
+        if outcomes and (items or self._orphans):
+            try:
+                with service.core() as connection:
+                    store.settle(connection, outcomes, wall, retry_at)
+            except Exception:  # the rows stay "submitting": submitted again at the next start
+                log.exception("smpp %s: could not record %d submit outcomes", self.link_name, len(outcomes))
+            recorded, outcomes = outcomes, []
+        else:
+            recorded = outcomes
+        for outcome in recorded:
             if isinstance(outcome, MessageSubmitted):
                 service.remember_ids(outcome.mt_id, outcome.message_ids)
                 service.counters["mt"] += 1
@@ -746,7 +773,6 @@ class _Link(threading.Thread):
                 log.warning("smpp: MT %d failed: %s", outcome.mt_id, outcome.error)
             elif isinstance(outcome, MessageRetrying):
                 service.counters["throttled"] += 1
-        items = [(pdu, self._classify(pdu)) for pdu in deliveries]
         self._delivered, self._undeliverable = [], []
         rest: list[Inbound] = []
         for _pdu, item in items:  # receipts for MTs of this process are settled in memory first
@@ -755,11 +781,6 @@ class _Link(threading.Thread):
             else:
                 rest.append(item)
         new_mos: list[int] = []
-        mono, wall = service.clock(), utcnow()
-
-        def retry_at(at: float) -> dt.datetime:
-            return wall + dt.timedelta(seconds=max(0.0, at - mono))
-
         try:
             if not rest and not self._orphans:  # the MT hot path: plain UPDATEs on a kept connection
                 with service.core() as connection:
@@ -769,7 +790,6 @@ class _Link(threading.Thread):
                         store.mark_undeliverable(connection, mt_id, error, wall)
             else:
                 with service.transaction() as session:
-                    store.settle(session, outcomes, wall, retry_at)
                     for item in rest:
                         self._persist(session, item, mono, wall, new_mos)
                     self._retry_orphans(session, mono, wall)
@@ -889,7 +909,7 @@ class _Link(threading.Thread):
             return False
         parts = service.delivered_parts.setdefault(mt.id, set())
         store.apply_receipt(session, receipt, mt_id=mt.id, delivered_parts=parts, now=wall)
-        if receipt.final and mt.status.value != "submitted":
+        if receipt.final and mt.status.value not in ("submitted", "queued"):
             service.delivered_parts.pop(mt.id, None)
         return True
 
@@ -955,12 +975,13 @@ class _Link(threading.Thread):
         outbox = self.service.outbox
         cap = max(4 * self.settings.window, 200)
         failures: list[tuple[int, str]] = []
+        done: list[Outcome] = []
         while self._offered and outbox.backlog < cap:
             row = self._offered.popleft()
             if row.id not in outbox and row.id not in self._settled:  # the poll may have been first
-                self._add(row, failures)
+                self._add(row, failures, done)
         due = now >= self._next_poll or (self._more_queued and outbox.backlog < cap // 2)
-        if outbox.backlog >= cap or not (due or failures):
+        if outbox.backlog >= cap or not (due or failures or done):
             return
         wall = utcnow()
         with self.service.transaction() as session:
@@ -973,31 +994,57 @@ class _Link(threading.Thread):
                 failures = []
                 for row in rows:
                     if row.id not in self._settled:
-                        self._add(row, failures)
+                        self._add(row, failures, done)
                 for mt_id, error in failures:
                     store.fail_mt(session, mt_id, error, wall)
                 self._more_queued = len(rows) == limit
+            store.settle(session, done, wall, lambda at: wall)
 
-    def _add(self, row: QueuedMt, failures: list[tuple[int, str]]) -> None:
+    def _add(self, row: QueuedMt, failures: list[tuple[int, str]], done: list[Outcome]) -> None:
         try:
-            encoded = encode_message(row.text, ref=self.service.next_ref())
+            # The UDH reference comes from the MT id, not a counter: parts submitted again after a restart
+            # must carry the reference of the parts the SMSC accepted before it.
+            encoded = encode_message(row.text, ref=row.id % 256)
         except EncodingError as exc:
             failures.append((row.id, str(exc)))
             self._settle_id(row.id)
             return
-        self.service.outbox.add(OutgoingMessage(row.id, row.source, row.destination, encoded))
+        outcome = self.service.outbox.add(
+            OutgoingMessage(row.id, row.source, row.destination, encoded), row.message_ids
+        )
+        if outcome is not None:  # every part was accepted before a restart: only the status was missing
+            done.append(outcome)
+            self._settle_id(row.id)
 
     def _settle_id(self, mt_id: int) -> None:
         self._settled[mt_id] = None
         while len(self._settled) > MT_ID_CACHE:
             self._settled.popitem(last=False)
 
-    def _submit(self, part: SubmitPart, now: float) -> None:
+    def _submit_due(self, now: float) -> None:
+        """Mark the due parts "submitting" (committed), then queue their submit_sm: a crash after the
+        write can then never pass for "never sent" (see :mod:`bridge.smpp.store`)."""
+        outbox = self.service.outbox
+        parts = outbox.due(now)
+        if not parts:
+            return
+        submits = [(part, self._seq.next_sequence()) for part in parts]
+        try:
+            with self.service.core() as connection:
+                store.mark_submitting(connection, submits, utcnow())
+        except Exception:
+            log.exception("smpp %s: could not mark %d submits; retrying later", self.link_name, len(parts))
+            outbox.retract([part.key for part in parts])
+            self._next_poll = now + self.settings.queue_poll_s
+            return
+        for part, sequence in submits:
+            self._submit(part, sequence, now)
+
+    def _submit(self, part: SubmitPart, sequence: int, now: float) -> None:
         src_ton, src_npi, source = _address(part.source)
         dst_ton, dst_npi, destination = _address(part.destination)
         if src_ton == TON_UNKNOWN:
             src_npi = NPI_UNKNOWN
-        sequence = self._seq.next_sequence()
         self._pending[sequence] = _Request("submit_sm", now, part.key)
         self._out.append(
             wire.submit_sm(

@@ -3,6 +3,12 @@ handling an MO with the command language, and settling MTs (submit results, deli
 
 Every function works inside the caller's session and does not commit: the glue owns transactions, so
 that "MO persisted" commits before deliver_sm_resp and "MO handled + reply queued" commit together.
+
+An MT's submit is bracketed by two commits (issue 13 item 4): :func:`mark_submitting` before the
+submit_sm is written (the row's ``error`` says which part went out as which sequence number), and
+:func:`settle` of the submit_sm_resp, each accepted part's message id at once. A row still marked
+"submitting" after a restart is one whose submit the SMSC may or may not have accepted
+(:func:`ambiguous_mts`); parts with a recorded id are never submitted again.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from sqlalchemy.orm import Session
 from bridge.config import Config
 from bridge.db.models import SmsDirection, SmsMessage, SmsPart, SmsStatus
 from bridge.smpp.concat import Segment, SegmentKey
-from bridge.smpp.outbox import MessageFailed, MessageRetrying, MessageSubmitted, Outcome
+from bridge.smpp.outbox import MessageFailed, MessageRetrying, MessageSubmitted, Outcome, PartSubmitted, SubmitPart
 from bridge.smpp.queue import QueuedMt, queue_mt
 from bridge.smpp.receipt import DeliveryReceipt, id_candidates
 
@@ -29,6 +35,8 @@ _SMS: Table = SmsMessage.__table__  # type: ignore[assignment]  # Core table for
 UNREADABLE_REPLY = "Sorry, we could not read your message. Send HELP for the list of commands."
 INCOMPLETE_REPLY = "Sorry, part of your message did not arrive. Please send it again."
 FAILED_REPLY = "Sorry, your message could not be processed. Please try again later."
+SUBMITTING = "submitting"
+"""Prefix of the ``error`` of an MT whose submit_sm may be at the SMSC with no outcome recorded yet."""
 
 
 class CommandOutcome(Protocol):
@@ -231,7 +239,7 @@ def reply_source(mo: SmsMessage, config: Config) -> str:
 def claim_queued(session: Session, *, exclude: Iterable[int], limit: int, now: dt.datetime) -> list[QueuedMt]:
     """QUEUED MTs due now, oldest first, not already in the outbox (plain rows: this runs at MT rate)."""
     query = (
-        select(SmsMessage.id, SmsMessage.source, SmsMessage.destination, SmsMessage.text)
+        select(SmsMessage.id, SmsMessage.source, SmsMessage.destination, SmsMessage.text, SmsMessage.smsc_message_ids)
         .where(
             SmsMessage.direction == SmsDirection.MT,
             SmsMessage.status == SmsStatus.QUEUED,
@@ -243,7 +251,40 @@ def claim_queued(session: Session, *, exclude: Iterable[int], limit: int, now: d
     excluded = list(exclude)
     if excluded:
         query = query.where(SmsMessage.id.not_in(excluded))
-    return [QueuedMt(*row) for row in session.execute(query)]
+    return [
+        QueuedMt(mt_id, source, dest, text, tuple(ids.split(",")) if ids else ())
+        for mt_id, source, dest, text, ids in session.execute(query)
+    ]
+
+
+def mark_submitting(session: Session | Connection, submits: Sequence[tuple[SubmitPart, int]], now: dt.datetime) -> None:
+    """Before the submit_sm of these parts (with their sequence numbers) is written: from the commit on, a
+    crash leaves the row saying its submit may have reached the SMSC. One executemany per loop turn."""
+    if submits:
+        statement = (
+            update(_SMS)
+            .where(_SMS.c.id == bindparam("v_id"), _SMS.c.status == SmsStatus.QUEUED.value)
+            .values(error=bindparam("v_error"), updated_at=bindparam("v_now"))
+        )
+        rows = [
+            {"v_id": p.mt_id, "v_error": f"{SUBMITTING} part {p.index + 1}/{p.total} as sequence {seq}", "v_now": now}
+            for p, seq in submits
+        ]
+        session.execute(statement, rows)
+
+
+def ambiguous_mts(session: Session) -> list[tuple[int, str]]:
+    """MTs (id, note) left "submitting" by a crash: the SMSC may have accepted them. Run before binding."""
+    query = (
+        select(SmsMessage.id, SmsMessage.error)
+        .where(
+            SmsMessage.direction == SmsDirection.MT,
+            SmsMessage.status == SmsStatus.QUEUED,
+            SmsMessage.error.like(f"{SUBMITTING} %"),
+        )
+        .order_by(SmsMessage.id)
+    )
+    return [(mt_id, error) for mt_id, error in session.execute(query)]
 
 
 def fail_mt(session: Session, mt_id: int, error: str, now: dt.datetime) -> None:
@@ -260,7 +301,9 @@ def settle(
     now: dt.datetime,
     retry_at: Callable[[float], dt.datetime],
 ) -> None:
-    """Write what submit responses settled: SUBMITTED with message ids, FAILED with the error, or retrying.
+    """Write what submit responses settled: SUBMITTED with message ids, FAILED with the error, or retrying;
+    and the id of each accepted part of a message not complete yet (it stays QUEUED, "submitting" while
+    another of its parts is in flight).
 
     One executemany per kind of outcome: at hundreds of MTs per second, per-row ORM updates dominate.
     """
@@ -292,7 +335,20 @@ def settle(
         for o in outcomes
         if isinstance(o, MessageRetrying)
     ]
-    for rows in (submitted, failed, retrying):
+    partial = [
+        {
+            "id": o.mt_id,
+            "smsc_message_ids": ",".join(o.message_ids)[:255],
+            "attempts": o.attempts,
+            "updated_at": now,
+            **({} if o.in_flight else {"error": ""}),
+        }
+        for o in outcomes
+        if isinstance(o, PartSubmitted)
+    ]
+    partial_busy = [row for row in partial if "error" not in row]
+    partial_idle = [row for row in partial if "error" in row]
+    for rows in (submitted, failed, retrying, partial_busy, partial_idle):
         if rows:
             values: dict[str, Any] = {key: bindparam(f"v_{key}") for key in rows[0] if key != "id"}
             statement = update(_SMS).where(_SMS.c.id == bindparam("v_id")).values(**values)
@@ -354,6 +410,8 @@ def apply_receipt(
         return mt
     if receipt.delivered:
         delivered_parts.add(receipt.message_id)
+        if mt.status is SmsStatus.QUEUED:  # a part of a message not fully submitted yet: counted, no more
+            return mt
         ids = [i for i in mt.smsc_message_ids.split(",") if i]
         if len(delivered_parts) >= max(1, len(ids)):
             mt.status = SmsStatus.DELIVERED

@@ -332,6 +332,56 @@ def test_mo_left_received_by_a_crash_is_handled_on_start(
         running.stop()
 
 
+def test_a_long_mt_interrupted_after_its_first_part_is_completed_not_sent_again(
+    config: Config, smsc: Smsc, factory: sessionmaker[Session]
+) -> None:
+    """Issue 13 item 4: each accepted part's message id is recorded at once, and a restart submits only the
+    parts without one, with the same UDH reference (the handset joins them)."""
+    text = "Conference 4711 starts now; dial back on 8006791401 with PIN 4242 if you drop out. " * 2
+    smsc.control(throttle_every=2, throttle_status=0x58)  # part 1 accepted, part 2 throttled
+    first = Running(smpp_config(config, smsc, retry_min_s=4.0, retry_max_s=4.0), factory)
+    try:
+        wait_for(lambda: first.state() == "bound", what="bind")
+        (mt_id,) = queue(factory, text)
+        wait_for(lambda: smsc.stats()["throttled"] == 1, what="part 2 throttled")
+        wait_for(lambda: mts(factory)[0].smsc_message_ids.endswith(","), what="part 1's id recorded")
+    finally:
+        first.stop()  # the process ends with part 2 waiting for its retry
+    smsc.control(throttle_every=0)
+    (row,) = mts(factory)
+    assert row.status == SmsStatus.QUEUED and row.smsc_message_ids == smsc.submits()[0]["message_id"] + ","
+    second = Running(smpp_config(config, smsc), factory)
+    try:
+        wait_for(lambda: mts(factory)[0].status in (SmsStatus.SUBMITTED, SmsStatus.DELIVERED), what="MT completed")
+        assert smsc.messages(to=MOBILE) == [text]
+        ref = f"{mt_id % 256:02x}"
+        assert [s["udh"] for s in smsc.submits()] == [[f"0003{ref}0201"], [f"0003{ref}0202"]]
+        assert mts(factory)[0].smsc_message_ids == ",".join(s["message_id"] for s in smsc.submits())
+    finally:
+        second.stop()
+
+
+def test_an_mt_left_submitting_by_a_crash_is_reported_and_submitted_again(
+    config: Config, smsc: Smsc, factory: sessionmaker[Session]
+) -> None:
+    """The one window SMPP leaves: the submit_sm was written, its response never recorded. Handled
+    explicitly: counted as ambiguous, logged, and submitted again (at-least-once)."""
+    (mt_id,) = queue(factory, "your conference is ready")
+    with factory() as session:
+        row = session.get(SmsMessage, mt_id)
+        assert row is not None
+        row.error, row.attempts = "submitting part 1/1 as sequence 9", 1
+        session.commit()
+    running = Running(smpp_config(config, smsc), factory)
+    try:
+        wait_for(lambda: smsc.messages(to=MOBILE), what="the MT submitted again")
+        assert running.service.status()["ambiguous"] == 1
+        wait_for(lambda: mts(factory)[0].status == SmsStatus.DELIVERED, what="its receipt")
+        assert mts(factory)[0].error == ""
+    finally:
+        running.stop()
+
+
 def test_burst_of_1000_mo_gets_1000_replies(running: Running, smsc: Smsc, factory: sessionmaker[Session]) -> None:
     messages = [
         {"source_addr": MOBILE.lstrip("+"), "destination_addr": SHORT_CODE, "text": f"UC u{i} +1555124{i:04d} U.N{i}"}

@@ -7,7 +7,14 @@ from hypothesis import strategies as st
 
 from bridge.smpp.concat import encode_message
 from bridge.smpp.constants import ESME_ROK
-from bridge.smpp.outbox import MessageFailed, MessageRetrying, MessageSubmitted, Outbox, OutgoingMessage
+from bridge.smpp.outbox import (
+    MessageFailed,
+    MessageRetrying,
+    MessageSubmitted,
+    Outbox,
+    OutgoingMessage,
+    PartSubmitted,
+)
 
 ESME_RTHROTTLED, ESME_RMSGQFUL, ESME_RINVDSTADR = 0x58, 0x14, 0x0B
 
@@ -49,8 +56,8 @@ def test_multipart_message_is_submitted_when_every_part_has_an_id() -> None:
     box.add(msg(1, "x" * 400))
     parts = box.due(0.0)
     assert [p.index for p in parts] == [0, 1, 2] and all(p.esm_class == 0x40 for p in parts)
-    assert box.on_response(parts[1].key, ESME_ROK, "b", 0.0) is None
-    assert box.on_response(parts[0].key, ESME_ROK, "a", 0.0) is None
+    assert box.on_response(parts[1].key, ESME_ROK, "b", 0.0) == PartSubmitted(1, 3, ("", "b", ""), in_flight=2)
+    assert box.on_response(parts[0].key, ESME_ROK, "a", 0.0) == PartSubmitted(1, 3, ("a", "b", ""), in_flight=1)
     done = box.on_response(parts[2].key, ESME_ROK, "c", 0.0)
     assert done == MessageSubmitted(1, 3, ("a", "b", "c")) and box.backlog == 0
 
@@ -134,3 +141,30 @@ def test_every_message_settles_exactly_once(
         now += 0.5
         step += 1
     assert sorted(settled) == list(range(len(texts)))
+
+
+# --- crash safety (issue 13 item 4): every accepted part is reported at once, and recovery resumes ----------
+
+
+def test_each_accepted_part_is_reported_at_once_so_it_can_be_recorded() -> None:
+    box = outbox()
+    box.add(msg(1, "x" * 200))  # two parts
+    first, second = box.due(0.0)
+    partial = box.on_response(first.key, ESME_ROK, "m1", 0.0)
+    assert partial == PartSubmitted(1, 2, message_ids=("m1", ""), in_flight=1)
+    done = box.on_response(second.key, ESME_ROK, "m2", 0.0)
+    assert done == MessageSubmitted(1, 2, ("m1", "m2"))
+
+
+def test_a_recovered_message_submits_only_the_parts_without_an_id_with_the_same_ref() -> None:
+    box = outbox()
+    assert box.add(msg(1, "x" * 200), known_ids=("m1", "")) is None
+    (part,) = box.due(0.0)
+    assert part.index == 1 and part.short_message[:6] == bytes([5, 0, 3, 1, 2, 2])
+    assert box.on_response(part.key, ESME_ROK, "m2", 0.0) == MessageSubmitted(1, 1, ("m1", "m2"))
+
+
+def test_a_recovered_message_with_every_id_known_is_submitted_without_a_submit() -> None:
+    box = outbox()
+    assert box.add(msg(1, "x" * 200), known_ids=("m1", "m2")) == MessageSubmitted(1, 0, ("m1", "m2"))
+    assert box.due(0.0) == [] and 1 not in box

@@ -16,7 +16,7 @@ from bridge.config import Config
 from bridge.db.models import SmsDirection, SmsMessage, SmsStatus
 from bridge.smpp import queue, store
 from bridge.smpp.concat import Segment
-from bridge.smpp.outbox import MessageFailed, MessageRetrying, MessageSubmitted
+from bridge.smpp.outbox import MessageFailed, MessageRetrying, MessageSubmitted, PartSubmitted, SubmitPart
 from bridge.smpp.receipt import DeliveryReceipt
 
 NOW = dt.datetime(2026, 11, 22, 9, 30)
@@ -219,4 +219,57 @@ def test_hot_path_updates_work_on_a_plain_connection(db_url: str) -> None:
         (SmsStatus.DELIVERED, f"m{ids[0]}", ""),
         (SmsStatus.UNDELIVERABLE, f"m{ids[1]}", "UNDELIV err:001"),
     ]
+    engine.dispose()
+
+
+# --- crash safety of MTs (issue 13 item 4) -------------------------------------------------------------------
+
+
+def _submit_part(mt_id: int, index: int = 0, total: int = 1) -> SubmitPart:
+    return SubmitPart(mt_id, index, "2663", MOBILE, 0, 0, b"hi", attempt=1, total=total)
+
+
+def test_a_submit_is_marked_before_it_is_written_and_stays_ambiguous_until_its_outcome_is_recorded(
+    db_url: str,
+) -> None:
+    from bridge.db import make_engine, make_session_factory
+
+    engine = make_engine(db_url)
+    factory = make_session_factory(engine)
+    with factory() as session:
+        ids = [queue.queue_mt(session, destination=MOBILE, text=t, source="2663").id for t in ("a", "b")]
+        session.commit()
+    with engine.connect() as connection, connection.begin():
+        store.mark_submitting(connection, [(_submit_part(ids[0]), 7)], NOW)
+    with factory() as session:  # a crash here: the SMSC may or may not have accepted MT a
+        assert store.ambiguous_mts(session) == [(ids[0], "submitting part 1/1 as sequence 7")]
+        assert [row.id for row in store.claim_queued(session, exclude=(), limit=10, now=NOW)] == ids
+    with engine.connect() as connection, connection.begin():
+        store.settle(connection, [MessageSubmitted(ids[0], 1, ("m1",))], NOW, lambda at: NOW)
+    with factory() as session:
+        assert store.ambiguous_mts(session) == []
+    engine.dispose()
+
+
+def test_an_accepted_part_is_recorded_at_once_and_comes_back_with_its_queued_row(db_url: str) -> None:
+    from bridge.db import make_engine, make_session_factory
+
+    engine = make_engine(db_url)
+    factory = make_session_factory(engine)
+    with factory() as session:
+        mt_id = queue.queue_mt(session, destination=MOBILE, text="x" * 200, source="2663").id
+        session.commit()
+    with engine.connect() as connection, connection.begin():
+        store.mark_submitting(connection, [(_submit_part(mt_id, 0, 2), 7), (_submit_part(mt_id, 1, 2), 8)], NOW)
+        store.settle(connection, [PartSubmitted(mt_id, 2, ("m1", ""), in_flight=1)], NOW, lambda at: NOW)
+    with factory() as session:  # a crash here: part 1 is known accepted, part 2 is in doubt
+        (row,) = store.claim_queued(session, exclude=(), limit=10, now=NOW)
+        assert row.message_ids == ("m1", "")
+        assert [mt for mt, _note in store.ambiguous_mts(session)] == [mt_id]
+    with engine.connect() as connection, connection.begin():
+        store.settle(connection, [PartSubmitted(mt_id, 2, ("m1", ""), in_flight=0)], NOW, lambda at: NOW)
+    with factory() as session:  # part 2 came back throttled (say): nothing is in doubt any more
+        assert store.ambiguous_mts(session) == []
+        mt = session.get(SmsMessage, mt_id)
+        assert mt is not None and mt.status == SmsStatus.QUEUED and mt.smsc_message_ids == "m1,"
     engine.dispose()
