@@ -13,17 +13,17 @@ Direction of the traffic:
 
 What the stack decides on its own, before anything reaches the engine (RFC 3261 §8.2 / §21.4): antiflood
 (requests beyond the per-source budget are dropped silently; trunk gateways are exempt unless
-``sip.antiflood_gateways``), a request sippy cannot parse gets 400 when its
-request line is readable (else it is dropped), out-of-dialog requests from addresses that are not trunk
-gateways get 403, an INVITE for a number the engine does not serve gets 404, OPTIONS gets 200, other
-out-of-dialog methods get 405. Accepted INVITEs get 100 (sippy) and 180 (us) and are posted as
-:class:`Incoming`.
+``sip.antiflood_gateways``), then :func:`bridge.sip.screening.screen` (malformed requests get 400 or 505,
+unsupported schemes, methods and extensions 416/501/405/420 to a trunk gateway and 403 to anyone else; see
+that module for the order and the RFC 4475 cases), then sippy's own parse (what it cannot parse gets its 400).
+Out-of-dialog requests from addresses that are not trunk gateways get 403, an INVITE for a number the engine
+does not serve gets 404 (one without Contact then 400), OPTIONS gets 200, other served methods outside a
+dialog get 405. Accepted INVITEs get 100 (sippy) and 180 (us) and are posted as :class:`Incoming`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from bridge.sip import SipError
 from bridge.sip.antiflood import Antiflood
+from bridge.sip.screening import ALLOWED_METHODS, Screening, Verdict, reply, reply_address, screen
 
 log = logging.getLogger(__name__)
 
@@ -169,29 +170,6 @@ class _NullSipLogger:
             log.log(logging.DEBUG - 5, "%s", "".join(str(a) for a in args))
 
 
-_REQUEST_LINE = re.compile(r"^([A-Za-z]+) (\S+) SIP/2\.0$")
-_COPY_HEADERS = ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")
-
-
-_ANY_VERSION_LINE = re.compile(r"^[A-Za-z]+ \S+ SIP/\d+\.\d+$")
-
-
-def bad_request_reply(text: str, reason: str = "Bad Request", status: int = 400) -> bytes | None:
-    """A 400 (or ``status``) for a request sippy refused, built from the raw text (``None`` if the request line
-    is unreadable or the request is an ACK, which is never answered). Only the headers RFC 3261 §8.2.6.2
-    copies are used."""
-    lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
-    first = lines[0].strip() if lines else ""
-    match = _REQUEST_LINE.match(first) or (_ANY_VERSION_LINE.match(first) if status == 505 else None)
-    if match is None or first.split(" ", 1)[0].upper() == "ACK":
-        return None
-    copied = [ln for ln in lines[1:] if ln.partition(":")[0].strip().lower() in _COPY_HEADERS]
-    if not any(ln.partition(":")[0].strip().lower() in ("via", "v") for ln in copied):
-        return None  # nowhere to send it (RFC 3261 §18.2.2 routes responses by Via)
-    head = [f"SIP/2.0 {status} {reason}", *copied, "Content-Length: 0"]
-    return ("\r\n".join(head) + "\r\n\r\n").encode("utf-8", "replace")
-
-
 @dataclass(frozen=True)
 class DialRequest:
     """Everything the stack needs to send one INVITE (one route attempt)."""
@@ -266,8 +244,9 @@ class SipStack:
 
                 def handleIncoming(self, data_in: Any, ra: Any, server: Any, rtime: Any) -> None:
                     try:
-                        if stack._screen(data_in, ra, server):
-                            super().handleIncoming(data_in, ra, server, rtime)
+                        screened = stack._screen(data_in, ra, server)
+                        if screened is not None:
+                            super().handleIncoming(screened, ra, server, rtime)
                     except Exception:  # malformed input must never take the stack down
                         log.exception("SIP stack: error while handling a datagram from %s", ra)
 
@@ -293,61 +272,62 @@ class SipStack:
 
     # -- incoming datagrams --
 
-    def _screen(self, data: Any, ra: Any, server: Any) -> bool:
-        """Antiflood and pre-parse of requests; True if sippy should process the datagram."""
+    def _screen(self, data: Any, ra: Any, server: Any) -> Any:
+        """Antiflood and :func:`bridge.sip.screening.screen`; returns what sippy should process (the screened
+        text of a request, a response as it came) or ``None`` when the datagram was answered or dropped here."""
         if not isinstance(data, bytes | bytearray):
-            return True
+            return data
         if data.startswith(b"SIP/2.0 "):
-            return True  # responses match our own transactions; sippy drops strays
+            return data  # responses match our own transactions; sippy drops strays
         if len(data) < 32:
-            return False  # keepalive CRLFs and junk (sippy ignores these too)
+            return None  # keepalive CRLFs and junk (sippy ignores these too)
         self.counters["requests"] += 1
         source = ra.address[0]
         if (self.flood_gateways or source not in self.acl) and not self.antiflood.allow(source, time.monotonic()):
             self.counters["flood_dropped"] += 1
-            return False
-        try:
-            text = bytes(data).decode("utf-8")
-        except UnicodeDecodeError:
-            text = bytes(data).decode("utf-8", "replace")
-            self._reject_unparsable(text, ra, server, "Bad Request - not UTF-8")
-            return False
-        first_line = text.split("\n", 1)[0].strip()
-        if not first_line.endswith(" SIP/2.0"):  # sippy would answer in the caller's version
-            self.counters["bad_requests"] += 1
-            reply = bad_request_reply(text, "Version Not Supported", 505)
-            if reply is not None:
-                server.send_to(reply, ra.address)
-            return False
+            return None
+        screening = screen(bytes(data))
+        if screening.verdict is not None:
+            verdict = screening.verdict
+            if verdict.policy and source not in self.acl:
+                self.counters["forbidden"] += 1
+                verdict = Verdict(403, "Forbidden")
+            elif verdict.status == 400:
+                self.counters["bad_requests"] += 1
+            self._send(screening, verdict, ra, server)
+            return None
         from sippy.SipRequest import SipRequest
 
         try:
-            req = SipRequest(text)
+            req = SipRequest(screening.text)
             req.getTIds()
             for name in ("via", "from", "to", "cseq", "call-id"):
                 req.getHFBody(name)
             req.getRURI()
             req.getHFBody("via").getAddr()
-            req.getHFBody("to").getTag()
-            if req.getMethod() == "INVITE":
-                req.getHFBody("contact").getUrl()
+            in_dialog = req.getHFBody("to").getTag() is not None
+            if req.getMethod() == "INVITE" and in_dialog:
+                req.getHFBody("contact").getUrl()  # the UA needs it; an initial INVITE is checked in _on_request
         except Exception as exc:
-            self._reject_unparsable(text, ra, server, "Bad Request", getattr(exc, "sip_response", None))
-            return False
-        return True
+            self._reject_unparsable(screening, ra, server, getattr(exc, "sip_response", None))
+            return None
+        return screening.text
 
-    def _reject_unparsable(self, text: str, ra: Any, server: Any, reason: str, ready: Any = None) -> None:
+    def _send(self, screening: Screening, verdict: Verdict, ra: Any, server: Any) -> None:
+        data = reply(screening, verdict)
+        if data is not None:
+            server.send_to(data, reply_address(screening, ra.address))
+
+    def _reject_unparsable(self, screening: Screening, ra: Any, server: Any, ready: Any = None) -> None:
+        """A 400 for what sippy cannot parse: sippy's own when it made one (it names the problem), else ours."""
         self.counters["bad_requests"] += 1
-        reply = None
         if ready is not None:
             try:
-                reply = str(ready.localStr(server.getSIPaddr())).encode()
+                server.send_to(str(ready.localStr(server.getSIPaddr())).encode(), reply_address(screening, ra.address))
+                return
             except Exception:
-                reply = None
-        if reply is None:
-            reply = bad_request_reply(text, reason)
-        if reply is not None:
-            server.send_to(reply, ra.address)
+                log.debug("SIP stack: sippy's own 400 could not be sent; sending ours", exc_info=True)
+        self._send(screening, Verdict(400, "Bad Request"), ra, server)
 
     def _on_request(self, req: Any, t: Any) -> Any:
         """Out-of-dialog requests (sippy routes in-dialog ones to their UA)."""
@@ -375,6 +355,11 @@ class SipStack:
         if not accepted:
             self.counters["not_found"] += 1
             return (req.genResponse(404, "Not Found"), None, None)
+        try:
+            req.getHFBody("contact").getUrl()
+        except Exception:  # an RFC 2543 INVITE may lack it (RFC 4475 3.4.1), but a dialog needs a remote target
+            self.counters["bad_requests"] += 1
+            return (req.genResponse(400, "Bad Request - missing Contact"), None, None)
         calling = _calling_number(req)
         display = ""
         try:
@@ -390,7 +375,7 @@ class SipStack:
     def _allow(self, resp: Any) -> None:
         from sippy.SipHeader import SipHeader
 
-        resp.appendHeader(SipHeader(name="allow", bodys="INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"))
+        resp.appendHeader(SipHeader(name="allow", bodys=", ".join(ALLOWED_METHODS)))
 
     # -- dialogs --
 
