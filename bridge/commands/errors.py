@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bridge.commands.help import quote
+
 
 class CommandError(Exception):
     """A command cannot be carried out; ``reply`` is the SMS text telling the sender why.
@@ -34,8 +36,3 @@ class NestingError(CommandError):
         super().__init__(f"groups nested more than {limit} deep in {quote(group)} (at most {limit} levels)")
         self.group = group
         self.limit = limit
-
-
-def quote(text: str, limit: int = 20) -> str:
-    """``'text'`` shortened for an error reply, so a long token cannot push the reply past one SMS."""
-    return "'" + (text if len(text) <= limit else text[: limit - 3] + "...") + "'"

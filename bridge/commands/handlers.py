@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from bridge.commands import parser as p
 from bridge.commands.actions import Action, LaunchConference, SmsBlast
-from bridge.commands.errors import CommandError, NestingError, ProvisioningError, quote
-from bridge.commands.help import LIST_LIMIT, SMS_LIMIT, fit_list, help_text
+from bridge.commands.errors import CommandError, NestingError, ProvisioningError
+from bridge.commands.help import LIST_LIMIT, SMS_LIMIT, fit_list, fits, help_text, printable_gsm7, quote
 from bridge.commands.provisioning import Member, assign_ic, common_dnis, find_ic, set_ic_members
 from bridge.conference.machine import LegStatus
 from bridge.config import Config
@@ -578,7 +578,15 @@ def list_ic(ctx: Context, cmd: p.ListIc) -> Outcome:
         tail += f" Call {ic.dnis.number} PIN {ic.activation_pin}."
     tail += _rejoin(ctx, ic)
     labels = [label(u) for u in users] or ["(nobody)"]
-    return fit_list(f"IC{slot}: ", labels, limit=SMS_LIMIT, tail=tail), ()
+    head = f"IC{slot}: "
+    if not fits(head + ", ".join(labels) + tail):
+        # Cut to one SMS anyway; a name outside GSM-7 would make that 70 UCS-2 characters, hardly room
+        # for a name beside the dial-in numbers, so names are shown by their base letters when all have
+        # them ("Ipek" for "İpek"). Scripts without (Japanese...) stay as written, fewer of them shown.
+        plain = [printable_gsm7(name) for name in labels]
+        if not any("?" in name for name in plain):
+            labels = plain
+    return fit_list(head, labels, limit=SMS_LIMIT, tail=tail), ()
 
 
 # --- SMS blast and help -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ count twice). Lists that cannot fit are cut with a ``+N more`` tail; the SMPP la
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
 SMS_LIMIT = 160
@@ -19,6 +20,15 @@ _GSM7_BASIC = set(
     "\u00c4\u00d6\u00d1\u00dc\u00a7\u00bfabcdefghijklmnopqrstuvwxyz\u00e4\u00f6\u00f1\u00fc\u00e0"
 )
 _GSM7_EXTENSION = set("\f^{}\\[~]|\u20ac")
+
+_PRINTABLE_GSM7 = frozenset((_GSM7_BASIC | _GSM7_EXTENSION) - set("\n\r\f"))
+"""GSM 03.38 characters safe to echo: the alphabet without its control characters."""
+
+UCS2_SINGLE = 70
+"""UCS-2 characters in one SMS."""
+UCS2_PART = 67
+GSM7_PART = 153
+"""Characters per part of a concatenated SMS (the UDH takes the rest)."""
 
 COMMANDS = ("UC", "UE", "UD", "UL", "GC", "GL", "GD", "IC", "CC", "LC", "SB", "?")
 
@@ -36,6 +46,44 @@ def gsm7_length(text: str) -> int | None:
     return length
 
 
+def printable_gsm7(text: str) -> str:
+    """``text`` rendered in printable GSM 03.38: a letter outside it becomes its base letter where it has
+    one (``İ`` -> ``I``, ``ş`` -> ``s``), anything else (emoji, control characters) ``?``.
+
+    For echoing a sender's token in a reply: one character outside GSM-7 would switch the whole reply to
+    UCS-2 (70 characters a part), and a control character could garble the handset's display.
+    """
+    out: list[str] = []
+    for char in text:
+        if char in _PRINTABLE_GSM7:
+            out.append(char)
+            continue
+        base = [c for c in unicodedata.normalize("NFKD", char) if unicodedata.category(c)[0] != "M"]
+        out.append("".join(base) if base and all(c in _PRINTABLE_GSM7 for c in base) else "?")
+    return "".join(out)
+
+
+def quote(text: str, limit: int = 20) -> str:
+    """``'text'`` for an error reply: printable GSM-7 (:func:`printable_gsm7`) and shortened, so the token
+    the sender got wrong cannot make the reply UCS-2 or push it past one SMS."""
+    shown = printable_gsm7(text)
+    return "'" + (shown if len(shown) <= limit else shown[: limit - 3] + "...") + "'"
+
+
+def fits(text: str, limit: int = SMS_LIMIT) -> bool:
+    """True when ``text`` fits the parts a ``limit`` of GSM-7 septets stands for, in its real encoding.
+
+    ``limit`` is a septet budget (``SMS_LIMIT`` one part, ``LIST_LIMIT`` two); a text that needs UCS-2
+    gets as many UCS-2 parts instead, so a name outside GSM-7 cannot make a "one SMS" reply three.
+    """
+    septets = gsm7_length(text)
+    if septets is not None:
+        return septets <= limit
+    if limit <= SMS_LIMIT:
+        return len(text) <= limit * UCS2_SINGLE // SMS_LIMIT
+    return len(text) <= max(1, limit // GSM7_PART) * UCS2_PART
+
+
 def fits_one_sms(text: str) -> bool:
     """True when ``text`` is a single SMS (160 GSM-7 septets, or 70 UCS-2 characters)."""
     septets = gsm7_length(text)
@@ -43,14 +91,19 @@ def fits_one_sms(text: str) -> bool:
 
 
 def fit_list(head: str, items: Sequence[str], *, limit: int = SMS_LIMIT, tail: str = "", sep: str = ", ") -> str:
-    """``head`` + as many ``items`` as fit in ``limit`` characters (with ``tail``), then ``+N more``."""
+    """``head`` + as many ``items`` as fit in ``limit`` septets (see :func:`fits`; ``tail`` included), then
+    ``+N more``."""
     shown: list[str] = []
     for i, item in enumerate(items):
         rest = len(items) - i - 1
         more = f"{sep}+{rest} more" if rest else ""
         candidate = head + sep.join([*shown, item]) + more + tail
-        if len(candidate) > limit and shown:
-            return head + sep.join(shown) + f"{sep}+{len(items) - i} more" + tail
+        if not fits(candidate, limit):
+            if shown:
+                return head + sep.join(shown) + f"{sep}+{len(items) - i} more" + tail
+            bare = head + f"+{len(items)} more" + tail
+            if fits(bare, limit):  # not even one item fits beside the tail (a UCS-2 name): just the count
+                return bare
         shown.append(item)
     return head + sep.join(shown) + tail
 
@@ -77,6 +130,28 @@ def syntax(max_slot: int, max_adhoc: int) -> dict[str, str]:
     }
 
 
+def full_help(max_slot: int) -> str:
+    """``??``: every command on one line, at most three SMS parts; details are one ``? <cmd>`` away."""
+    return "\n".join(
+        [
+            "Commands (who: nick/phone/group):",
+            "UC nick phone first.last group -group: add user",
+            "UE: edit user, as UC",
+            "UD nick/phone: delete user",
+            "UL text: find users",
+            "GC group who...: make/replace group",
+            "GL group: list it, GL: all",
+            "GD group: delete group",
+            "IC who...: call now",
+            "ICx: launch IC x",
+            f"CCx who...: define IC x (x=1-{max_slot})",
+            "LCx: list IC x, LC: all",
+            "SB who... : text: text them",
+            "? <cmd>: details and example. Full guide: Help page of the portal",
+        ]
+    )
+
+
 SHORT_HELP = (
     "Commands: UC UE UD UL (users), GC GL GD (groups), IC ICx CCx LCx (conferences), SB (text a group)."
     " Send ? <cmd> for one, ?? for all."
@@ -87,10 +162,10 @@ def help_text(topic: str | None, *, verbose: bool, max_slot: int, max_adhoc: int
     """The reply to ``?``, ``??`` or ``HELP`` with an optional command word."""
     lines = syntax(max_slot, max_adhoc)
     if topic is None:
-        return "\n".join(lines[c] for c in COMMANDS) if verbose else SHORT_HELP
+        return full_help(max_slot) if verbose else SHORT_HELP
     key = topic.lstrip("?") or "?"
     if key in ("HELP",):
         key = "?"
     if key in lines:
         return lines[key]
-    return f"No command '{topic[:10]}'. " + SHORT_HELP
+    return f"No command {quote(topic, 10)}. " + SHORT_HELP

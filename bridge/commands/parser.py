@@ -22,7 +22,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import ClassVar
 
-from bridge.commands.errors import ParseError, quote
+from bridge.commands.errors import ParseError
+from bridge.commands.help import quote
 from bridge.phone import PhoneError, looks_like_phone, to_e164
 
 NAME_MAX = 40
@@ -279,7 +280,8 @@ def _help(args: list[str], *, verbose: bool) -> Help:
 def _slot(word: str, text: str, max_slot: int) -> int:
     slot = int(text) if len(text) <= 4 else 10_000
     if not 1 <= slot <= max_slot:
-        shown = text if len(text) <= 4 else text[:4] + "..."
+        # Re-rendered: \d also matches non-ASCII digits ("IC٣٣"), which must not be echoed as they came.
+        shown = str(int(text[:4])) + ("..." if len(text) > 4 else "")
         raise ParseError(f"{word}: slot {shown} out of range 1-{max_slot}", word)
     return slot
 

@@ -75,7 +75,7 @@ def test_help_variants(sms: Sms) -> None:
     assert sms("? help").reply == lines["?"]
     assert sms("? xy").reply == "No command 'XY'. " + SHORT_HELP
     full = sms("??").reply
-    assert all(line in full for line in lines.values())
+    assert all(word in full for word in ("UC", "UE", "UD", "UL", "GC", "GL", "GD", "IC", "CCx", "LCx", "SB", "? <cmd>"))
     assert sms("??").command == "HELP"
     assert all(fits_one_sms(line) for line in lines.values())
     assert fits_one_sms(SHORT_HELP)
