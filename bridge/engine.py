@@ -12,8 +12,15 @@ Wiring (../shared/DESIGN.md "Data flow"):
 * The control API (``bridge.control``) on ``[control] listen``.
 
 A service the config disables is not started; one that fails to start is logged with the reason and
-the engine runs on without it (``/status`` shows it as ``disabled`` or ``failed: ...``). SIGTERM/SIGINT
-end every conference (BYE to all, legs closed with CDRs), then stop the services in reverse order.
+the engine runs on without it (``/status`` shows it as ``disabled`` or ``failed: ...``), except a listener
+that cannot bind (``sip.listen``, ``control.listen``, and ``cdr.feed_listen`` / ``web.listen`` when enabled):
+then the start stops with :class:`StartError` naming the key and the address, since an engine without its
+control API cannot even say what is wrong. Listeners start before the SMPP client, so a refused start has
+not bound to the SMSC. SIGTERM/SIGINT end every conference (BYE to all, legs closed with CDRs), then stop
+the services in reverse order.
+
+The portal is a child process that dies with the engine (``bridge.portal``); ``/status`` polls its real
+state.
 """
 
 from __future__ import annotations
@@ -22,13 +29,13 @@ import asyncio
 import logging
 import signal
 import subprocess
-import sys
 import time
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 
+from bridge import portal as portal_child
 from bridge.conference import ConferenceError, NotAllowed, UnknownLeg
 from bridge.conference.media import MixerMedia
 from bridge.conference.service import ConferenceService, UnknownConference
@@ -39,6 +46,7 @@ from bridge.db.session import make_engine, make_session_factory
 from bridge.mixer.clock import LatenessStats, Tick, run_ticks
 from bridge.mixer.events import TalkingStarted, TalkingStopped
 from bridge.mixer.mixer import Mixer
+from bridge.portal import bind_error, cannot_bind
 from bridge.prompts import load_prompt
 from bridge.rtp.poller import RtpPoller
 
@@ -46,6 +54,10 @@ log = logging.getLogger(__name__)
 
 ACCEPT_REFRESH_S = 10.0
 FRAME_BYTES = 160  # one 20 ms G.711 frame
+
+
+class StartError(Exception):
+    """The engine cannot start: one line for the operator (``control.listen: cannot bind 127.0.0.1:8181: ...``)."""
 
 
 class _NoSip:
@@ -121,7 +133,16 @@ class Engine:
     # --- life cycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start every service; raises :class:`StartError` (after undoing what started) if a listener cannot bind."""
+        try:
+            await self._start()
+        except StartError:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._check_portal_address()
         self._seed()
         self._refresh_served()
         media = MixerMedia(self.mixer)
@@ -134,9 +155,9 @@ class Engine:
         if closed:
             log.warning("closed %d legs left open by the previous run (cause: system restart)", closed)
         await self._start_sip()
-        await self._start_smpp()
-        await self._start_cdr()
         await self._start_control()
+        await self._start_cdr()
+        await self._start_smpp()
         self._tasks.append(loop.create_task(run_ticks(self._tick, stats=self.lateness, stop=self._stop), name="tick"))
         self._tasks.append(loop.create_task(self._housekeeping(), name="housekeeping"))
         self._start_portal()
@@ -162,11 +183,7 @@ class Engine:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         if self.portal is not None:
-            self.portal.terminate()
-            try:
-                self.portal.wait(5)
-            except subprocess.TimeoutExpired:
-                self.portal.kill()
+            portal_child.stop(self.portal, self.config.data_path)
             self.portal = None
         if self.control is not None:
             await self.control.stop()
@@ -214,6 +231,10 @@ class Engine:
             )
             await self.sip.start()
         except Exception as exc:
+            if isinstance(exc.__cause__, OSError):  # the socket could not bind
+                self.sip = None
+                address = parse_host_port(self.config.sip.listen, "sip.listen")
+                raise StartError(cannot_bind("sip.listen", address, exc.__cause__)) from exc
             log.error("SIP failed to start: %s", exc)
             self.states["sip"] = f"failed: {exc}"
             self.sip_switch.target = _NoSip(f"failed: {exc}")
@@ -261,8 +282,14 @@ class Engine:
 
             host, port = parse_host_port(self.config.cdr.feed_listen, "cdr.feed_listen")
             self.feed = CdrFeed.from_config(self.config, self.session_factory)
-            await self.feed.start(host, port)
+            try:
+                await self.feed.start(host, port)
+            except OSError as exc:
+                self.feed = None
+                raise StartError(cannot_bind("cdr.feed_listen", (host, port), exc)) from exc
             self.states["cdr_feed"] = "running"
+        except StartError:
+            raise
         except Exception as exc:
             log.error("CDR feed failed to start: %s", exc)
             self.states["cdr_feed"] = f"failed: {exc}"
@@ -273,11 +300,22 @@ class Engine:
         self.control = ControlServer(self, control_token(self.config), _error_status)
         try:
             await self.control.start(host, port)
-            self.states["control"] = f"http://{host}:{self.control.port}"
         except OSError as exc:
-            log.error("control API failed to start on %s:%s: %s", host, port, exc)
-            self.states["control"] = f"failed: {exc}"
             self.control = None
+            raise StartError(cannot_bind("control.listen", (host, port), exc)) from exc
+        self.states["control"] = f"http://{host}:{self.control.port}"
+
+    def _check_portal_address(self) -> None:
+        """Before anything starts: stop a portal a killed engine left behind, then make sure ``web.listen`` is free
+        (the portal is a child process: its own bind error would only reach its log)."""
+        if not self.portal_enabled:
+            return
+        stale = portal_child.stop_stale(self.config.data_path)
+        if stale is not None:
+            log.warning("stopped the portal (pid %d) left running by a previous engine", stale)
+        error = bind_error("web.listen", parse_host_port(self.config.web.listen, "web.listen"))
+        if error is not None:
+            raise StartError(error)
 
     def _start_portal(self) -> None:
         if not self.portal_enabled:
@@ -288,12 +326,10 @@ class Engine:
         if "web" not in main.commands:
             self.states["web"] = "not installed"
             return
-        args = [sys.executable, "-m", "bridge.cli"]
-        if self.config_path:
-            args += ["--config", self.config_path]
+        args = ["--config", self.config_path] if self.config_path else []
         try:
-            self.portal = subprocess.Popen([*args, "web"])
-            self.states["web"] = f"pid {self.portal.pid}"
+            self.portal = portal_child.start(self.config.data_path, [*args, "web"])
+            self.states["web"] = self._portal_state()
         except OSError as exc:
             log.error("portal failed to start: %s", exc)
             self.states["web"] = f"failed: {exc}"
@@ -402,7 +438,13 @@ class Engine:
 
     # --- control API target --------------------------------------------------------------------
 
+    def _portal_state(self) -> str:
+        assert self.portal is not None
+        return portal_child.describe(self.portal, "web.listen", parse_host_port(self.config.web.listen, "web.listen"))
+
     def status(self) -> dict[str, Any]:
+        if self.portal is not None:  # polled: it may have exited since
+            self.states["web"] = self._portal_state()
         smpp: dict[str, Any] = {"state": self.states.get("smpp", "disabled"), "since": None}
         if self.smpp is not None:
             try:
