@@ -197,7 +197,9 @@ def dial_list(mobile: str, numbers: Iterable[str]) -> tuple[str, ...]:
 
 
 def ic_dial_list(ic: InstantConference) -> tuple[str, ...]:
-    """Who to call when ``ic`` is launched (by SMS, DNIS + activation PIN or the portal): subscriber first."""
+    """Who to call when ``ic`` is launched (by SMS, DNIS + activation PIN or the portal): subscriber first.
+
+    Raises :class:`NestingError` (its reply names the group and the limit) when groups nest too deep."""
     return dial_list(ic.subscriber.mobile, flatten(ic_members(ic)))
 
 

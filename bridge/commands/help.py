@@ -1,7 +1,9 @@
 """Help texts and the reply-size helpers.
 
 Replies should fit one SMS: 160 GSM 03.38 septets (characters of the extension table such as ``[ ] | { }``
-count twice). Lists that cannot fit are cut with a ``+N more`` tail; the SMPP layer splits anything longer.
+count twice; one character outside it makes the whole SMS UCS-2, 70 characters). Lists that cannot fit
+are cut with a ``+N more`` tail, counted in the encoding the SMS will use; the SMPP layer splits anything
+longer. Tokens echoed from the sender are quoted in printable GSM-7 (:func:`quote`).
 """
 
 from __future__ import annotations
