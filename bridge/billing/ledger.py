@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from bridge.billing import LedgerError
 from bridge.billing.rating import MONEY_PLACES, ZERO, Rate, amount_for
@@ -137,19 +137,25 @@ class Ledger:
         return self.payer.spendable(self.balance)
 
 
-def max_duration(spendable: Decimal | None, rate: Rate, reserved: Decimal = ZERO) -> int | None:
-    """The longest a leg at ``rate`` may run, in seconds, on ``spendable - reserved``.
+def max_duration(spendable: Decimal | None, rate: Rate, reserved: Decimal = ZERO, share: int = 1) -> int | None:
+    """The longest a leg at ``rate`` may run, in seconds, on its part of ``spendable - reserved``.
 
-    ``None`` means money sets no limit (an unlimited payer, or a free rate). 0 means the money cannot pay
-    the first increment: the leg must not be dialled (:func:`can_start`). Otherwise the result is
+    ``share`` is how many legs are to split what is left, this one included: at an IC launch dialling n
+    members pass n for the first, n - 1 for the next..., so equal rates get equal time (cut together); 1
+    gives this leg all that is left. A leg always gets at least its first increment when what is left pays
+    it. ``None`` means money sets no limit (an unlimited payer, or a free rate). 0 means the money cannot
+    pay the first increment: the leg must not be dialled (:func:`can_start`). Otherwise the result is
     ``first + n * next``, the largest such duration whose rounded price fits.
     """
+    if share < 1:
+        raise LedgerError(f"share must be >= 1: {share}")
     if spendable is None or rate.free:
         return None
-    budget = spendable - reserved
+    left = spendable - reserved
     first = amount_for(rate, rate.first_increment)
-    if budget < first:
+    if left < first:
         return 0
+    budget = max(first, (left / share).quantize(MONEY_PLACES, rounding=ROUND_DOWN))
     if rate.price_per_min == 0:
         return None  # the connection fee is paid and time is free
     # A rounded price is <= budget exactly when the exact price is < budget + half a unit (half up), so
@@ -166,7 +172,7 @@ def max_duration(spendable: Decimal | None, rate: Rate, reserved: Decimal = ZERO
 
 
 def can_start(spendable: Decimal | None, rate: Rate, reserved: Decimal = ZERO) -> bool:
-    """Whether the money pays at least the first increment of ``rate``."""
+    """Whether what is left (``spendable - reserved``) pays at least the first increment of ``rate``."""
     return max_duration(spendable, rate, reserved) != 0
 
 

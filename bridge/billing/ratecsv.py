@@ -118,18 +118,20 @@ def dump_plan(plan: RatePlan) -> str:
     writer.writerow(COLUMNS)
     for e in sorted(plan.entries, key=lambda entry: entry.prefix):
         peak = e.peak
-        writer.writerow([
-            e.prefix,
-            e.description,
-            _plain(e.price_per_min),
-            _plain(e.connection_fee),
-            e.first_increment,
-            e.next_increment,
-            _plain(peak.price_per_min) if peak else "",
-            peak.start.strftime("%H:%M") if peak else "",
-            peak.end.strftime("%H:%M") if peak else "",
-            _plain(e.inbound_price),
-        ])
+        writer.writerow(
+            [
+                e.prefix,
+                e.description,
+                _plain(e.price_per_min),
+                _plain(e.connection_fee),
+                e.first_increment,
+                e.next_increment,
+                _plain(peak.price_per_min) if peak else "",
+                peak.start.strftime("%H:%M") if peak else "",
+                peak.end.strftime("%H:%M") if peak else "",
+                _plain(e.inbound_price),
+            ]
+        )
     return out.getvalue()
 
 

@@ -182,13 +182,30 @@ def rate(
     if entry is None:
         return None
     if direction is Direction.INBOUND:
-        return Rate(plan.name, entry.prefix, entry.description, direction, entry.inbound_price, ZERO,
-                    entry.first_increment, entry.next_increment)
+        return Rate(
+            plan.name,
+            entry.prefix,
+            entry.description,
+            direction,
+            entry.inbound_price,
+            ZERO,
+            entry.first_increment,
+            entry.next_increment,
+        )
     price_per_min, peak = entry.price_per_min, False
     if entry.peak is not None and entry.peak.covers(local_time(at, zone)):
         price_per_min, peak = entry.peak.price_per_min, True
-    return Rate(plan.name, entry.prefix, entry.description, direction, price_per_min, entry.connection_fee,
-                entry.first_increment, entry.next_increment, peak)
+    return Rate(
+        plan.name,
+        entry.prefix,
+        entry.description,
+        direction,
+        price_per_min,
+        entry.connection_fee,
+        entry.first_increment,
+        entry.next_increment,
+        peak,
+    )
 
 
 def local_time(at: dt.datetime, zone: dt.tzinfo) -> dt.time:
@@ -248,4 +265,3 @@ def describe(number: str, rate: Rate | None) -> str:
     if rate.direction is Direction.INBOUND:
         text += " (inbound)"
     return text
-
