@@ -136,7 +136,7 @@ def test_numbers_without_quotes_become_strings() -> None:
         ({"conference": {"max_ics_per_subscriber": 31}}, "conference.max_ics_per_subscriber: must be 1..30"),
         ({"conference": {"hysteresis_s": 0}}, "conference.hysteresis_s: must be positive"),
         ({"conference": {"max_participants": 1}}, "conference.max_participants: must be at least 2"),
-        ({"conference": {"max_adhoc": -1}}, "conference."),
+        ({"conference": {"max_adhoc": -1}}, "conference.max_adhoc: must be at least 0"),
         ({"web": {"listen": "8443"}}, "web.listen: expected 'host:port'"),
         ({"web": {"tls_cert": "a.pem"}}, "web.tls_key: give both"),
         ({"control": {"listen": "0.0.0.0:8181"}}, "control.listen: the control API must listen on loopback"),
@@ -235,3 +235,186 @@ def test_readme_reference_is_up_to_date() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     block = readme[readme.index(BEGIN) + len(BEGIN) : readme.index(END)]
     assert block == "\n" + reference(), "README config reference is stale: python -m bridge.configdoc --write README.md"
+
+
+# --- one validator per section: every key's error names that key (issue 14 item 6) ------------------
+
+# Per section: a valid base (list sections need their required keys) and, for EVERY key, values that must be
+# refused with an error starting "<section>.<key>:". Keys without a rule of their own get a wrong type, which
+# the loader refuses the same way. A key added to a section without an entry here fails the test.
+LIST_BASES: dict[str, dict[str, Any]] = {
+    "trunk_group": {"name": "a", "gateways": ["192.0.2.1:5060"]},
+    "room": {"number": "1001", "name": "R"},
+    "cdr.targets": {"name": "t", "kind": "ftp"},
+}
+SFTP = {"kind": "sftp", "user": "u", "key_file": "k", "known_hosts": "h"}
+BAD: dict[str, dict[str, list[dict[str, Any]]]] = {
+    "node": {"name": [{"name": ""}], "data_dir": [{"data_dir": []}]},
+    "database": {"url": [{"url": "nosuchdb://x"}, {"url": "::"}]},
+    "numbering": {"default_country": [{"default_country": "XX"}]},
+    "smpp": {
+        "enabled": [{"enabled": "yes"}],
+        "host": [{"host": "a b"}],
+        "port": [{"port": 0}, {"port": 65536}],
+        "system_id": [{"system_id": "x" * 16}],
+        "password": [{"password": "x" * 9}],
+        "system_type": [{"system_type": "x" * 13}],
+        "short_codes": [{"short_codes": []}, {"short_codes": ["26 63"]}],
+        "bind_mode": [{"bind_mode": "tx"}],
+        "enquire_link_s": [{"enquire_link_s": 0}],
+        "response_timeout_s": [{"response_timeout_s": 0}],
+        "reconnect_min_s": [{"reconnect_min_s": 0}],
+        "reconnect_max_s": [{"reconnect_max_s": 0}, {"reconnect_min_s": 5, "reconnect_max_s": 1}],
+        "window": [{"window": 0}],
+        "tps": [{"tps": 0}],
+        "reassembly_timeout_s": [{"reassembly_timeout_s": 0}],
+        "dedup_window_s": [{"dedup_window_s": 0}],
+        "queue_poll_s": [{"queue_poll_s": 0}],
+        "retry_min_s": [{"retry_min_s": 0}],
+        "retry_max_s": [{"retry_max_s": 0}, {"retry_max_s": 0.5}],  # below retry_min_s (1 s)
+        "max_attempts": [{"max_attempts": 0}],
+        "registered_delivery": [{"registered_delivery": 1}],
+    },
+    "sip": {
+        "enabled": [{"enabled": "yes"}],
+        "listen": [{"listen": "localhost"}, {"listen": "example.org:5060"}],
+        "public_address": [{"public_address": "x"}, {"public_address": "::"}],
+        "rtp_ports": [{"rtp_ports": "abc"}, {"rtp_ports": "20000-10000"}],
+        "antiflood_requests": [{"antiflood_requests": 0}],
+        "antiflood_window_s": [{"antiflood_window_s": 0}],
+        "antiflood_gateways": [{"antiflood_gateways": "no"}],
+        "rtp_timeout_s": [{"rtp_timeout_s": 0}],
+        "options_interval_s": [{"options_interval_s": 0}],
+        "user_agent": [{"user_agent": ""}],
+        "invite_timeout_s": [{"invite_timeout_s": 0}],
+    },
+    "trunk_group": {
+        "name": [{"name": ""}],
+        "kind": [{"kind": "t1"}],
+        "gateways": [{"gateways": []}, {"gateways": ["x"]}],
+        "username": [{"username": []}],
+        "password": [{"password": []}],
+        "role": [{"role": "backup"}],
+        "spans": [{"kind": "e1", "spans": 0}],
+        "channels_per_span": [{"kind": "e1", "spans": 1, "channels_per_span": 0}],
+        "inband_dtmf": [{"inband_dtmf": "yes"}],
+        "calls_per_second": [{"calls_per_second": 0}],
+    },
+    "dnis": {
+        "common": [{"common": "x"}, {"common": "+1 555"}],
+        "pool": [{"pool": ["abc"]}, {"pool": ["5550101", "5550101"]}, {"pool": ["100-1"]}, {"pool": ["+15550100"]}],
+        "digit_timeout_s": [{"digit_timeout_s": 0}],
+        "first_digit_timeout_s": [{"first_digit_timeout_s": 0}],
+        "throttle_failures": [{"throttle_failures": 0}],
+        "throttle_window_s": [{"throttle_window_s": 0}],
+        "throttle_block_s": [{"throttle_block_s": 0}],
+    },
+    "conference": {
+        "hysteresis_s": [{"hysteresis_s": 0}],
+        "callback_retries": [{"callback_retries": -1}],
+        "callback_delay_s": [{"callback_delay_s": -1}],
+        "ring_timeout_s": [{"ring_timeout_s": 0}],
+        "max_participants": [{"max_participants": 1}],
+        "max_adhoc": [{"max_adhoc": -1}],
+        "max_ics_per_subscriber": [{"max_ics_per_subscriber": 0}, {"max_ics_per_subscriber": 31}],
+        "pin_digits": [{"pin_digits": 3}, {"pin_digits": 8}],
+        "pin_attempts": [{"pin_attempts": 0}],
+        "participant_sms": [{"participant_sms": "no"}],
+    },
+    "web": {
+        "enabled": [{"enabled": "yes"}],
+        "listen": [{"listen": "8443"}, {"listen": "127.0.0.1:8181"}],
+        "tls_cert": [{"tls_key": "k.pem"}],
+        "tls_key": [{"tls_cert": "c.pem"}],
+        "secret_key": [{"secret_key": []}],
+        "login_attempts": [{"login_attempts": 0}],
+        "lockout_s": [{"lockout_s": 0}],
+    },
+    "control": {"listen": [{"listen": "0.0.0.0:8181"}, {"listen": "x"}], "token": [{"token": []}]},
+    "cdr": {
+        "push_enabled": [{"push_enabled": "yes"}],
+        "push_minute": [{"push_minute": 60}, {"push_minute": -1}],
+        "retention_days": [{"retention_days": 0}],
+        "summary_time": [{"summary_time": "25:00"}, {"summary_time": "2am"}],
+        "feed_listen": [{"feed_listen": "0.0.0.0:8282"}, {"feed_listen": "8282"}],
+        "feed_tls_cert": [{"feed_tls_key": "k", "feed_client_ca": "ca"}],
+        "feed_tls_key": [{"feed_tls_cert": "c", "feed_client_ca": "ca"}],
+        "feed_client_ca": [{"feed_tls_cert": "c", "feed_tls_key": "k"}],
+        "feed_max_clients": [{"feed_max_clients": 0}],
+        "alert_after_s": [{"alert_after_s": 0}],
+        "targets": [{"targets": "t"}],
+        "retry_min_s": [{"retry_min_s": 0}],
+        "retry_max_s": [{"retry_max_s": 0}, {"retry_max_s": 30}],  # below retry_min_s (60 s)
+        "timeout_s": [{"timeout_s": 0}],
+    },
+    "cdr.targets": {
+        "name": [{"name": ""}],
+        "kind": [{"kind": "scp"}],
+        "host": [{"host": "a b"}, {"host": ""}],
+        "port": [{"port": -1}, {"port": 65536}],
+        "user": [{**SFTP, "user": ""}],
+        "password": [{"password": []}],
+        "key_file": [{**SFTP, "key_file": ""}],
+        "known_hosts": [{**SFTP, "known_hosts": ""}],
+        "path": [{"path": ""}],
+        "purpose": [{"purpose": "bills"}],
+        "ca_file": [{"ca_file": []}],
+    },
+    "alerts": {
+        "smtp_host": [{"smtp_host": "a b"}],
+        "smtp_port": [{"smtp_port": 0}],
+        "sender": [{"sender": "bridge"}],
+        "recipients": [{"recipients": ["noc"]}, {"recipients": "noc@example.net"}],
+    },
+    "room": {
+        "number": [{"number": "x"}, {"number": "+15550100"}],  # the sample's dnis.common below
+        "name": [{"name": ""}],
+        "pin": [{"pin": "12345678"}, {"pin": "12a"}],
+        "max_members": [{"max_members": -1}, {"max_members": 101}],  # above conference.max_participants
+        "moderator_pin": [{"moderator_pin": "x"}, {"pin": "1234", "moderator_pin": "1234"}],
+    },
+}
+
+
+def _section_class(section: str) -> type[Any]:
+    cls: Any = Config
+    for part in section.split("."):
+        hint = typing.get_type_hints(cls)[part]
+        cls = typing.get_args(hint)[0] if typing.get_origin(hint) is list else hint
+    return typing.cast(type[Any], cls)
+
+
+def _raw(section: str, overrides: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The config dict with ``overrides`` in ``section``, and the key prefix its errors carry."""
+    raw: dict[str, Any] = {"dnis": {"common": "+15550100"}}
+    if section == "cdr.targets":
+        return {**raw, "cdr": {"targets": [{**LIST_BASES[section], **overrides}]}}, "cdr.targets[0]"
+    if section in LIST_BASES:
+        return {**raw, section: [{**LIST_BASES[section], **overrides}]}, f"{section}[0]"
+    if section == "dnis":
+        return {section: {**raw["dnis"], **overrides}}, section
+    return {**raw, section: overrides}, section
+
+
+def test_every_section_and_key_has_a_bad_value() -> None:
+    sections = {s.removeprefix("[").strip("[]") for s in _section_names()}
+    assert sections == set(BAD)
+    for section, keys in BAD.items():
+        assert set(keys) == {f.name for f in dataclasses.fields(_section_class(section))}, section
+
+
+def _section_names() -> list[str]:
+    names = [f.name for f in dataclasses.fields(Config) if f.name != "base_dir"]
+    return [*names, "cdr.targets"]
+
+
+@pytest.mark.parametrize("section", sorted(BAD))
+def test_each_section_names_the_wrong_key(section: str) -> None:
+    assert from_dict(_raw(section, {})[0])  # the base is valid
+    for key, cases in BAD[section].items():
+        for overrides in cases:
+            raw, prefix = _raw(section, overrides)
+            with pytest.raises(ConfigError) as info:
+                from_dict(raw)
+            named = (f"{prefix}.{key}: ", f"{prefix}.{key}[")  # a list key may name the bad item
+            assert str(info.value).startswith(named), (overrides, str(info.value))
