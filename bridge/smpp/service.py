@@ -73,6 +73,7 @@ from bridge.smpp.outbox import (
 )
 from bridge.smpp.queue import QueuedMt, add_listener, remove_listener
 from bridge.smpp.receipt import DeliveryReceipt
+from bridge.smpp.redelivery import AckLedger, MoKey
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,8 @@ class _Request:
     command: str
     sent_at: float
     part: tuple[int, int] | None = None
+    ordinal: int = 0
+    """Position of the request among the PDUs written on its session (see :mod:`bridge.smpp.redelivery`)."""
 
 
 class _Db:
@@ -230,6 +233,7 @@ class SmppService:
             now=clock(),
         )
         self.reassembler = Reassembler(s.reassembly_timeout_s)
+        self.acks = AckLedger(window_s=s.dedup_window_s)  # used by the receiving link's thread only
         self._mt_ids: collections.OrderedDict[str, tuple[int, int]] = collections.OrderedDict()  # id -> MT, parts
         self._mt_ids_lock = threading.Lock()
         self.delivered_parts: dict[int, set[str]] = {}
@@ -406,6 +410,8 @@ class _Link(threading.Thread):
         self._orphans: list[tuple[float, DeliveryReceipt]] = []
         self._delivered: list[int] = []
         self._out: list[bytes] = []
+        self._ordinal = 0  # PDUs queued on this session, for the redelivery ledger
+        self._session = 0  # the ledger's id of the current session (receiving links)
         self._undeliverable: list[tuple[int, str]] = []
 
     # --- called from other threads ---------------------------------------------------------------------
@@ -488,6 +494,7 @@ class _Link(threading.Thread):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(s.response_timeout_s)
         self._sock = sock
+        self._ordinal = 0
         self._event(BindEvent.CONNECTED)
         bind = smpplib.smpp.make_pdu(
             self.bind_command,
@@ -521,6 +528,8 @@ class _Link(threading.Thread):
             log.error("smpp %s: %s", self.link_name, reason)
             raise _Down(BindEvent.BIND_REFUSED, reason)
         self._event(BindEvent.BIND_OK, f"SMSC {_text(getattr(pdu, 'system_id', ''))}")
+        if self.rx:
+            self._session = self.service.acks.new_session()
 
     def _serve(self) -> None:
         s = self.settings
@@ -620,9 +629,15 @@ class _Link(threading.Thread):
                 self._sock.close()
             self._sock = None
 
-    def _send(self, pdu: Any) -> None:
+    def _send(self, pdu: Any) -> int:
         """Queue a PDU; :meth:`_write` sends everything queued in one system call per loop turn."""
-        self._out.append(pdu.generate())
+        return self._queue(pdu.generate())
+
+    def _queue(self, data: bytes) -> int:
+        """Queue encoded PDU bytes; returns their position among the PDUs of this session."""
+        self._out.append(data)
+        self._ordinal += 1
+        return self._ordinal
 
     def _write(self) -> None:
         if not self._out:
@@ -635,11 +650,10 @@ class _Link(threading.Thread):
             raise _Down(BindEvent.LINK_LOST, f"send failed: {exc}") from None
 
     def _request(self, pdu: Any, now: float) -> None:
-        self._pending[pdu.sequence] = _Request(pdu.command, now)
-        self._send(pdu)
+        self._pending[pdu.sequence] = _Request(pdu.command, now, ordinal=self._send(pdu))
 
-    def _respond(self, command: str, sequence: int, status: int = ESME_ROK) -> None:
-        self._out.append(wire.response(_RESPONSE_IDS[command], sequence, status))
+    def _respond(self, command: str, sequence: int, status: int = ESME_ROK) -> int:
+        return self._queue(wire.response(_RESPONSE_IDS[command], sequence, status))
 
     def _recv_exact(self, size: int) -> bytes:
         assert self._sock is not None
@@ -725,6 +739,8 @@ class _Link(threading.Thread):
         if request is None:
             log.warning("smpp %s: %s for unknown sequence %d", self.link_name, pdu.command, pdu.sequence)
             return
+        if self.rx:  # the SMSC has read everything we wrote up to this request (our deliver_sm_resp too)
+            self.service.acks.confirmed(self._session, request.ordinal)
         if request.part is None:
             if pdu.status != ESME_ROK:
                 log.warning("smpp %s: %s answered %s", self.link_name, request.command, status_name(pdu.status))
@@ -774,13 +790,14 @@ class _Link(threading.Thread):
             elif isinstance(outcome, MessageRetrying):
                 service.counters["throttled"] += 1
         self._delivered, self._undeliverable = [], []
-        rest: list[Inbound] = []
-        for _pdu, item in items:  # receipts for MTs of this process are settled in memory first
+        rest: list[tuple[Any, Inbound]] = []
+        for pdu, item in items:  # receipts for MTs of this process are settled in memory first
             if isinstance(item, Receipt) and self._match_receipt(item.receipt):
                 service.counters["dlr"] += 1
             else:
-                rest.append(item)
+                rest.append((pdu, item))
         new_mos: list[int] = []
+        keys: dict[int, MoKey] = {}  # deliver_sm sequence -> the MO identity it carried (for the ledger)
         try:
             if not rest and not self._orphans:  # the MT hot path: plain UPDATEs on a kept connection
                 with service.core() as connection:
@@ -790,8 +807,10 @@ class _Link(threading.Thread):
                         store.mark_undeliverable(connection, mt_id, error, wall)
             else:
                 with service.transaction() as session:
-                    for item in rest:
-                        self._persist(session, item, mono, wall, new_mos)
+                    for pdu, item in rest:
+                        key = self._persist(session, item, mono, wall, new_mos, set(keys.values()))
+                        if key is not None:
+                            keys[pdu.sequence] = key
                     self._retry_orphans(session, mono, wall)
                     store.mark_delivered(session, self._delivered, wall)
                     for mt_id, error in self._undeliverable:
@@ -803,9 +822,13 @@ class _Link(threading.Thread):
             )
             status = ESME_RX_T_APPN
             new_mos.clear()
+            keys.clear()
             self._reload_parts()
         for pdu, _item in items:
-            self._respond("deliver_sm_resp", pdu.sequence, status)
+            ordinal = self._respond("deliver_sm_resp", pdu.sequence, status)
+            key = keys.get(pdu.sequence)
+            if key is not None:
+                service.acks.acknowledged(key, self._session, received_at=mono, ordinal=ordinal, now=service.clock())
         for mo_id in new_mos:
             service.submit_mo(mo_id)
 
@@ -833,12 +856,27 @@ class _Link(threading.Thread):
             )
         )
 
-    def _persist(self, session: Session, item: Inbound, mono: float, wall: dt.datetime, new_mos: list[int]) -> None:
+    def _persist(
+        self, session: Session, item: Inbound, mono: float, wall: dt.datetime, new_mos: list[int], batch: set[MoKey]
+    ) -> MoKey | None:
+        """Persist one deliver_sm; returns the MO identity it carried (``batch``: those earlier in the batch,
+        not answered yet, so a repeat among them is the SMSC's)."""
         service = self.service
         window = self.settings.dedup_window_s
+
+        def judge(key: MoKey) -> Callable[[], bool]:
+            return lambda: key in batch or service.acks.is_redelivery(key, self._session, mono)
+
         if isinstance(item, Mo):
+            key = (item.source, item.destination, item.text)
             mo = store.record_mo(
-                session, source=item.source, destination=item.destination, text=item.text, now=wall, window_s=window
+                session,
+                source=item.source,
+                destination=item.destination,
+                text=item.text,
+                now=wall,
+                window_s=window,
+                is_redelivery=judge(key),
             )
             if mo is None:
                 service.counters["duplicates"] += 1
@@ -846,14 +884,15 @@ class _Link(threading.Thread):
             else:
                 service.counters["mo"] += 1
                 new_mos.append(mo.id)
+            return key
         elif isinstance(item, Part):
             if not store.save_part(session, item.segment, wall):
                 service.counters["duplicates"] += 1
-                return
+                return None
             assembled = service.reassembler.add(item.segment, mono)
             if assembled is not None:
                 store.finish_parts(session, assembled.key)
-                self._persist(session, decode_joined(assembled), mono, wall, new_mos)
+                return self._persist(session, decode_joined(assembled), mono, wall, new_mos, batch)
         elif isinstance(item, Receipt):  # not one of ours in memory: look it up
             service.counters["dlr"] += 1
             if not self._apply_receipt(session, item.receipt, wall):
@@ -862,8 +901,9 @@ class _Link(threading.Thread):
             service.counters["invalid"] += 1
             if item.is_receipt:
                 log.warning("smpp: unreadable delivery receipt from %s: %s", item.source, item.reason)
-                return
+                return None
             log.warning("smpp: undecodable MO from %s: %s", item.source, item.reason)
+            identity = "undecodable:" + item.raw.hex()
             store.record_invalid_mo(
                 session,
                 source=item.source,
@@ -874,8 +914,11 @@ class _Link(threading.Thread):
                 reply_from=self._reply_from(item.destination),
                 now=wall,
                 window_s=window,
-                identity="undecodable:" + item.raw.hex(),
+                identity=identity,
+                is_redelivery=judge((item.source, item.destination, identity)),
             )
+            return (item.source, item.destination, identity)
+        return None
 
     def _reply_from(self, destination: str) -> str:
         codes = self.settings.short_codes
@@ -1045,8 +1088,8 @@ class _Link(threading.Thread):
         dst_ton, dst_npi, destination = _address(part.destination)
         if src_ton == TON_UNKNOWN:
             src_npi = NPI_UNKNOWN
-        self._pending[sequence] = _Request("submit_sm", now, part.key)
-        self._out.append(
+        request = self._pending[sequence] = _Request("submit_sm", now, part.key)
+        request.ordinal = self._queue(
             wire.submit_sm(
                 sequence,
                 source_ton=src_ton,

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Table, bindparam, or_, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from bridge.config import Config
@@ -71,25 +71,35 @@ def record_mo(
     status: SmsStatus = SmsStatus.RECEIVED,
     error: str = "",
     identity: str | None = None,
+    is_redelivery: Callable[[], bool] | None = None,
 ) -> SmsMessage | None:
-    """Persist an MO; ``None`` if the same text from the same source arrived within ``window_s`` (a redelivery).
+    """Persist an MO; ``None`` if it is a redelivery of one that arrived within ``window_s``.
 
     SMPP 3.4 gives an MO no identity an SMSC keeps across redeliveries (sequence numbers restart with
     every bind, which is exactly when redeliveries happen), so the identity is source + destination +
     text within a time window. The key carries the window's bucket; the previous bucket is checked too.
     ``identity`` replaces the text in that key when the text is not what identifies the MO (undecodable).
+    A repeat within the window is a redelivery unless ``is_redelivery`` (asked only then; see
+    :mod:`bridge.smpp.redelivery`) says it is a person's new message; without it every repeat is one.
     """
     epoch = (now - dt.datetime(1970, 1, 1)).total_seconds()
     bucket = int(epoch // window_s)
     identity = text if identity is None else identity
     keys = [dedup_key(source, destination, identity, b) for b in (bucket, bucket - 1)]
-    seen = session.execute(
-        select(SmsMessage.dedup_key, SmsMessage.created_at).where(SmsMessage.dedup_key.in_(keys))
-    ).all()
+    # Each key and its suffixed forms (``key:<ms>[:n]``, below) in one range of the unique index (";" follows ":").
+    ranges = [and_(SmsMessage.dedup_key >= key, SmsMessage.dedup_key < key + ";") for key in keys]
+    seen = session.execute(select(SmsMessage.dedup_key, SmsMessage.created_at).where(or_(*ranges))).all()
     if any(created >= now - dt.timedelta(seconds=window_s) for _key, created in seen):
-        return None
-    if any(key == keys[0] for key, _created in seen):
-        keys[0] += f":{int(epoch * 1000)}"  # same bucket but outside the window: keep the key unique
+        if is_redelivery is None or is_redelivery():
+            return None
+    taken = {key for key, _created in seen}
+    if keys[0] in taken:  # an earlier one in this bucket (outside the window, or a new message): stay unique
+        base = candidate = f"{keys[0]}:{int(epoch * 1000)}"
+        n = 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{base}:{n}"
+        keys[0] = candidate
     message = SmsMessage(
         direction=SmsDirection.MO,
         status=status,
@@ -118,6 +128,7 @@ def record_invalid_mo(
     now: dt.datetime,
     window_s: float,
     identity: str,
+    is_redelivery: Callable[[], bool] | None = None,
 ) -> SmsMessage | None:
     """Persist an MO we could not use (undecodable, incomplete) and queue a polite reply when possible."""
     message = record_mo(
@@ -130,6 +141,7 @@ def record_invalid_mo(
         status=SmsStatus.INVALID,
         error=error,
         identity=identity,
+        is_redelivery=is_redelivery,
     )
     if message is not None and source:
         queue_mt(session, destination=source, text=reply, source=reply_from, reply_to_id=message.id)

@@ -237,6 +237,25 @@ def test_smsc_redelivery_is_not_run_twice(running: Running, smsc: Smsc, factory:
     assert len(smsc.messages(to=MOBILE)) == 2
 
 
+def test_a_person_repeating_a_command_is_answered_but_a_redelivery_after_a_lost_link_is_not_run_twice(
+    running: Running, smsc: Smsc, factory: sessionmaker[Session]
+) -> None:
+    """Issue 13 item 5: ``UL`` twice on a healthy link is two messages from a person (two replies); the
+    SMSC redelivering an MO whose response it lost with the link is one (one reply)."""
+    assert smsc.mo("UL")["status"] == [0]
+    wait_for(lambda: len(smsc.messages(to=MOBILE)) == 1, what="the first reply")
+    assert smsc.mo("UL")["status"] == [0]  # the same text again, well within dedup_window_s
+    wait_for(lambda: len(smsc.messages(to=MOBILE)) == 2, what="the second reply")
+    assert [m.text for m in mos(factory)] == ["UL", "UL"] and running.service.status()["duplicates"] == 0
+
+    assert smsc.mo("GL", lose_response=True)["status"] == [0, 0]  # sent, link lost, sent again after the rebind
+    assert len(smsc.stats()["binds"]) == 2
+    queue(factory, "marker")  # everything queued before the marker has been submitted once it arrives
+    wait_for(lambda: "marker" in smsc.messages(to=MOBILE), what="marker")
+    assert [m.text for m in mos(factory)] == ["UL", "UL", "GL"] and running.service.status()["duplicates"] == 1
+    assert len(smsc.messages(to=MOBILE)) == 4  # two UL replies, one GL reply, the marker
+
+
 def test_garbage_from_the_smsc_means_reconnect(running: Running, smsc: Smsc, factory: sessionmaker[Session]) -> None:
     smsc.control(garbage=True)
     wait_for(lambda: len(smsc.stats()["binds"]) == 2 and running.state() == "bound", what="rebind after garbage")

@@ -273,3 +273,47 @@ def test_an_accepted_part_is_recorded_at_once_and_comes_back_with_its_queued_row
         mt = session.get(SmsMessage, mt_id)
         assert mt is not None and mt.status == SmsStatus.QUEUED and mt.smsc_message_ids == "m1,"
     engine.dispose()
+
+
+def test_a_repeat_the_caller_judges_new_is_recorded_again_with_a_unique_key(session: Session) -> None:
+    first = mo(session)
+    judged: list[bool] = []
+
+    def not_a_redelivery() -> bool:
+        judged.append(True)
+        return False
+
+    again = store.record_mo(
+        session,
+        source=MOBILE,
+        destination="2663",
+        text="UL",
+        now=NOW + dt.timedelta(seconds=10),
+        window_s=120.0,
+        is_redelivery=not_a_redelivery,
+    )
+    assert first is not None and again is not None and again.id != first.id and again.dedup_key != first.dedup_key
+    assert judged == [True]
+    third = store.record_mo(
+        session,
+        source=MOBILE,
+        destination="2663",
+        text="UL",
+        now=NOW + dt.timedelta(seconds=10),
+        window_s=120.0,
+        is_redelivery=lambda: False,
+    )
+    assert third is not None and len({first.dedup_key, again.dedup_key, third.dedup_key}) == 3
+    assert (
+        store.record_mo(
+            session,
+            source=MOBILE,
+            destination="2663",
+            text="UL",
+            now=NOW + dt.timedelta(seconds=20),
+            window_s=120.0,
+            is_redelivery=lambda: True,
+        )
+        is None
+    )
+    session.commit()
