@@ -19,6 +19,10 @@ control API cannot even say what is wrong. Listeners start before the SMPP clien
 not bound to the SMSC. SIGTERM/SIGINT end every conference (BYE to all, legs closed with CDRs), then stop
 the services in reverse order.
 
+Every ``ALIVE_INTERVAL_S`` the housekeeping loop stamps the instant the engine is alive (one single-row
+UPDATE, off the loop thread); after a crash, :meth:`ConferenceService.recover` ends the legs left open at
+the last stamp, so at most that interval of a downtime is billed.
+
 The portal is a child process that dies with the engine (``bridge.portal``); ``/status`` polls its real
 state.
 """
@@ -26,10 +30,12 @@ state.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,7 +47,7 @@ from bridge.conference.media import MixerMedia
 from bridge.conference.service import ConferenceService, UnknownConference
 from bridge.config import Config, expand_numbers, parse_host_port
 from bridge.control import ApiError, ControlServer, control_token
-from bridge.db.models import DnisNumber, Room
+from bridge.db.models import DnisNumber, Room, utcnow
 from bridge.db.session import make_engine, make_session_factory
 from bridge.mixer.clock import LatenessStats, Tick, run_ticks
 from bridge.mixer.events import TalkingStarted, TalkingStopped
@@ -53,6 +59,8 @@ from bridge.rtp.poller import RtpPoller
 log = logging.getLogger(__name__)
 
 ACCEPT_REFRESH_S = 10.0
+ALIVE_INTERVAL_S = 2.0
+"""How often the engine stamps that it is alive: the most of a downtime a crash can bill to an open leg."""
 FRAME_BYTES = 160  # one 20 ms G.711 frame
 
 
@@ -101,8 +109,14 @@ class _SipSwitch:
 class Engine:
     """``await Engine(config).start()`` ... ``await engine.stop()``; or ``await engine.run()`` until a signal."""
 
-    def __init__(self, config: Config, *, config_path: str | None = None, portal: bool = True) -> None:
+    def __init__(
+        self, config: Config, *, config_path: str | None = None, portal: bool = True,
+        utc: Callable[[], dt.datetime] = utcnow, alive_interval_s: float = ALIVE_INTERVAL_S,
+    ) -> None:  # fmt: skip
         self.config = config
+        self.utc = utc
+        """The wall clock of database stamps (naive UTC): alive stamps, leg and run times."""
+        self.alive_interval_s = alive_interval_s
         self.config_path = config_path
         self.portal_enabled = portal and config.web.enabled
         self.db = make_engine(config.database_url)
@@ -149,11 +163,12 @@ class Engine:
         media.warm()
         self.service = ConferenceService(
             self.config, self.session_factory, sip=self.sip_switch, media=media, clock=loop.time,
-            on_cdr=self._on_cdr,
+            on_cdr=self._on_cdr, utc=self.utc,
         )  # fmt: skip
-        closed = self.service.recover()
+        closed = self.service.recover()  # before the first stamp of this run: it reads the previous run's
         if closed:
             log.warning("closed %d legs left open by the previous run (cause: system restart)", closed)
+        self.service.stamp_alive(self.utc())
         await self._start_sip()
         await self._start_control()
         await self._start_cdr()
@@ -407,12 +422,27 @@ class Engine:
                     pass  # a closed endpoint: its leg is being torn down
 
     async def _housekeeping(self) -> None:
+        loop = asyncio.get_running_loop()
+        refresh_at = loop.time() + ACCEPT_REFRESH_S
         while True:
-            await asyncio.sleep(ACCEPT_REFRESH_S)
-            try:
-                self._refresh_served()
-            except Exception:
-                log.exception("refreshing served numbers failed")
+            await asyncio.sleep(self.alive_interval_s)
+            await self._stamp_alive()
+            if loop.time() >= refresh_at:
+                refresh_at = loop.time() + ACCEPT_REFRESH_S
+                try:
+                    self._refresh_served()
+                except Exception:
+                    log.exception("refreshing served numbers failed")
+
+    async def _stamp_alive(self) -> None:
+        """One UPDATE in a worker thread: a busy database (SQLite lock, a synchronous standby) must not hold
+        up the 20 ms tick. Awaited, so a slow write delays the next stamp instead of piling up."""
+        if self.service is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.service.stamp_alive, self.utc())
+        except Exception as exc:
+            log.warning("stamping the engine's alive time failed: %s", exc)
 
     def _refresh_served(self) -> None:
         numbers = set(expand_numbers(self.config.dnis.pool, "dnis.pool"))

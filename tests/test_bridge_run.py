@@ -1,8 +1,10 @@
 """``bridge run`` as a real subprocess: a listener that cannot bind stops the start with one line naming
-its config key, and ``kill -9`` of the engine takes its portal down (and the next run finds it running)."""
+its config key; ``kill -9`` of the engine takes its portal down (the next run finds it running) and the
+call it left open ends at its last alive stamp, not at the restart."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import signal
@@ -15,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from bridge.control_client import ControlClient
-from bridge.db import upgrade
+from bridge.db import make_engine, make_session_factory, upgrade
+from bridge.db.models import Cdr, ConferenceRun, EngineAlive, Leg, utcnow
 
 BRIDGE = Path(sys.executable).with_name("bridge")
 WAIT_S = 60.0  # an upper bound for slow shared machines, never a performance threshold
@@ -183,6 +187,20 @@ def test_kill_9_of_the_engine_takes_the_portal_down(tmp_path: Path, engines: lis
 
     portal_pid = _wait_for(portal_up, "the first portal to listen")
     assert _alive(portal_pid)
+    factory = make_session_factory(make_engine(f"sqlite:///{tmp_path / 'bridge.db'}"))
+    with factory() as s:  # a call in progress when the engine dies
+        run_row = ConferenceRun(service_type="IC", subscriber_id=None)
+        s.add(run_row)
+        s.flush()
+        joined = utcnow()
+        s.add(Leg(run_id=run_row.id, direction="in", role="participant", status="connected", joined_at=joined))
+        s.commit()
+
+    def stamp() -> dt.datetime | None:
+        with factory() as s:
+            return s.scalar(select(EngineAlive.seen_at))
+
+    _wait_for(lambda: (stamp() or joined) > joined, "an alive stamp after the call was answered")
 
     first.send_signal(signal.SIGKILL)
     first.wait(WAIT_S)
@@ -191,11 +209,17 @@ def test_kill_9_of_the_engine_takes_the_portal_down(tmp_path: Path, engines: lis
     except AssertionError:
         os.kill(portal_pid, signal.SIGTERM)  # the test started it (through the engine): do not leave it behind
         raise
+    last_seen = stamp()
 
     second = _start(run.config, run.log)
     engines.append(second)
     new_pid = _wait_for(run.portal_running, "the second portal to run")
     assert new_pid != portal_pid and _alive(new_pid), run.log.read_text()
+    with factory() as s:  # recovered before the control API answered: ended when last seen, not at the restart
+        leg = s.scalars(select(Leg)).one()
+        assert (leg.cause, leg.disconnected_at) == ("system restart (end time = last seen alive)", last_seen)
+        cdr = s.scalars(select(Cdr)).one()
+        assert (cdr.cause, cdr.disconnected_at) == (leg.cause, last_seen)
 
 
 def test_a_stale_portal_is_stopped_at_start(tmp_path: Path, engines: list[subprocess.Popen[bytes]]) -> None:

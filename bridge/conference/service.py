@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.conference import ConferenceError, NotAllowed, UnknownLeg
@@ -53,6 +53,7 @@ from bridge.config import Config
 from bridge.db.models import (
     ConferenceRun,
     Contact,
+    EngineAlive,
     EventLog,
     InstantConference,
     Leg,
@@ -132,6 +133,12 @@ class _PendingDial:
     leg_id: int
     number: str
     calling: str
+
+
+RESTART_CAUSE = "system restart"
+RESTART_CAUSE_LAST_SEEN = "system restart (end time = last seen alive)"
+"""The cause of a leg closed after a crash at the last instant its engine was known alive (the CDR's ``cause``
+column: the CSV layout is unchanged; the text starts with the plain cause, for readers that match it)."""
 
 
 class ConferenceService:
@@ -419,24 +426,46 @@ class ConferenceService:
     # --- startup / shutdown --------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Close legs and runs left open by a previous process (cause "system restart"), with CDRs."""
+        """Close legs and runs left open by a previous process (cause "system restart"), with CDRs.
+
+        They end at the last instant that process was known alive (:meth:`stamp_alive`), not now: the
+        downtime is not billed. A leg answered (or dialled) after that stamp ends at that event, so no
+        duration is negative; the cause says the end time is the last known instant. Without any stamp
+        (a database from before the stamps) they end now, as the plain "system restart".
+        """
         count = 0
         with self._session() as session:
             now = self.utc()
+            last_seen = session.scalar(select(func.max(EngineAlive.seen_at)))
+            base = now if last_seen is None else min(last_seen, now)
+            cause = RESTART_CAUSE if last_seen is None else RESTART_CAUSE_LAST_SEEN
+            run_ends: dict[int, dt.datetime] = {}
             for leg in session.scalars(select(Leg).where(Leg.disconnected_at.is_(None))):
                 leg.status = "left" if leg.joined_at is not None else "failed"
-                leg.cause = "system restart"
-                leg.disconnected_at = now
+                leg.cause = cause
+                leg.disconnected_at = max(t for t in (base, leg.called_at, leg.joined_at) if t is not None)
+                run_ends[leg.run_id] = max(run_ends.get(leg.run_id, base), leg.disconnected_at)
                 self._cdr(session, leg)
                 count += 1
             for run in session.scalars(select(ConferenceRun).where(ConferenceRun.ended_at.is_(None))):
-                run.ended_at = now
-                run.result = run.result or "system restart"
+                run.ended_at = max(run_ends.get(run.id, base), run.started_at)
+                run.result = run.result or RESTART_CAUSE
                 _complete_run(session, run)
             if count:
-                session.add(EventLog(kind="restart", detail=f"closed {count} legs left open"))
+                seen = "" if last_seen is None else f" (last seen alive {last_seen:%Y-%m-%d %H:%M:%S} UTC)"
+                session.add(EventLog(kind="restart", detail=f"closed {count} legs left open{seen}"))
             session.commit()
         return count
+
+    def stamp_alive(self, now: dt.datetime) -> None:
+        """Record that this node's engine is alive at ``now`` (naive UTC): one UPDATE of one row, the first
+        stamp inserts it. Safe from a worker thread (its own session, no other state)."""
+        node = self.config.node.name
+        with self._session() as session:
+            result = session.execute(update(EngineAlive).where(EngineAlive.node == node).values(seen_at=now))
+            if not getattr(result, "rowcount", 0):
+                session.add(EngineAlive(node=node, seen_at=now))
+            session.commit()
 
     def end_all(self, reason: str) -> None:
         for run_id in list(self.conferences):

@@ -434,3 +434,12 @@ class EventLog(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     kind: Mapped[str] = mapped_column(String(40), index=True)
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class EngineAlive(Base):
+    """The last instant a node's engine was known alive, stamped every few seconds (one row per node, one UPDATE
+    per stamp). After a crash, the legs it left open end at the latest stamp instead of at the restart."""
+
+    __tablename__ = "engine_alive"
+    node: Mapped[str] = mapped_column(String(60), primary_key=True)
+    seen_at: Mapped[dt.datetime] = mapped_column(DateTime)
