@@ -81,6 +81,8 @@ class RateEntry:
     def __post_init__(self) -> None:
         if self.prefix != digits(self.prefix):
             raise RatePlanError(f"prefix must be E.164 digits without '+': {self.prefix!r}")
+        if not self.description or self.description != self.description.strip():
+            raise RatePlanError(f"description must be non-empty, without surrounding spaces: {self.description!r}")
         _check_price("price_per_min", self.price_per_min)
         _check_price("connection_fee", self.connection_fee)
         _check_price("inbound_price", self.inbound_price)
