@@ -1,2 +1,33 @@
-"""High availability: heartbeat, role state machine, floating IP (empty so far: no issue has asked for it;
-the engine reports role "active")."""
+"""High availability: a primary/hot-standby pair behind a floating IP.
+
+``role`` is the pure role state machine (terms, election, failover rules); ``heartbeat`` the signed wire
+format and its replay guard; ``settings`` the configuration dataclass. The glue: ``vip`` (floating IP,
+gratuitous ARP, ``IP_FREEBIND``), ``witness`` (ICMP echo to a third address), ``service`` (asyncio
+heartbeat on two paths feeding the machine and running its actions). ``python -m bridge.ha`` runs the
+service standalone with a tiny UDP echo on the VIP; ``lab`` builds the network-namespace lab used by the
+integration test and ``bench/ha_failover.py``. Not yet wired into the engine.
+"""
+
+from __future__ import annotations
+
+from bridge.ha.errors import (
+    HaError,
+    HeartbeatError,
+    LocalError,
+    PeerError,
+    ReplayError,
+    SettingsError,
+    SwitchoverRefused,
+    TransitionError,
+)
+
+__all__ = [
+    "HaError",
+    "HeartbeatError",
+    "LocalError",
+    "PeerError",
+    "ReplayError",
+    "SettingsError",
+    "SwitchoverRefused",
+    "TransitionError",
+]
