@@ -4,8 +4,9 @@ when a previous engine's portal is still there, and reported as it really is.
 * The child is ``python -m bridge.portal <engine pid> <bridge args...> web``: it asks the kernel for SIGTERM
   when its parent dies (``prctl(PR_SET_PDEATHSIG)``, Linux), checks that the parent it was started by is
   still its parent (it may have died before the ``prctl``), then runs ``bridge ... web`` in the same
-  process. Doing this in the child, not in a ``preexec_fn``, keeps the engine's threads (sippy, SMPP,
-  APScheduler) away from code run between fork and exec. gunicorn's master then stops its workers.
+  process (the death signal would survive an ``exec`` too; staying keeps this module in the cmdline).
+  Doing this in the child, not in a ``preexec_fn``, keeps the engine's threads (sippy, SMPP, APScheduler)
+  away from code run between fork and exec. gunicorn's master then stops its workers.
 * A pid file in the data dir names the running portal. At start, a pid file whose process is alive and is
   really ``bridge.portal`` (its ``/proc/<pid>/cmdline``) is a stale portal (e.g. the engine was killed on a
   kernel without the death signal): it gets SIGTERM, then SIGKILL if it lingers.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import runpy
 import signal
 import socket
 import subprocess
@@ -157,9 +159,10 @@ def _die_with_parent(engine_pid: int) -> None:
 def main(argv: list[str]) -> None:
     engine_pid, bridge_args = int(argv[0]), argv[1:]
     _die_with_parent(engine_pid)
-    from bridge.cli import main as bridge
-
-    bridge.main(args=bridge_args, prog_name="bridge")
+    # ``bridge <args>`` in this process (its cmdline keeps naming this module, which is_portal looks for);
+    # by module name, as ``-m`` would: the engine that starts us imports this module.
+    sys.argv = ["bridge", *bridge_args]
+    runpy.run_module("bridge.cli", run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":
