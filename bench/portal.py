@@ -32,10 +32,10 @@ from pathlib import Path
 
 from werkzeug.security import generate_password_hash
 
-from bridge.commands.provisioning import assign_ic, load_dnis
 from bridge.config import from_dict
 from bridge.db import make_engine, make_session_factory, upgrade
 from bridge.db.models import Account, Cdr, Company, IcMember, Role, Subscriber
+from bridge.provisioning import assign_ic, load_dnis
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-password-1"

@@ -283,7 +283,7 @@ def dnis() -> None:
 @click.pass_obj
 def dnis_add(config: Config, common: str | None, pool: tuple[str, ...]) -> None:
     """Add DNIS numbers (already known numbers are skipped; pool positions continue after the last)."""
-    from bridge.commands.provisioning import load_dnis
+    from bridge.provisioning import load_dnis
 
     if common is None and not pool:
         raise click.ClickException("give --common and/or --pool")
@@ -369,9 +369,9 @@ def room_add(
     company_name: str | None,
 ) -> None:
     """Add a meet-me room."""
-    from bridge.commands.provisioning import load_rooms
     from bridge.config import RoomConfig
     from bridge.db.models import Room
+    from bridge.provisioning import load_rooms
 
     name = name.strip()
     if not 0 < len(name) <= 60:

@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
-from bridge.commands.provisioning import assign_ic, load_dnis, load_rooms, set_ic_members
 from bridge.config import Config, expand_numbers
 from bridge.db.models import Account, Company, Contact, Group, GroupMember, Role, Subscriber
+from bridge.provisioning import assign_ic, load_dnis, load_rooms, set_ic_members
 
 DEMO_COMPANY = "Demo Co"
 DEMO_MOBILE = "+15551230001"

@@ -220,7 +220,7 @@ class Engine:
     def _seed(self) -> None:
         """Config ``[dnis]`` and ``[[room]]`` into the database (idempotent)."""
         try:
-            from bridge.commands.provisioning import load_dnis, load_rooms
+            from bridge.provisioning import load_dnis, load_rooms
         except ImportError:  # pragma: no cover
             return
         with self.session_factory() as session:

@@ -1,4 +1,4 @@
-"""Instant Conference provisioning for the portal, delegated to ``bridge.commands.provisioning``.
+"""Instant Conference provisioning for the portal, delegated to ``bridge.provisioning``.
 
 The SMS language and the portal hand out slots, pool DNIS numbers and PINs by the same rules (IC slot
 *x* holds pool DNIS *x*; user PINs unique across ICs; activation PINs unique per DNIS). The portal
@@ -10,10 +10,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.commands import provisioning
-from bridge.commands.errors import ProvisioningError as CommandProvisioningError
+from bridge import provisioning
 from bridge.config import Config, expand_numbers
 from bridge.db.models import InstantConference, Subscriber
+from bridge.provisioning import ProvisioningError as CommandProvisioningError
 from web.errors import ProvisioningError
 
 
@@ -31,7 +31,7 @@ def create_ic(session: Session, subscriber: Subscriber, config: Config, name: st
     try:
         ic = provisioning.assign_ic(session, subscriber, slot, config)
     except CommandProvisioningError as exc:
-        raise ProvisioningError(str(exc)) from exc
+        raise ProvisioningError(exc.message) from exc
     ic.name = name
     session.flush()
     return ic
@@ -42,7 +42,7 @@ def regenerate_pins(session: Session, ic: InstantConference, config: Config) -> 
     try:
         provisioning.regenerate_pins(session, ic, config)
     except CommandProvisioningError as exc:
-        raise ProvisioningError(str(exc)) from exc
+        raise ProvisioningError(exc.message) from exc
 
 
 def load_configured_dnis(session: Session, config: Config) -> int:

@@ -5,8 +5,8 @@ in the STYLE.md sense (no sockets, no clock: ``now`` is passed in); it works on 
 it is given, flushes, and never commits: the caller owns the transaction.
 
 Pieces: :mod:`.parser` (text -> command), :mod:`.handlers` (command -> database changes, reply,
-actions), :mod:`.help` (help texts, SMS sizes), :mod:`.provisioning` (IC slots, PINs, DNIS; shared with
-the portal and the CLI), :mod:`.actions` (what the engine must do next).
+actions), :mod:`.help` (help texts, SMS sizes), :mod:`.actions` (what the engine must do next). The
+provisioning rules the handlers apply are :mod:`bridge.provisioning`'s, shared with the portal and the CLI.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from bridge.commands.actions import Action, LaunchConference, SmsBlast
-from bridge.commands.errors import CommandError, ParseError, ProvisioningError
+from bridge.commands.errors import CommandError, ParseError
 from bridge.commands.handlers import Context, handle, ic_dial_list
 from bridge.commands.parser import parse
-from bridge.commands.provisioning import assign_ic, load_dnis, load_rooms, regenerate_pins, set_ic_members
 from bridge.config import Config
 from bridge.db.models import EventLog, Subscriber, SubscriberStatus
 from bridge.phone import PhoneError, to_e164
@@ -34,15 +33,9 @@ __all__ = [
     "CommandResult",
     "LaunchConference",
     "ParseError",
-    "ProvisioningError",
     "SmsBlast",
-    "assign_ic",
     "execute",
     "ic_dial_list",
-    "load_dnis",
-    "load_rooms",
-    "regenerate_pins",
-    "set_ic_members",
 ]
 
 log = logging.getLogger(__name__)

@@ -21,10 +21,6 @@ class ParseError(CommandError):
     """The text is not a well-formed command (found without looking at the database)."""
 
 
-class ProvisioningError(CommandError):
-    """An Instant Conference cannot be provisioned (slot out of range, no free PIN, too many numbers)."""
-
-
 class NestingError(CommandError):
     """Groups nest deeper than flattening follows; the reply names the outermost group and the limit.
 

@@ -4,10 +4,12 @@ Each handler first resolves and checks everything (reads only), raising :class:`
 reply text, and only then changes the database, so a refused command leaves nothing half done. Nothing
 commits; the session is flushed so the caller's transaction sees the changes.
 
-Names (nicknames, group names) match case-insensitively. A target name is looked up as a user first,
-then as a group; creating a group named like a user (or the reverse) is refused so targets stay
-unambiguous. Groups may contain groups: flattening follows them once each (cycle-safe), iteratively and
-at most :data:`MAX_GROUP_DEPTH` levels deep, and creating a loop with ``GC`` is refused.
+The provisioning rules (names, duplicates, a user named like a group or the reverse, group loops, IC
+slots, PINs, the ad hoc limit) live in :mod:`bridge.provisioning`, which the portal and the CLI call
+too; a handler resolves the sender's words, calls the core, and puts its command word in front of the
+core's message (rendered in printable GSM-7). A target name is looked up as a user first, then as a
+group. Groups may contain groups: flattening follows them once each (cycle-safe), iteratively and at
+most :data:`MAX_GROUP_DEPTH` levels deep.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ from sqlalchemy.orm import Session
 
 from bridge.commands import parser as p
 from bridge.commands.actions import Action, LaunchConference, SmsBlast
-from bridge.commands.errors import CommandError, NestingError, ProvisioningError
+from bridge.commands.errors import CommandError, NestingError
 from bridge.commands.help import LIST_LIMIT, SMS_LIMIT, fit_list, fits, help_text, printable_gsm7, quote
-from bridge.commands.provisioning import Member, assign_ic, common_dnis, find_ic, set_ic_members
 from bridge.conference.machine import LegStatus
 from bridge.config import Config
 from bridge.db.models import (
@@ -32,11 +33,32 @@ from bridge.db.models import (
     Contact,
     Group,
     GroupMember,
-    IcMember,
     InstantConference,
     Leg,
     Subscriber,
 )
+from bridge.provisioning import (
+    EXISTS,
+    GroupChanges,
+    Member,
+    ProvisioningError,
+    assign_ic,
+    check_adhoc,
+    check_group_name,
+    common_dnis,
+    delete_contact,
+    find_contact,
+    find_group,
+    find_ic,
+    save_contact,
+    save_group,
+    set_ic_members,
+)
+from bridge.provisioning import (
+    delete_group as delete_group_row,
+)
+
+__all__ = ["MAX_GROUP_DEPTH", "Context", "expand", "find_contact", "find_group", "flatten", "handle", "ic_dial_list"]
 
 
 @dataclass(frozen=True)
@@ -55,39 +77,10 @@ Outcome = tuple[str, tuple[Action, ...]]
 # --- look-ups ---------------------------------------------------------------------------------------
 
 
-def find_contact(session: Session, subscriber_id: int, nickname: str) -> Contact | None:
-    """The subscriber's contact called ``nickname``, case-insensitively in any script."""
-    if nickname.isascii():
-        return session.scalars(
-            select(Contact).where(
-                Contact.subscriber_id == subscriber_id, func.lower(Contact.nickname) == nickname.lower()
-            )
-        ).first()
-    found = _match_name(
-        session.execute(select(Contact.id, Contact.nickname).where(Contact.subscriber_id == subscriber_id)), nickname
-    )
-    return None if found is None else session.get(Contact, found)
-
-
-def find_group(session: Session, subscriber_id: int, name: str) -> Group | None:
-    """The subscriber's group called ``name``, case-insensitively in any script."""
-    if name.isascii():
-        return session.scalars(
-            select(Group).where(Group.subscriber_id == subscriber_id, func.lower(Group.name) == name.lower())
-        ).first()
-    found = _match_name(session.execute(select(Group.id, Group.name).where(Group.subscriber_id == subscriber_id)), name)
-    return None if found is None else session.get(Group, found)
-
-
-def _match_name(rows: Iterable[tuple[int, str]], name: str) -> int | None:
-    """Id of the row whose name is ``name`` under :func:`~bridge.commands.parser.name_key`.
-
-    Compared here, not in SQL: SQLite's ``lower()`` folds ASCII only (and PostgreSQL's depends on the
-    collation), so "ÉQUIPE" would never find "équipe" there. Only non-ASCII names take this path, reading
-    two columns of the subscriber's rows; ASCII names keep the indexed SQL comparison.
-    """
-    key = p.name_key(name)
-    return next((row_id for row_id, row_name in rows if p.name_key(row_name) == key), None)
+def refused(prefix: str, exc: ProvisioningError, word: str | None = None) -> CommandError:
+    """The core's refusal as the reply to ``prefix`` (``UC``, ``CC3``): in printable GSM-7, so a name
+    outside it cannot turn the reply into UCS-2."""
+    return CommandError(f"{prefix}: {printable_gsm7(exc.message)}", word or prefix.rstrip("0123456789"))
 
 
 def resolve(ctx: Context, word: str, targets: Iterable[p.Target]) -> list[Member]:
@@ -203,19 +196,6 @@ def ic_dial_list(ic: InstantConference) -> tuple[str, ...]:
     return dial_list(ic.subscriber.mobile, flatten(ic_members(ic)))
 
 
-def _groups_within(group: Group) -> set[int]:
-    """Ids of every group reachable from ``group`` (itself included)."""
-    seen: set[int] = set()
-    stack = [group]
-    while stack:
-        current = stack.pop()
-        if current.id in seen:
-            continue
-        seen.add(current.id)
-        stack.extend(gm.member_group for gm in current.members if gm.member_group is not None)
-    return seen
-
-
 def label(member: Member) -> str:
     if isinstance(member, str):
         return member
@@ -235,64 +215,35 @@ def _contact_line(contact: Contact) -> str:
 # --- users ------------------------------------------------------------------------------------------
 
 
-def _user_groups(ctx: Context, cmd: p.CreateUser) -> tuple[list[Group | str], list[Group]]:
-    """Groups to add the user to (existing, or names of new groups) and to remove it from."""
-    word = cmd.word
-    add: list[Group | str] = []
-    for name in cmd.add_groups:
-        group = find_group(ctx.session, ctx.subscriber.id, name)
-        if group is None:
-            if p.name_key(name) == p.name_key(cmd.nickname) or find_contact(ctx.session, ctx.subscriber.id, name):
-                raise CommandError(f"{word}: {quote(name)} is a user's nickname, not a group", word)
-            add.append(name)
-        else:
-            add.append(group)
-    remove: list[Group] = []
-    for name in cmd.remove_groups:
-        group = find_group(ctx.session, ctx.subscriber.id, name)
-        if group is None:
-            raise CommandError(f"{word}: no such group {quote(name)}", word)
-        remove.append(group)
-    return add, remove
+def _save_user(ctx: Context, cmd: p.CreateUser, contact: Contact | None) -> tuple[Contact, list[str]]:
+    try:
+        saved, changes = save_contact(
+            ctx.session,
+            ctx.subscriber.id,
+            nickname=cmd.nickname if contact is None else contact.nickname,
+            phone=cmd.phone,
+            default_country=ctx.config.numbering.default_country,
+            first_name=cmd.first_name,
+            last_name=cmd.last_name,
+            contact=contact,
+            join=cmd.add_groups,
+            leave=cmd.remove_groups,
+        )
+    except ProvisioningError as exc:
+        error = refused(cmd.word, exc)
+        if contact is None and exc.code == EXISTS and find_contact(ctx.session, ctx.subscriber.id, cmd.nickname):
+            error = CommandError(f"{error.reply} - use UE to edit", cmd.word)
+        raise error from exc
+    return saved, _group_notes(changes)
 
 
-def _apply_user_groups(ctx: Context, contact: Contact, add: list[Group | str], remove: list[Group]) -> list[str]:
-    notes: list[str] = []
-    for item in add:
-        group = item
-        if isinstance(group, str):
-            group = Group(subscriber_id=ctx.subscriber.id, name=group)
-            ctx.session.add(group)
-            notes.append(f"+{group.name}(new)")
-        else:
-            notes.append(f"+{group.name}")
-        if not any(gm.contact_id == contact.id for gm in group.members):
-            position = max((gm.position for gm in group.members), default=-1) + 1
-            group.members.append(GroupMember(position=position, contact_id=contact.id))
-    for group in remove:
-        for gm in [gm for gm in group.members if gm.contact_id == contact.id]:
-            group.members.remove(gm)
-        notes.append(f"-{group.name}")
-    ctx.session.flush()
-    return notes
+def _group_notes(changes: GroupChanges) -> list[str]:
+    notes = [f"+{group.name}(new)" if new else f"+{group.name}" for group, new in changes.joined]
+    return notes + [f"-{group.name}" for group in changes.left]
 
 
 def create_user(ctx: Context, cmd: p.CreateUser) -> Outcome:
-    if find_contact(ctx.session, ctx.subscriber.id, cmd.nickname):
-        raise CommandError(f"UC: nickname {quote(cmd.nickname)} exists - use UE to edit", "UC")
-    if find_group(ctx.session, ctx.subscriber.id, cmd.nickname):
-        raise CommandError(f"UC: {quote(cmd.nickname)} is a group name; pick another nickname", "UC")
-    add, remove = _user_groups(ctx, cmd)
-    contact = Contact(
-        subscriber_id=ctx.subscriber.id,
-        nickname=cmd.nickname,
-        phone=cmd.phone,
-        first_name=cmd.first_name,
-        last_name=cmd.last_name,
-    )
-    ctx.session.add(contact)
-    ctx.session.flush()
-    notes = _apply_user_groups(ctx, contact, add, remove)
+    contact, notes = _save_user(ctx, cmd, None)
     return _with_notes(f"UC: added {_contact_line(contact)}", notes), ()
 
 
@@ -300,36 +251,12 @@ def edit_user(ctx: Context, cmd: p.CreateUser) -> Outcome:
     contact = find_contact(ctx.session, ctx.subscriber.id, cmd.nickname)
     if contact is None:
         raise CommandError(f"UE: no such user {quote(cmd.nickname)} - use UC to add", "UE")
-    add, remove = _user_groups(ctx, cmd)
-    contact.phone, contact.first_name, contact.last_name = cmd.phone, cmd.first_name, cmd.last_name
-    ctx.session.flush()
-    notes = _apply_user_groups(ctx, contact, add, remove)
+    contact, notes = _save_user(ctx, cmd, contact)
     return _with_notes(f"UE: updated {_contact_line(contact)}", notes), ()
 
 
 def _with_notes(text: str, notes: Sequence[str]) -> str:
     return fit_list(text + "; groups ", notes) if notes else text
-
-
-def _detach(ctx: Context, *, contact_id: int | None = None, group_id: int | None = None) -> list[str]:
-    """Remove a contact or group from every group and IC that lists it; returns where it was."""
-    session = ctx.session
-    where: list[str] = []
-    if contact_id is not None:
-        gm_filter = GroupMember.contact_id == contact_id
-        ic_filter = IcMember.contact_id == contact_id
-    else:
-        gm_filter = GroupMember.member_group_id == group_id
-        ic_filter = IcMember.group_id == group_id
-    for gm in session.scalars(select(GroupMember).where(gm_filter)).all():
-        if gm.group.name not in where:
-            where.append(gm.group.name)
-        gm.group.members.remove(gm)
-    for im in session.scalars(select(IcMember).where(ic_filter)).all():
-        where.append(f"IC{im.conference.slot}")
-        im.conference.members.remove(im)
-    session.flush()
-    return where
 
 
 def delete_user(ctx: Context, cmd: p.DeleteUser) -> Outcome:
@@ -352,9 +279,7 @@ def delete_user(ctx: Context, cmd: p.DeleteUser) -> Outcome:
                 "UD",
             )
         contact = matches[0]
-    where = _detach(ctx, contact_id=contact.id)
-    ctx.session.delete(contact)
-    ctx.session.flush()
+    where = delete_contact(ctx.session, contact)
     text = f"UD: deleted {contact.nickname} {contact.phone}"
     return (fit_list(text + "; removed from ", where) if where else text), ()
 
@@ -387,35 +312,16 @@ def lookup_users(ctx: Context, cmd: p.LookupUsers) -> Outcome:
 
 
 def define_group(ctx: Context, cmd: p.DefineGroup) -> Outcome:
-    if find_contact(ctx.session, ctx.subscriber.id, cmd.name):
-        raise CommandError(f"GC: {quote(cmd.name)} is a user's nickname; pick another group name", "GC")
     group = find_group(ctx.session, ctx.subscriber.id, cmd.name)
-    members = resolve(ctx, "GC", cmd.members)
-    for member in members:
-        if isinstance(member, Group):
-            if group is not None and member.id == group.id:
-                raise CommandError(f"GC: group {quote(group.name)} cannot contain itself", "GC")
-            if group is not None and group.id in _groups_within(member):
-                raise CommandError(
-                    f"GC: {quote(member.name)} already contains {quote(group.name)}; that would make a loop", "GC"
-                )
-    created = group is None
-    if group is None:
-        group = Group(subscriber_id=ctx.subscriber.id, name=cmd.name)
-        ctx.session.add(group)
-    else:
-        group.members.clear()
-    ctx.session.flush()
-    for position, member in enumerate(members):
-        if isinstance(member, Contact):
-            group.members.append(GroupMember(position=position, contact_id=member.id))
-        elif isinstance(member, Group):
-            group.members.append(GroupMember(position=position, member_group_id=member.id))
-        else:
-            group.members.append(GroupMember(position=position, phone=member))
-    ctx.session.flush()
-    verb = "created" if created else "replaced"
-    return fit_list(f"GC: group {group.name} {verb}: ", [label(m) for m in members]), ()
+    name = cmd.name if group is None else group.name  # GC replaces the members; it does not rename
+    try:
+        check_group_name(ctx.session, ctx.subscriber.id, name, group)  # before the members: name errors first
+        members = resolve(ctx, "GC", cmd.members)
+        saved = save_group(ctx.session, ctx.subscriber.id, name=name, members=members, group=group)
+    except ProvisioningError as exc:
+        raise refused("GC", exc) from exc
+    verb = "created" if group is None else "replaced"
+    return fit_list(f"GC: group {saved.name} {verb}: ", [label(m) for m in members]), ()
 
 
 def _group_labels(group: Group) -> list[str]:
@@ -457,10 +363,8 @@ def delete_group(ctx: Context, cmd: p.DeleteGroup) -> Outcome:
     group = find_group(ctx.session, ctx.subscriber.id, cmd.name)
     if group is None:
         raise CommandError(f"GD: no such group {quote(cmd.name)}", "GD")
-    where = _detach(ctx, group_id=group.id)
     name = group.name
-    ctx.session.delete(group)
-    ctx.session.flush()
+    where = delete_group_row(ctx.session, group)
     text = f"GD: deleted group {name} (its users stay)"
     return (fit_list(text + "; removed from ", where) if where else text), ()
 
@@ -480,10 +384,10 @@ def _rejoin(ctx: Context, ic: InstantConference) -> str:
 
 
 def launch_adhoc(ctx: Context, cmd: p.LaunchAdHoc) -> Outcome:
-    adhoc = sum(isinstance(t, p.Phone) for t in cmd.targets)
-    limit = ctx.config.conference.max_adhoc
-    if adhoc > limit:
-        raise CommandError(f"IC: at most {limit} ad hoc numbers, got {adhoc}", "IC")
+    try:
+        check_adhoc(sum(isinstance(t, p.Phone) for t in cmd.targets), ctx.config)
+    except ProvisioningError as exc:
+        raise refused("IC", exc) from exc
     members = resolve(ctx, "IC", cmd.targets)
     numbers = dial_list(ctx.subscriber.mobile, _flatten("IC", members))
     if len(numbers) < 2:
@@ -537,10 +441,10 @@ def launch_ic(ctx: Context, cmd: p.LaunchIc) -> Outcome:
 
 def define_ic(ctx: Context, cmd: p.DefineIc) -> Outcome:
     slot = cmd.slot
-    adhoc = sum(isinstance(t, p.Phone) for t in cmd.targets)
-    limit = ctx.config.conference.max_adhoc
-    if adhoc > limit:
-        raise CommandError(f"CC{slot}: at most {limit} ad hoc numbers, got {adhoc}", "CC")
+    try:
+        check_adhoc(sum(isinstance(t, p.Phone) for t in cmd.targets), ctx.config)
+    except ProvisioningError as exc:
+        raise refused(f"CC{slot}", exc) from exc
     members = resolve(ctx, "CC", cmd.targets)
     _check_size(ctx, "CC", dial_list(ctx.subscriber.mobile, _flatten(f"CC{slot}", members)))
     created = find_ic(ctx.session, ctx.subscriber.id, slot) is None
@@ -548,7 +452,7 @@ def define_ic(ctx: Context, cmd: p.DefineIc) -> Outcome:
         ic = assign_ic(ctx.session, ctx.subscriber, slot, ctx.config)
         set_ic_members(ctx.session, ic, members, ctx.config)
     except ProvisioningError as exc:
-        raise CommandError(exc.reply, "CC") from exc
+        raise refused(f"CC{slot}", exc) from exc
     ic.updated_at = _naive_utc(ctx.now)
     ctx.session.flush()
     launch = f" Launch: IC{slot}"

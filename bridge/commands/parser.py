@@ -4,12 +4,9 @@ Pure: no database, no clock. The command word is case-insensitive; arguments are
 whitespace. Targets (``<nick|phone|group>``) are read here as a :class:`Phone` when written like a number
 (normalised to E.164) or a :class:`Name` otherwise; the handlers decide whether a name is a user or a group.
 
-Names (nicknames, group names) start with a letter and hold letters, digits, ``_``, ``.`` and ``-``
-(at most 40 characters), so they can never be confused with a number, a slot or a ``-group`` removal.
-A letter is any Unicode letter (``équipe``, ``Ñandú``, ``İstanbul``), followed where a script needs
-them by combining marks; digits are ``0-9``. Names are read in NFC, so an accent sent as a combining
-character names the same group as the precomposed one, and compared case-insensitively by
-:func:`name_key`.
+Names (nicknames, group names) follow :mod:`bridge.provisioning.names` (a letter first, then letters,
+digits, ``_``, ``.``, ``-``; any Unicode letter), so they can never be confused with a number, a slot or
+a ``-group`` removal. They are read in NFC and compared by :func:`name_key`.
 
 Conference slots are written ``IC3`` or ``IC 3`` (likewise ``CC3``/``CC 3`` and ``LC3``/``LC 3``): a one- or
 two-digit argument is a slot, never a phone number.
@@ -18,45 +15,21 @@ two-digit argument is a slot, never a phone number.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from typing import ClassVar
 
 from bridge.commands.errors import ParseError
-from bridge.commands.help import quote
+from bridge.commands.help import printable_gsm7, quote
 from bridge.phone import PhoneError, looks_like_phone, to_e164
+from bridge.provisioning import ProvisioningError
+from bridge.provisioning.names import NAME_MAX as NAME_MAX
+from bridge.provisioning.names import check_name, check_person_name, is_name, name_key, nfc
+from bridge.provisioning.names import sort_key as sort_key
 
-NAME_MAX = 40
-_NAME_SYMBOLS = frozenset("0123456789_.-")
 _SLOT_WORD_RE = re.compile(r"(IC|CC|LC)(\d+)\Z")
 _SLOT_ARG_RE = re.compile(r"\d{1,2}\Z")
-PERSON_NAME_MAX = 60
 BLAST_MAX_CHARS = 640
 """Longest SMS blast text accepted (about four concatenated parts)."""
-
-
-def is_name(token: str) -> bool:
-    """True when ``token`` (in NFC) is a valid nickname or group name (see the module docstring)."""
-    if not 0 < len(token) <= NAME_MAX or not token[0].isalpha():
-        return False
-    # Marks (category M*) after the first letter: Devanagari vowel signs, accents NFC cannot compose.
-    return all(ch.isalpha() or ch in _NAME_SYMBOLS or unicodedata.category(ch)[0] == "M" for ch in token[1:])
-
-
-def name_key(name: str) -> str:
-    """What two names must share to be the same name: NFC, then Unicode case folding (``ß`` = ``ss``)."""
-    return unicodedata.normalize("NFC", name).casefold()
-
-
-def sort_key(name: str) -> tuple[str, str]:
-    """Order names as a reader expects without a locale: accents ignored first ("équipe" among the e's),
-    then by :func:`name_key` so the order is total."""
-    base = "".join(ch for ch in unicodedata.normalize("NFKD", name) if unicodedata.category(ch)[0] != "M")
-    return base.casefold(), name_key(name)
-
-
-def _nfc(token: str) -> str:
-    return unicodedata.normalize("NFC", token)
 
 
 @dataclass(frozen=True)
@@ -312,8 +285,10 @@ def _user(word: str, args: list[str], default_country: str) -> CreateUser:
     first, last = first.replace("_", " ").strip(), last.replace("_", " ").strip()
     if not first:
         raise ParseError(f"{word}: give a first name: {word} <nick> <phone> <first>[.<last>]", word)
-    if len(first) > PERSON_NAME_MAX or len(last) > PERSON_NAME_MAX:
-        raise ParseError(f"{word}: names are at most {PERSON_NAME_MAX} characters", word)
+    try:
+        check_person_name(first, last)
+    except ProvisioningError as exc:
+        raise ParseError(f"{word}: {exc.message}", word) from exc
     add: list[str] = []
     remove: list[str] = []
     for token in args[3:]:
@@ -346,13 +321,10 @@ def _blast(rest: str, default_country: str) -> Blast:
 
 
 def _name(word: str, token: str, what: str) -> str:
-    name = _nfc(token)
-    if not is_name(name):
-        raise ParseError(
-            f"{word}: {quote(token)} is not a valid {what} (a letter first, then letters, digits, _ . -; max 40)",
-            word,
-        )
-    return name
+    try:
+        return check_name(token, what, field=what)
+    except ProvisioningError as exc:
+        raise ParseError(f"{word}: {printable_gsm7(exc.message)}", word) from exc
 
 
 def _targets(word: str, tokens: list[str], default_country: str) -> tuple[Target, ...]:
@@ -373,6 +345,6 @@ def _target(word: str, token: str, default_country: str) -> Target:
             return Phone(to_e164(token, default_country))
         except PhoneError as exc:
             raise ParseError(f"{word}: {exc}", word) from exc
-    if is_name(_nfc(token)):
-        return Name(_nfc(token))
+    if is_name(nfc(token)):
+        return Name(nfc(token))
     raise ParseError(f"{word}: {quote(token)} is not a nickname, group or phone number", word)

@@ -6,9 +6,10 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy.orm import Session
 
-from bridge.commands import CommandResult, execute, load_dnis
+from bridge.commands import CommandResult, execute
 from bridge.config import Config, expand_numbers
 from bridge.db.models import Company, Subscriber
+from bridge.provisioning import load_dnis
 
 NOW = dt.datetime(2026, 11, 22, 9, 30)
 MOBILE = "+15551230001"

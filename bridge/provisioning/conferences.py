@@ -1,4 +1,4 @@
-"""Provisioning shared by the SMS commands, the CLI and the portal: IC slots, PINs, DNIS, rooms.
+"""Instant Conferences: slots, pool DNIS numbers, PINs, members and the ad hoc limit; the DNIS pool.
 
 An Instant Conference in slot *x* holds pool DNIS number *x* (``DnisNumber`` kind POOL, position *x*),
 so every subscriber's IC *x* shares one dial-in number. Two PINs are generated with :mod:`secrets`:
@@ -19,8 +19,7 @@ from collections.abc import Collection, Iterable, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bridge.commands.errors import ProvisioningError
-from bridge.config import Config, RoomConfig, expand_numbers
+from bridge.config import Config, expand_numbers
 from bridge.db.models import (
     Contact,
     DnisKind,
@@ -28,11 +27,13 @@ from bridge.db.models import (
     Group,
     IcMember,
     InstantConference,
-    Room,
     Subscriber,
 )
+from bridge.provisioning.contacts import Member
+from bridge.provisioning.errors import LIMIT, ProvisioningError
 
 _RANDOM_TRIES = 200
+IC_NAME_MAX = 60
 
 
 def generate_pin(digits: int, taken: Collection[str]) -> str:
@@ -48,7 +49,7 @@ def generate_pin(digits: int, taken: Collection[str]) -> str:
         pin = f"{(start + offset) % space:0{digits}d}"
         if pin not in taken:
             return pin
-    raise ProvisioningError(f"no free {digits}-digit PIN left; raise conference.pin_digits", "CC")
+    raise ProvisioningError(f"no free {digits}-digit PIN left; raise conference.pin_digits", code=LIMIT)
 
 
 def pool_dnis(session: Session, slot: int) -> DnisNumber | None:
@@ -98,7 +99,7 @@ def assign_ic(session: Session, subscriber: Subscriber, slot: int, config: Confi
     """
     limit = config.conference.max_ics_per_subscriber
     if not 1 <= slot <= limit:
-        raise ProvisioningError(f"CC: slot {slot} out of range 1-{limit}", "CC")
+        raise ProvisioningError(f"slot {slot} out of range 1-{limit}", field="slot", code=LIMIT)
     ic = find_ic(session, subscriber.id, slot)
     dnis = pool_dnis(session, slot)
     if ic is not None:
@@ -125,6 +126,49 @@ def assign_ic(session: Session, subscriber: Subscriber, slot: int, config: Confi
     return ic
 
 
+def free_slot(session: Session, subscriber: Subscriber, config: Config) -> int:
+    """The subscriber's first IC slot without an IC (the portal's "new IC"; SMS names the slot)."""
+    used = set(session.scalars(select(InstantConference.slot).where(InstantConference.subscriber_id == subscriber.id)))
+    limit = config.conference.max_ics_per_subscriber
+    for slot in range(1, limit + 1):
+        if slot not in used:
+            return slot
+    raise ProvisioningError(f"all {limit} Instant Conference slots are in use", field="slot", code=LIMIT)
+
+
+def _check_ic_name(name: str) -> str:
+    name = name.strip()
+    if not 0 < len(name) <= IC_NAME_MAX:
+        raise ProvisioningError(f"give a name of 1 to {IC_NAME_MAX} characters", field="name")
+    return name
+
+
+def create_ic(session: Session, subscriber: Subscriber, config: Config, name: str) -> InstantConference:
+    """A new IC named ``name`` in the subscriber's first free slot, with its pool DNIS and fresh PINs."""
+    name = _check_ic_name(name)
+    ic = assign_ic(session, subscriber, free_slot(session, subscriber, config), config)
+    ic.name = name
+    session.flush()
+    return ic
+
+
+def update_ic(
+    session: Session,
+    ic: InstantConference,
+    config: Config,
+    *,
+    name: str,
+    members: Sequence[Member],
+    participant_sms: bool,
+) -> None:
+    """Rename ``ic``, replace its members (:func:`set_ic_members`) and set its participant SMS option."""
+    name = _check_ic_name(name)
+    set_ic_members(session, ic, members, config)
+    ic.name = name
+    ic.participant_sms = participant_sms
+    session.flush()
+
+
 def regenerate_pins(session: Session, ic: InstantConference, config: Config) -> None:
     """Give ``ic`` a new activation PIN and user PIN (both unique as required), e.g. after a leak."""
     digits = config.conference.pin_digits
@@ -133,15 +177,17 @@ def regenerate_pins(session: Session, ic: InstantConference, config: Config) -> 
     session.flush()
 
 
-Member = Contact | Group | str
-"""An IC or group member as provisioning sees it: a contact, a group, or an E.164 number."""
+def check_adhoc(count: int, config: Config) -> None:
+    """An IC (defined or launched ad hoc) calls at most ``conference.max_adhoc`` raw numbers."""
+    if count > config.conference.max_adhoc:
+        raise ProvisioningError(
+            f"at most {config.conference.max_adhoc} ad hoc numbers, got {count}", field="numbers", code=LIMIT
+        )
 
 
 def set_ic_members(session: Session, ic: InstantConference, members: Sequence[Member], config: Config) -> None:
     """Replace ``ic``'s members (order kept); at most ``conference.max_adhoc`` raw numbers."""
-    adhoc = sum(isinstance(m, str) for m in members)
-    if adhoc > config.conference.max_adhoc:
-        raise ProvisioningError(f"CC{ic.slot}: at most {config.conference.max_adhoc} ad hoc numbers, got {adhoc}", "CC")
+    check_adhoc(sum(isinstance(m, str) for m in members), config)
     ic.members.clear()
     session.flush()
     for position, member in enumerate(members):
@@ -179,23 +225,6 @@ def load_dnis(session: Session, *, common: str = "", pool: Iterable[str] = ()) -
     return added
 
 
-def load_rooms(session: Session, rooms: Iterable[RoomConfig]) -> int:
-    """Insert ``[[room]]`` entries whose number is not in the Room table yet; returns how many."""
-    known = set(session.scalars(select(Room.number)))
-    added = 0
-    for room in rooms:
-        if room.number in known:
-            continue
-        session.add(
-            Room(
-                number=room.number,
-                name=room.name,
-                pin=room.pin,
-                moderator_pin=room.moderator_pin,
-                max_members=room.max_members,
-            )
-        )
-        known.add(room.number)
-        added += 1
-    session.flush()
-    return added
+def load_configured_dnis(session: Session, config: Config) -> int:
+    """Add the ``[dnis]`` numbers of ``config`` that the table lacks (:func:`load_dnis`); returns how many."""
+    return load_dnis(session, common=config.dnis.common, pool=expand_numbers(config.dnis.pool, "dnis.pool"))

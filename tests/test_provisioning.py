@@ -6,10 +6,17 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bridge.commands import ProvisioningError, assign_ic, load_dnis, load_rooms, regenerate_pins, set_ic_members
-from bridge.commands.provisioning import generate_pin
 from bridge.config import Config, RoomConfig
 from bridge.db.models import Company, DnisKind, DnisNumber, InstantConference, Room, Subscriber
+from bridge.provisioning import (
+    ProvisioningError,
+    assign_ic,
+    generate_pin,
+    load_dnis,
+    load_rooms,
+    regenerate_pins,
+    set_ic_members,
+)
 
 
 def make_subscribers(session: Session, count: int) -> list[Subscriber]:
