@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from werkzeug.security import generate_password_hash
 from werkzeug.wrappers import Response
 
+from bridge import provisioning
 from bridge.config import Config
 from bridge.control_client import ControlError
 from bridge.db.models import (
@@ -25,10 +24,11 @@ from bridge.db.models import (
     Role,
     Subscriber,
 )
-from web import charts, db, provision, reports
+from bridge.provisioning import ProvisioningError
+from web import charts, db, reports
 from web.clock import utc_now
 from web.company import _cdr_conditions, _range, daily, stream_cdr_csv
-from web.forms import AccountForm, CompanyForm, DnisForm
+from web.forms import AccountForm, CompanyForm, DnisForm, show_error
 from web.live import control
 from web.security import roles_required
 from web.tenancy import get_or_404, scoped
@@ -88,8 +88,8 @@ def companies() -> View:
 def company_new() -> View:
     form = CompanyForm()
     if form.validate_on_submit():
-        company = Company()
-        if _save_company(form, company):
+        company = _save_company(form, None)
+        if company is not None:
             flash(f"Company {company.name} added.", "info")
             return redirect(url_for("admin.companies"))
     return render_template("form.html", form=form, title="New company")
@@ -100,35 +100,29 @@ def company_new() -> View:
 def company_edit(company_id: int) -> View:
     company = get_or_404(Company, company_id)
     form = CompanyForm(obj=company)
-    if form.validate_on_submit() and _save_company(form, company):
+    if form.validate_on_submit() and _save_company(form, company) is not None:
         flash(f"Company {company.name} saved.", "info")
         return redirect(url_for("admin.companies"))
     return render_template("form.html", form=form, title=f"Edit company {company.name}")
 
 
-def _valid_zone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
+def _refused(form: Any, exc: ProvisioningError) -> None:
+    db.session().rollback()
+    if not show_error(form, exc):
+        flash(exc.message, "error")
 
 
-def _save_company(form: CompanyForm, company: Company) -> bool:
+def _save_company(form: CompanyForm, company: Company | None) -> Company | None:
     session = db.session()
-    name = (form.name.data or "").strip()
-    if session.scalar(select(Company.id).where(Company.name == name, Company.id != (company.id or 0))):
-        form.name.errors.append("a company with this name exists")
-        return False
-    tz = (form.timezone.data or "UTC").strip()
-    if not _valid_zone(tz):
-        form.timezone.errors.append("unknown time zone (use an IANA name such as Europe/Paris)")
-        return False
-    company.name = name
-    company.timezone = tz
-    session.add(company)
+    try:
+        saved = provisioning.save_company(
+            session, name=form.name.data or "", timezone=form.timezone.data or "UTC", company=company
+        )
+    except ProvisioningError as exc:
+        _refused(form, exc)
+        return None
     session.commit()
-    return True
+    return saved
 
 
 @bp.route("/companies/<int:company_id>/delete", methods=["POST"])
@@ -179,8 +173,8 @@ def _account_form(account: Account | None) -> AccountForm:
 def account_new() -> View:
     form = _account_form(None)
     if form.validate_on_submit():
-        account = Account(password_hash="")
-        if _save_account(form, account, new=True):
+        account = _save_account(form, None)
+        if account is not None:
             flash(f"Account {account.username} added.", "info")
             return redirect(url_for("admin.accounts"))
     return render_template("form.html", form=form, title="New account")
@@ -193,40 +187,34 @@ def account_edit(account_id: int) -> View:
     form = _account_form(account)
     if account.role is Role.SUBSCRIBER:
         form.role.choices = [("subscriber", "subscriber")]
-    if form.validate_on_submit() and _save_account(form, account, new=False):
+    if form.validate_on_submit() and _save_account(form, account) is not None:
         flash(f"Account {account.username} saved.", "info")
         return redirect(url_for("admin.accounts"))
     return render_template("form.html", form=form, title=f"Edit account {account.username}")
 
 
-def _save_account(form: AccountForm, account: Account, *, new: bool) -> bool:
+def _save_account(form: AccountForm, account: Account | None) -> Account | None:
+    """Username, password and company rules from the core; unlocking is the operator's own act."""
     session = db.session()
-    username = (form.username.data or "").strip()
-    if session.scalar(select(Account.id).where(Account.username == username, Account.id != (account.id or 0))):
-        form.username.errors.append("username taken")
-        return False
-    if new and not form.password.data:
-        form.password.errors.append("required for a new account")
-        return False
     role = Role(form.role.data)
-    if role is Role.COMPANY_ADMIN and not form.company_id.data:
-        form.company_id.errors.append("a company admin needs a company")
-        return False
-    account.username = username
-    account.role = role
-    if role is Role.OPERATOR:
-        account.company_id = None
-    elif role is Role.COMPANY_ADMIN:
-        account.company_id = form.company_id.data
-    account.active = bool(form.active.data)
+    try:
+        saved = provisioning.save_account(
+            session,
+            username=form.username.data or "",
+            role=role,
+            password=form.password.data or "",
+            company_id=form.company_id.data if role is Role.COMPANY_ADMIN else None,
+            active=bool(form.active.data),
+            account=account,
+        )
+    except ProvisioningError as exc:
+        _refused(form, exc)
+        return None
     if form.unlock.data:
-        account.locked_until = None
-        account.failed_logins = 0
-    if form.password.data:
-        account.password_hash = generate_password_hash(form.password.data)
-    session.add(account)
+        saved.locked_until = None
+        saved.failed_logins = 0
     session.commit()
-    return True
+    return saved
 
 
 @bp.route("/accounts/<int:account_id>/delete", methods=["POST"])
@@ -249,7 +237,7 @@ def dnis() -> View:
     session = db.session()
     form = DnisForm()
     if form.validate_on_submit():
-        # Stored as written, like bridge.commands.provisioning.load_dnis: it is matched against the called
+        # Stored as written, like bridge.provisioning.load_dnis: it is matched against the called
         # number the gateway sends, which need not be a valid E.164 number (short test ranges, ...).
         number = (form.number.data or "").replace(" ", "").replace("-", "")
         if not _DNIS.match(number):
@@ -279,7 +267,7 @@ def dnis() -> View:
 @operator_only
 def dnis_load() -> Response:
     session = db.session()
-    added = provision.load_configured_dnis(session, _config())
+    added = provisioning.load_configured_dnis(session, _config())
     session.commit()
     flash(f"{added} configured numbers added to the pool.", "info")
     return redirect(url_for("admin.dnis"))

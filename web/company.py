@@ -25,17 +25,17 @@ from flask import (
 from flask_login import current_user
 from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.exc import IntegrityError
-from werkzeug.security import generate_password_hash
 from werkzeug.wrappers import Response
 
+from bridge import provisioning
 from bridge.cdr import export as cdr_export
 from bridge.cdr import reports as cdr_reports
 from bridge.config import Config
 from bridge.db.models import Account, Cdr, Company, Role, Subscriber, SubscriberStatus
-from bridge.phone import PhoneError, to_e164
+from bridge.provisioning import ProvisioningError
 from web import charts, db, reports
 from web.clock import utc_now
-from web.forms import RangeForm, SubscriberForm
+from web.forms import RangeForm, SubscriberForm, show_error
 from web.security import STAFF, roles_required
 from web.tenancy import current_scope, get_or_404, report_scope, scoped
 
@@ -222,9 +222,8 @@ def subscriber_new() -> View:
     if current_user.role is Role.COMPANY_ADMIN and request.method == "GET":
         form.company_id.data = current_user.company_id
     if form.validate_on_submit():
-        subscriber = Subscriber()
-        if _save_subscriber(form, subscriber, None):
-            flash(f"Subscriber {subscriber.name} added.", "info")
+        if _save_subscriber(form, None):
+            flash(f"Subscriber {(form.name.data or '').strip()} added.", "info")
             return redirect(url_for("company.subscribers"))
     return render_template("form.html", form=form, title="New subscriber")
 
@@ -241,56 +240,37 @@ def subscriber_edit(sid: int) -> View:
     if request.method == "GET":
         form.status.data = subscriber.status.value
         form.username.data = account.username if account else ""
-    if form.validate_on_submit() and _save_subscriber(form, subscriber, account):
+    if form.validate_on_submit() and _save_subscriber(form, subscriber):
         flash(f"Subscriber {subscriber.name} saved.", "info")
         return redirect(url_for("company.subscribers"))
     return render_template("form.html", form=form, title=f"Edit subscriber {subscriber.name}")
 
 
-def _save_subscriber(form: SubscriberForm, subscriber: Subscriber, account: Account | None) -> bool:
+def _save_subscriber(form: SubscriberForm, subscriber: Subscriber | None) -> bool:
+    """Save through the provisioning core (mobile, login and password rules, the login found there)."""
     session = db.session()
     allowed = {c for c, _ in form.company_id.choices}
-    if form.company_id.data not in allowed:
+    if form.company_id.data not in allowed:  # the tenant scope: only the user's companies are choices
         form.company_id.errors.append("choose a company")
         return False
     try:
-        mobile = to_e164(form.mobile.data or "", _config().numbering.default_country)
-    except PhoneError as exc:
-        form.mobile.errors.append(str(exc))
-        return False
-    if session.scalar(select(Subscriber.id).where(Subscriber.mobile == mobile, Subscriber.id != (subscriber.id or 0))):
-        form.mobile.errors.append("another subscriber has this mobile")
-        return False
-    username = (form.username.data or "").strip()
-    if username:
-        clash = session.scalar(
-            select(Account.id).where(Account.username == username, Account.id != (account.id if account else 0))
+        provisioning.save_subscriber(
+            session,
+            company_id=form.company_id.data,
+            name=form.name.data or "",
+            mobile=form.mobile.data or "",
+            default_country=_config().numbering.default_country,
+            status=SubscriberStatus(form.status.data),
+            prepaid=bool(form.prepaid.data),
+            username=form.username.data or "",
+            password=form.password.data or "",
+            subscriber=subscriber,
         )
-        if clash is not None:
-            form.username.errors.append("username taken")
-            return False
-        if account is None and not form.password.data:
-            form.password.errors.append("a new login needs a password")
-            return False
-    subscriber.company_id = form.company_id.data
-    subscriber.name = form.name.data or ""
-    subscriber.mobile = mobile
-    subscriber.status = SubscriberStatus(form.status.data)
-    subscriber.prepaid = bool(form.prepaid.data)
-    session.add(subscriber)
-    session.flush()
-    if username:
-        if account is None:
-            account = Account(role=Role.SUBSCRIBER, password_hash="")
-            session.add(account)
-        account.username = username
-        account.company_id = subscriber.company_id
-        account.subscriber_id = subscriber.id
-        account.active = subscriber.status == SubscriberStatus.ACTIVE
-        if form.password.data:
-            account.password_hash = generate_password_hash(form.password.data)
-    elif account is not None:
-        account.active = subscriber.status == SubscriberStatus.ACTIVE
+    except ProvisioningError as exc:
+        session.rollback()
+        if not show_error(form, exc):
+            form.company_id.errors.append(exc.message)
+        return False
     session.commit()
     return True
 

@@ -15,7 +15,34 @@ from wtforms import (
     widgets,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp
+from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp, ValidationError
+
+from bridge.provisioning import ProvisioningError
+from bridge.provisioning.names import check_name
+
+
+class NameRule:
+    """The provisioning core's name rule (``bridge.provisioning.names``: any Unicode letter first), so the
+    form refuses exactly what the SMS commands refuse, with the same words."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __call__(self, form: FlaskForm, field: StringField) -> None:
+        try:
+            check_name(field.data or "", self.what, field=field.name)
+        except ProvisioningError as exc:
+            raise ValidationError(exc.message) from exc
+
+
+def show_error(form: FlaskForm, exc: ProvisioningError) -> bool:
+    """Put the core's refusal under the field it names; ``False`` when the form has no such field (the
+    caller then flashes it)."""
+    field = getattr(form, exc.field, None) if exc.field else None
+    if field is None or not hasattr(field, "errors"):
+        return False
+    field.errors = [*field.errors, exc.message]
+    return True
 
 
 class MultiCheckboxField(SelectMultipleField):  # type: ignore[misc]
@@ -37,20 +64,14 @@ class PasswordChangeForm(FlaskForm):  # type: ignore[misc]
 
 
 class ContactForm(FlaskForm):  # type: ignore[misc]
-    nickname = StringField(
-        "Nickname",
-        validators=[DataRequired(), Length(max=40), Regexp(r"^[A-Za-z][A-Za-z0-9_.\-]*$", message="letters first")],
-    )
+    nickname = StringField("Nickname", validators=[DataRequired(), NameRule("nickname")])
     phone = StringField("Phone", validators=[DataRequired(), Length(max=32)])
     first_name = StringField("First name", validators=[Optional(), Length(max=60)])
     last_name = StringField("Last name", validators=[Optional(), Length(max=60)])
 
 
 class GroupForm(FlaskForm):  # type: ignore[misc]
-    name = StringField(
-        "Name",
-        validators=[DataRequired(), Length(max=40), Regexp(r"^[A-Za-z][A-Za-z0-9_.\-]*$", message="letters first")],
-    )
+    name = StringField("Name", validators=[DataRequired(), NameRule("group name")])
     contacts = MultiCheckboxField("Users", coerce=int)
     numbers = TextAreaField("Other numbers (one per line)", validators=[Optional(), Length(max=2000)])
 

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
+from bridge import provisioning
 from bridge.config import Config
 from bridge.control_client import ControlRequestError, EngineUnreachable
 from bridge.db.models import (
@@ -34,11 +35,11 @@ from bridge.db.models import (
     SubscriberStatus,
 )
 from bridge.phone import PhoneError, to_e164
-from web import charts, db, provision, reports
+from bridge.provisioning import Member, ProvisioningError
+from web import charts, db, reports
 from web.clock import utc_now
 from web.company import daily
-from web.errors import ProvisioningError
-from web.forms import ContactForm, DialForm, GroupForm, IcForm
+from web.forms import ContactForm, DialForm, GroupForm, IcForm, show_error
 from web.live import control
 from web.security import ALL_ROLES, login_required, roles_required
 from web.tenancy import get_or_404, scoped, visible_ids
@@ -123,8 +124,8 @@ def user_new(sid: int) -> View:
     subscriber = _subscriber(sid)
     form = ContactForm()
     if form.validate_on_submit():
-        contact = Contact(subscriber_id=subscriber.id)
-        if _save_contact(form, contact):
+        contact = _save_contact(form, subscriber.id, None)
+        if contact is not None:
             flash(f"User {contact.nickname} added.", "info")
             return redirect(url_for("subscriber.users", sid=sid))
     return render_template("form.html", form=form, title="New user", subscriber=subscriber)
@@ -135,36 +136,37 @@ def user_new(sid: int) -> View:
 def user_edit(contact_id: int) -> View:
     contact = get_or_404(Contact, contact_id)
     form = ContactForm(obj=contact)
-    if form.validate_on_submit() and _save_contact(form, contact):
+    if form.validate_on_submit() and _save_contact(form, contact.subscriber_id, contact) is not None:
         flash(f"User {contact.nickname} saved.", "info")
         return redirect(url_for("subscriber.users", sid=contact.subscriber_id))
     return render_template("form.html", form=form, title=f"Edit user {contact.nickname}", subscriber=contact.subscriber)
 
 
-def _save_contact(form: ContactForm, contact: Contact) -> bool:
+def _refused(form: Any, exc: ProvisioningError) -> None:
+    """Roll the request's transaction back and show the core's refusal under its field (else flashed)."""
+    db.session().rollback()
+    if not show_error(form, exc):
+        flash(exc.message, "error")
+
+
+def _save_contact(form: ContactForm, subscriber_id: int, contact: Contact | None) -> Contact | None:
     session = db.session()
     try:
-        phone = to_e164(form.phone.data or "", _config().numbering.default_country)
-    except PhoneError as exc:
-        form.phone.errors.append(str(exc))
-        return False
-    clash = session.scalar(
-        select(Contact.id).where(
-            Contact.subscriber_id == contact.subscriber_id,
-            func.lower(Contact.nickname) == (form.nickname.data or "").lower(),
-            Contact.id != (contact.id or 0),
+        saved, _changes = provisioning.save_contact(
+            session,
+            subscriber_id,
+            nickname=form.nickname.data or "",
+            phone=form.phone.data or "",
+            default_country=_config().numbering.default_country,
+            first_name=form.first_name.data or "",
+            last_name=form.last_name.data or "",
+            contact=contact,
         )
-    )
-    if clash is not None:
-        form.nickname.errors.append("a user with this nickname exists")
-        return False
-    contact.nickname = form.nickname.data or ""
-    contact.phone = phone
-    contact.first_name = form.first_name.data or ""
-    contact.last_name = form.last_name.data or ""
-    session.add(contact)
+    except ProvisioningError as exc:
+        _refused(form, exc)
+        return None
     session.commit()
-    return True
+    return saved
 
 
 @bp.route("/users/<int:contact_id>/delete", methods=["POST"])
@@ -173,7 +175,7 @@ def user_delete(contact_id: int) -> View:
     contact = get_or_404(Contact, contact_id)
     sid = contact.subscriber_id
     session = db.session()
-    session.delete(contact)
+    provisioning.delete_contact(session, contact)
     session.commit()
     flash(f"User {contact.nickname} deleted.", "info")
     return redirect(url_for("subscriber.users", sid=sid))
@@ -214,8 +216,8 @@ def group_new(sid: int) -> View:
     form = GroupForm()
     form.contacts.choices = _contact_choices(sid)
     if form.validate_on_submit():
-        group = Group(subscriber_id=sid)
-        if _save_group(form, group):
+        group = _save_group(form, sid, None)
+        if group is not None:
             flash(f"Group {group.name} added.", "info")
             return redirect(url_for("subscriber.groups", sid=sid))
     return render_template("form.html", form=form, title="New group", subscriber=subscriber)
@@ -230,44 +232,42 @@ def group_edit(group_id: int) -> View:
     if request.method == "GET":
         form.contacts.data = [m.contact_id for m in group.members if m.contact_id is not None]
         form.numbers.data = "\n".join(m.phone for m in group.members if m.phone)
-    if form.validate_on_submit() and _save_group(form, group):
+    if form.validate_on_submit() and _save_group(form, group.subscriber_id, group) is not None:
         flash(f"Group {group.name} saved.", "info")
         return redirect(url_for("subscriber.groups", sid=group.subscriber_id))
     return render_template("form.html", form=form, title=f"Edit group {group.name}", subscriber=group.subscriber)
 
 
-def _save_group(form: GroupForm, group: Group) -> bool:
+def _chosen(model: type[Contact] | type[Group], ids: list[int] | None, choices: Any) -> list[Member]:
+    """The rows picked in a multi-checkbox, only among its choices (an id of another tenant is ignored)."""
+    allowed = {value for value, _label in choices}
+    rows: list[Member] = []
+    for row_id in ids or []:
+        row = db.session().get(model, row_id) if row_id in allowed else None
+        if isinstance(row, Contact | Group):
+            rows.append(row)
+    return rows
+
+
+def _save_group(form: GroupForm, subscriber_id: int, group: Group | None) -> Group | None:
     session = db.session()
     try:
         numbers = _numbers(form.numbers.data, _config().conference.max_participants)
     except ValueError as exc:
         form.numbers.errors.append(str(exc))
-        return False
-    clash = session.scalar(
-        select(Group.id).where(
-            Group.subscriber_id == group.subscriber_id,
-            func.lower(Group.name) == (form.name.data or "").lower(),
-            Group.id != (group.id or 0),
-        )
-    )
-    if clash is not None:
-        form.name.errors.append("a group with this name exists")
-        return False
-    allowed = {c for c, _ in form.contacts.choices}
-    group.name = form.name.data or ""
-    kept = [m for m in group.members if m.member_group_id is not None]  # nested groups come from SMS (GC)
-    group.members = kept
-    position = len(kept)
-    for contact_id in form.contacts.data or []:
-        if contact_id in allowed:
-            group.members.append(GroupMember(position=position, contact_id=contact_id))
-            position += 1
-    for number in numbers:
-        group.members.append(GroupMember(position=position, phone=number))
-        position += 1
-    session.add(group)
+        return None
+    members: list[Member] = []
+    if group is not None:  # nested groups come from SMS (GC); the form keeps them
+        members += [gm.member_group for gm in group.members if gm.member_group is not None]
+    members += _chosen(Contact, form.contacts.data, form.contacts.choices)
+    members += numbers
+    try:
+        saved = provisioning.save_group(session, subscriber_id, name=form.name.data or "", members=members, group=group)
+    except ProvisioningError as exc:
+        _refused(form, exc)
+        return None
     session.commit()
-    return True
+    return saved
 
 
 @bp.route("/groups/<int:group_id>/delete", methods=["POST"])
@@ -276,7 +276,7 @@ def group_delete(group_id: int) -> View:
     group = get_or_404(Group, group_id)
     sid = group.subscriber_id
     session = db.session()
-    session.delete(group)
+    provisioning.delete_group(session, group)
     session.commit()
     flash(f"Group {group.name} deleted.", "info")
     return redirect(url_for("subscriber.groups", sid=sid))
@@ -323,15 +323,14 @@ def ic_new(sid: int) -> View:
     if form.validate_on_submit():
         session = db.session()
         try:
-            ic = provision.create_ic(session, subscriber, _config(), form.name.data or "")
+            ic = provisioning.create_ic(session, subscriber, _config(), form.name.data or "")
         except ProvisioningError as exc:
             session.rollback()
-            flash(str(exc), "error")
+            flash(exc.message, "error")
             return render_template("form.html", form=form, title="New Instant Conference", subscriber=subscriber), 409
         if _save_ic(form, ic):
             flash(f"Instant Conference {ic.slot} created.", "info")
             return redirect(url_for("subscriber.ic_detail", ic_id=ic.id))
-        session.rollback()
     return render_template("form.html", form=form, title="New Instant Conference", subscriber=subscriber)
 
 
@@ -361,27 +360,29 @@ def ic_edit(ic_id: int) -> View:
 
 
 def _save_ic(form: IcForm, ic: InstantConference) -> bool:
+    """Save the form into ``ic`` through the core (members, ad hoc limit, name); rolls back when refused."""
     try:
-        numbers = _numbers(form.numbers.data, _config().conference.max_adhoc)
+        numbers = _numbers(form.numbers.data, _config().conference.max_participants)
     except ValueError as exc:
+        db.session().rollback()
         form.numbers.errors.append(str(exc))
         return False
-    contacts_ok = {c for c, _ in form.contacts.choices}
-    groups_ok = {g for g, _ in form.groups.choices}
-    ic.name = form.name.data or ""
-    ic.participant_sms = bool(form.participant_sms.data)
-    members: list[IcMember] = []
-    for contact_id in form.contacts.data or []:
-        if contact_id in contacts_ok:
-            members.append(IcMember(position=len(members), contact_id=contact_id))
-    for group_id in form.groups.data or []:
-        if group_id in groups_ok:
-            members.append(IcMember(position=len(members), group_id=group_id))
-    for number in numbers:
-        members.append(IcMember(position=len(members), phone=number))
-    ic.members = members
+    members = _chosen(Contact, form.contacts.data, form.contacts.choices)
+    members += _chosen(Group, form.groups.data, form.groups.choices)
+    members += numbers
     session = db.session()
-    session.add(ic)
+    try:
+        provisioning.update_ic(
+            session,
+            ic,
+            _config(),
+            name=form.name.data or "",
+            members=members,
+            participant_sms=bool(form.participant_sms.data),
+        )
+    except ProvisioningError as exc:
+        _refused(form, exc)
+        return False
     session.commit()
     return True
 
@@ -409,10 +410,10 @@ def ic_regenerate(ic_id: int) -> View:
     ic = get_or_404(InstantConference, ic_id)
     session = db.session()
     try:
-        provision.regenerate_pins(session, ic, _config())
+        provisioning.regenerate_pins(session, ic, _config())
     except ProvisioningError as exc:
         session.rollback()
-        flash(str(exc), "error")
+        flash(exc.message, "error")
     else:
         session.commit()
         flash("New PINs generated.", "info")

@@ -46,7 +46,7 @@ def test_admin_creates_subscriber_with_login(client: FlaskClient, auth: Auth, wo
 def test_duplicate_mobile_and_delete_with_history(client: FlaskClient, auth: Auth, world: World) -> None:
     auth.login("acmeadmin")
     dup = {"company_id": world.a.company_id, "name": "Dup", "mobile": "+15551230002", "status": "active"}
-    assert b"another subscriber has this mobile" in client.post("/company/subscribers/new", data=dup).data
+    assert b"mobile +15551230002 is already registered" in client.post("/company/subscribers/new", data=dup).data
     # the seeded subscriber has runs and CDRs: it is marked deleted, its login disabled, history kept
     assert client.post(f"/company/subscribers/{world.a.subscriber_id}/delete").status_code == 302
     engine = make_engine(world.url)
