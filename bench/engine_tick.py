@@ -54,7 +54,7 @@ def timed(fn: Any) -> float:
 
 def main(sizes: list[int]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        engine = Engine(from_dict({"node": {"data_dir": tmp}}), portal=False)
+        engine = Engine(from_dict({"node": {"data_dir": tmp}}))
         head = ("legs", "mix us", "engine us", "naive us", "glue us", "naive glue", "ratio")
         print("".join(f"{h:>11}" for h in head))
         for legs_count in sizes:

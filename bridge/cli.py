@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bridge import config as config_module
-from bridge.conference.cli import run_command
+from bridge.cdr.cli import cdr as cdr_command
 from bridge.config import Config
 from web.cli import web_command
 
@@ -495,9 +495,29 @@ def demo_load(config: Config, if_empty: bool) -> None:
         click.echo(line)
 
 
+@main.command("run")
+@click.option("--no-web", is_flag=True, help="Do not start the portal subprocess.")
+@click.pass_context
+def run_command(ctx: click.Context, no_web: bool) -> None:
+    """Run the appliance: SMPP, SIP/RTP, mixer, conferences, CDR jobs, control API, portal."""
+    import asyncio
+
+    from bridge.engine import Engine, StartError  # imported here so the other commands stay light
+
+    config: Config = ctx.obj
+    config_path = ctx.find_root().params.get("config_path")
+    portal_args = None if no_web else [*(["--config", config_path] if config_path else []), "web"]
+    engine = Engine(config, portal_args=portal_args)
+    try:
+        asyncio.run(engine.run())
+    except StartError as exc:  # a listener cannot bind: one line naming the key and address, exit 1
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:  # pragma: no cover - SIGINT is handled inside; this is a second ^C
+        pass
+
+
 main.add_command(web_command)  # bridge web (portal, issue 8)
-main.add_command(run_command)  # bridge run (engine, issue 6)
-main.add_command(__import__("bridge.cdr.cli", fromlist=["cdr"]).cdr)  # bridge cdr (CDRs, issue 7)
+main.add_command(cdr_command)  # bridge cdr (CDRs, issue 7)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -35,7 +35,7 @@ import logging
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -110,15 +110,16 @@ class Engine:
     """``await Engine(config).start()`` ... ``await engine.stop()``; or ``await engine.run()`` until a signal."""
 
     def __init__(
-        self, config: Config, *, config_path: str | None = None, portal: bool = True,
+        self, config: Config, *, portal_args: Sequence[str] | None = None,
         utc: Callable[[], dt.datetime] = utcnow, alive_interval_s: float = ALIVE_INTERVAL_S,
     ) -> None:  # fmt: skip
+        """``portal_args``: the ``bridge`` command-line arguments that run the portal as a child process (the CLI
+        that starts the engine knows them; the engine does not import the CLI); ``None``: no portal."""
         self.config = config
         self.utc = utc
         """The wall clock of database stamps (naive UTC): alive stamps, leg and run times."""
         self.alive_interval_s = alive_interval_s
-        self.config_path = config_path
-        self.portal_enabled = portal and config.web.enabled
+        self.portal_args = list(portal_args) if portal_args is not None and config.web.enabled else None
         self.db = make_engine(config.database_url)
         self.session_factory = make_session_factory(self.db)
         self.mixer = Mixer(hold_music=load_prompt("music"))  # music for a participant who is alone
@@ -323,7 +324,7 @@ class Engine:
     def _check_portal_address(self) -> None:
         """Before anything starts: stop a portal a killed engine left behind, then make sure ``web.listen`` is free
         (the portal is a child process: its own bind error would only reach its log)."""
-        if not self.portal_enabled:
+        if self.portal_args is None:
             return
         stale = portal_child.stop_stale(self.config.data_path)
         if stale is not None:
@@ -333,17 +334,11 @@ class Engine:
             raise StartError(error)
 
     def _start_portal(self) -> None:
-        if not self.portal_enabled:
+        if self.portal_args is None:
             self.states["web"] = "disabled"
             return
-        from bridge.cli import main
-
-        if "web" not in main.commands:
-            self.states["web"] = "not installed"
-            return
-        args = ["--config", self.config_path] if self.config_path else []
         try:
-            self.portal = portal_child.start(self.config.data_path, [*args, "web"])
+            self.portal = portal_child.start(self.config.data_path, self.portal_args)
             self.states["web"] = self._portal_state()
         except OSError as exc:
             log.error("portal failed to start: %s", exc)

@@ -44,7 +44,7 @@ def _engine(tmp_path: Path, **options: Any) -> tuple[Engine, ControlClient, str]
         company = Company(name="Co")
         s.add_all([company, Subscriber(company=company, name="Sam", mobile=SUB)])
         s.commit()
-    engine = Engine(config, portal=False, **options)
+    engine = Engine(config, **options)
     token = (tmp_path / "control.token").read_text().strip() if (tmp_path / "control.token").exists() else ""
     return engine, ControlClient(f"http://{config.control.listen}", token, timeout=5), config.database_url
 
@@ -160,7 +160,7 @@ def test_a_crash_closes_open_legs_at_the_last_alive_stamp_not_at_the_restart(tmp
 
     asyncio.run(crash_after_stamp())
     restart = last_alive + dt.timedelta(seconds=45)
-    second = Engine(first.config, portal=False, utc=_Clock(restart), alive_interval_s=0.02)
+    second = Engine(first.config, utc=_Clock(restart), alive_interval_s=0.02)
 
     async def restart_later() -> None:
         await second.start()
@@ -202,7 +202,7 @@ def test_mix_glue_routes_n_minus_1_audio(tmp_path: Path) -> None:
 
     from bridge.mixer.g711 import ULAW_DECODE, ulaw_encode
 
-    engine = Engine(from_dict({"node": {"data_dir": str(tmp_path)}}), portal=False)
+    engine = Engine(from_dict({"node": {"data_dir": str(tmp_path)}}))
     t = np.arange(160) / 8000
     loud = ulaw_encode((8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)).tobytes()
     a, b, c = _FakeRtp(loud), _FakeRtp(None), _FakeRtp(b"\xff" * 100)  # talking, silent, short frame
