@@ -17,8 +17,8 @@ import enum
 import logging
 import random
 
+from bridge.ratelimit import Backoff
 from bridge.smpp.errors import StateError
-from bridge.smpp.throttle import Backoff
 
 log = logging.getLogger(__name__)
 

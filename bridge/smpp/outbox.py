@@ -20,9 +20,9 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 
+from bridge.ratelimit import TokenBucket, backoff_ceiling, jittered
 from bridge.smpp.concat import EncodedMessage
 from bridge.smpp.constants import ESME_ROK, TRANSIENT_SUBMIT_STATUSES, status_name
-from bridge.smpp.throttle import TokenBucket
 
 PartKey = tuple[int, int]  # (mt_id, part index)
 
@@ -209,8 +209,7 @@ class Outbox:
             return PartSubmitted(key[0], attempts, ids, in_flight)
         if status in TRANSIENT_SUBMIT_STATUSES and state.attempts[key[1]] < self.max_attempts:
             n = state.attempts[key[1]]
-            ceiling = min(self.retry_max_s, self.retry_min_s * 2.0 ** min(n - 1, 30))
-            retry_at = now + ceiling / 2.0 + self._rng.random() * ceiling / 2.0
+            retry_at = now + jittered(backoff_ceiling(n, self.retry_min_s, self.retry_max_s), self._rng)
             self._order += 1
             heapq.heappush(self._delayed, _Delayed(retry_at, self._order, key))
             self._hold_until = max(self._hold_until, now + self.retry_min_s / 2.0)
