@@ -39,7 +39,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 
 from bridge import portal as portal_child
 from bridge.conference import ConferenceError, NotAllowed, UnknownLeg
@@ -47,8 +46,9 @@ from bridge.conference.media import MixerMedia
 from bridge.conference.service import ConferenceService, UnknownConference
 from bridge.config import Config, expand_numbers, parse_host_port
 from bridge.control import ApiError, ControlServer, control_token
-from bridge.db.models import DnisNumber, Room, utcnow
+from bridge.db.models import utcnow
 from bridge.db.session import make_engine, make_session_factory
+from bridge.dnis.served import ServedNumbers
 from bridge.mixer.clock import LatenessStats, Tick, run_ticks
 from bridge.mixer.events import TalkingStarted, TalkingStopped
 from bridge.mixer.mixer import Mixer
@@ -142,8 +142,7 @@ class Engine:
         self._outbox: tuple[bytes, list[int]] = (b"", [])
         self._media_items: list[tuple[int, Any]] = []
         self._media_version = -1
-        self._served: frozenset[str] = frozenset()
-        self._served_bare: frozenset[str] = frozenset()
+        self._served = ServedNumbers()
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -440,19 +439,12 @@ class Engine:
             log.warning("stamping the engine's alive time failed: %s", exc)
 
     def _refresh_served(self) -> None:
-        numbers = set(expand_numbers(self.config.dnis.pool, "dnis.pool"))
-        numbers.update(room.number for room in self.config.room)
-        if self.config.dnis.common:
-            numbers.add(self.config.dnis.common)
         with self.session_factory() as session:
-            numbers.update(session.scalars(select(DnisNumber.number)))
-            numbers.update(session.scalars(select(Room.number)))
-        self._served = frozenset(numbers)
-        self._served_bare = frozenset(n.lstrip("+") for n in numbers)
+            self._served = ServedNumbers.load(self.config, session)
 
     def _accept(self, number: str) -> bool:
         """Called from the SIP thread: a set lookup only."""
-        return number in self._served or number.lstrip("+") in self._served_bare
+        return number in self._served
 
     def _on_cdr(self, cdr_id: int) -> None:
         if self.feed is not None:

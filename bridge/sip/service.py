@@ -25,7 +25,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.config import Config, TrunkGroupConfig, expand_numbers, parse_host_port
+from bridge.config import Config, TrunkGroupConfig, parse_host_port
+from bridge.dnis.served import ServedNumbers
 from bridge.sip import PeerError, SipError
 from bridge.sip.antiflood import Antiflood
 from bridge.sip.dtmf import parse_info_dtmf
@@ -64,20 +65,9 @@ SPAN_CHANNEL_HEADER = "X-Span-Channel"
 """Header carrying the E1 port of an outbound call to the media gateway: ``X-Span-Channel: 1/5``."""
 
 
-def numbers_served(config: Config) -> frozenset[str]:
-    """Every number the bridge answers: the common DNIS, the IC pool and the rooms (the default acceptor)."""
-    numbers = set(expand_numbers(config.dnis.pool, "dnis.pool"))
-    if config.dnis.common:
-        numbers.add(config.dnis.common)
-    numbers.update(room.number for room in config.room)
-    return frozenset(numbers)
-
-
 def default_accept_number(config: Config) -> Callable[[str], bool]:
-    """Accept the numbers of :func:`numbers_served`, with or without a leading ``+``."""
-    served = numbers_served(config)
-    bare = frozenset(n.lstrip("+") for n in served)
-    return lambda number: number in served or number.lstrip("+") in bare
+    """Accept the configured numbers (:class:`bridge.dnis.served.ServedNumbers`), with or without a ``+``."""
+    return ServedNumbers.from_config(config).__contains__
 
 
 @dataclass
