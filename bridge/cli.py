@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import zoneinfo
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -71,29 +70,18 @@ def _session(config: Config) -> Iterator[Session]:
 
 
 def _company(session: Session, name: str) -> Any:
-    from bridge.db.models import Company
+    from bridge.provisioning import ProvisioningError, find_company
 
-    company = session.scalars(select(Company).where(Company.name == name)).first()
-    if company is None:
-        raise click.ClickException(f"no company named {name!r} (see `bridge company list`)")
-    return company
-
-
-def _check_username(session: Session, username: str) -> None:
-    from bridge.db.models import Account
-
-    if not username.strip():
-        raise click.ClickException("the username must not be empty")
-    if session.scalars(select(Account).where(Account.username == username)).first() is not None:
-        raise click.ClickException(f"username {username!r} is taken")
+    try:
+        return find_company(session, name)
+    except ProvisioningError as exc:
+        raise click.ClickException(f"{exc.message} (see `bridge company list`)") from exc
 
 
-def _password_hash(password: str) -> str:
-    from werkzeug.security import generate_password_hash
-
-    if len(password) < 8:
-        raise click.ClickException("the password needs at least 8 characters")
-    return generate_password_hash(password)
+def _refused(exc: Any, **options: str) -> click.ClickException:
+    """The provisioning core's refusal, prefixed with the option its field stands for (``--mobile: ...``)."""
+    option = options.get(exc.field, "")
+    return click.ClickException(f"{option}: {exc.message}" if option else exc.message)
 
 
 # --- db ---------------------------------------------------------------------------------------------
@@ -128,22 +116,14 @@ def company() -> None:
 @click.pass_obj
 def company_add(config: Config, name: str, timezone: str) -> None:
     """Add a company called NAME."""
-    from bridge.db.models import Company
+    from bridge.provisioning import ProvisioningError, save_company
 
-    name = name.strip()
-    if not name:
-        raise click.ClickException("the company name must not be empty")
-    try:
-        zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise click.ClickException(f"unknown time zone {timezone!r}") from exc
     with _session(config) as session:
-        if session.scalars(select(Company).where(Company.name == name)).first() is not None:
-            raise click.ClickException(f"company {name!r} exists")
-        row = Company(name=name, timezone=timezone)
-        session.add(row)
-        session.flush()
-        click.echo(f"company {row.id}: {name} ({timezone})")
+        try:
+            row = save_company(session, name=name, timezone=timezone)
+        except ProvisioningError as exc:
+            raise _refused(exc, timezone="--timezone") from exc
+        click.echo(f"company {row.id}: {row.name} ({row.timezone})")
 
 
 @company.command("list")
@@ -184,40 +164,31 @@ def subscriber_add(
     config: Config, company_name: str, name: str, mobile: str, portal_user: str | None, password: str | None
 ) -> None:
     """Add a subscriber, optionally with a portal login."""
-    from bridge.db.models import Account, Role, Subscriber
-    from bridge.phone import PhoneError, to_e164
+    from bridge.provisioning import ProvisioningError, save_subscriber
 
-    name = name.strip()
-    if not 0 < len(name) <= 120:
-        raise click.ClickException("--name: 1 to 120 characters")
-    try:
-        e164 = to_e164(mobile, config.numbering.default_country)
-    except PhoneError as exc:
-        raise click.ClickException(f"--mobile: {exc}") from exc
     if password is not None and portal_user is None:
         raise click.ClickException("--password needs --portal-user")
     if portal_user is not None and password is None:
         password = click.prompt("Portal password", hide_input=True, confirmation_prompt=True)
     with _session(config) as session:
         company_row = _company(session, company_name)
-        if session.scalars(select(Subscriber).where(Subscriber.mobile == e164)).first() is not None:
-            raise click.ClickException(f"mobile {e164} is already registered")
-        row = Subscriber(company_id=company_row.id, name=name, mobile=e164)
-        session.add(row)
-        session.flush()
-        click.echo(f"subscriber {row.id}: {name} {e164} ({company_row.name})")
-        if portal_user is not None and password is not None:
-            _check_username(session, portal_user)
-            session.add(
-                Account(
-                    username=portal_user,
-                    password_hash=_password_hash(password),
-                    role=Role.SUBSCRIBER,
-                    company_id=company_row.id,
-                    subscriber_id=row.id,
-                )
+        try:
+            row, login = save_subscriber(
+                session,
+                company_id=company_row.id,
+                name=name,
+                mobile=mobile,
+                default_country=config.numbering.default_country,
+                username=portal_user or "",
+                password=password or "",
             )
-            click.echo(f"portal login {portal_user!r} (subscriber)")
+        except ProvisioningError as exc:
+            raise _refused(
+                exc, name="--name", mobile="--mobile", username="--portal-user", password="--password"
+            ) from exc
+        click.echo(f"subscriber {row.id}: {row.name} {row.mobile} ({company_row.name})")
+        if login is not None:
+            click.echo(f"portal login {login.username!r} (subscriber)")
 
 
 @subscriber.command("list")
@@ -238,6 +209,61 @@ def subscriber_list(config: Config, company_name: str | None) -> None:
             click.echo(f"{sub.id}\t{sub.name}\t{sub.mobile}\t{company_label}\t{sub.status.value}")
 
 
+# --- contact ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def contact() -> None:
+    """A subscriber's contacts (the users of SMS ``UC``), by the same rules as SMS and the portal."""
+
+
+def _subscriber(session: Session, config: Config, mobile: str) -> Any:
+    from bridge.db.models import Subscriber
+    from bridge.phone import PhoneError, to_e164
+
+    try:
+        e164 = to_e164(mobile, config.numbering.default_country)
+    except PhoneError as exc:
+        raise click.ClickException(f"--subscriber: {exc}") from exc
+    row = session.scalars(select(Subscriber).where(Subscriber.mobile == e164)).first()
+    if row is None:
+        raise click.ClickException(f"--subscriber: no subscriber has mobile {e164} (see `bridge subscriber list`)")
+    return row
+
+
+@contact.command("add")
+@click.option("--subscriber", "mobile", required=True, help="The subscriber's registered mobile.")
+@click.argument("nickname")
+@click.argument("phone")
+@click.option("--first", "first_name", default="", help="First name.")
+@click.option("--last", "last_name", default="", help="Last name.")
+@click.option("--group", "groups", multiple=True, help="A group to add the contact to (created if new; repeatable).")
+@click.pass_obj
+def contact_add(
+    config: Config, mobile: str, nickname: str, phone: str, first_name: str, last_name: str, groups: tuple[str, ...]
+) -> None:
+    """Add contact NICKNAME with number PHONE to the subscriber's contacts."""
+    from bridge.provisioning import ProvisioningError, save_contact
+
+    with _session(config) as session:
+        owner = _subscriber(session, config, mobile)
+        try:
+            row, changes = save_contact(
+                session,
+                owner.id,
+                nickname=nickname,
+                phone=phone,
+                default_country=config.numbering.default_country,
+                first_name=first_name,
+                last_name=last_name,
+                join=groups,
+            )
+        except ProvisioningError as exc:
+            raise _refused(exc, phone="PHONE", first_name="--first", last_name="--last", groups="--group") from exc
+        joined = "".join(f"; group {g.name}{' (new)' if new else ''}" for g, new in changes.joined)
+        click.echo(f"contact {row.id}: {row.nickname} {row.phone} ({owner.name}){joined}")
+
+
 # --- account ----------------------------------------------------------------------------------------
 
 
@@ -254,7 +280,8 @@ def account() -> None:
 @click.pass_obj
 def account_add(config: Config, role: str, username: str, password: str, company_name: str | None) -> None:
     """Add a portal account (subscribers get theirs with `bridge subscriber add --portal-user`)."""
-    from bridge.db.models import Account, Role
+    from bridge.db.models import Role
+    from bridge.provisioning import ProvisioningError, save_account
 
     if role == "company_admin" and company_name is None:
         raise click.ClickException("a company_admin needs --company")
@@ -262,11 +289,11 @@ def account_add(config: Config, role: str, username: str, password: str, company
         raise click.ClickException("an operator belongs to no company; drop --company")
     with _session(config) as session:
         company_id = _company(session, company_name).id if company_name is not None else None
-        _check_username(session, username)
-        session.add(
-            Account(username=username, password_hash=_password_hash(password), role=Role(role), company_id=company_id)
-        )
-        click.echo(f"portal login {username!r} ({role})")
+        try:
+            save_account(session, username=username, role=Role(role), password=password, company_id=company_id)
+        except ProvisioningError as exc:
+            raise _refused(exc, username="--username", password="--password") from exc
+        click.echo(f"portal login {username.strip()!r} ({role})")
 
 
 # --- dnis -------------------------------------------------------------------------------------------
@@ -323,34 +350,6 @@ def room() -> None:
     """Meet-me rooms: a number that goes straight to a named conference (issue 9)."""
 
 
-def _room_number(session: Session, config: Config, number: str) -> str:
-    """``number`` stripped, checked to be a dialable number that no DNIS and no room already answers."""
-    from bridge.db.models import DnisNumber, Room
-    from bridge.dnis.routing import number_forms
-
-    number = number.strip()
-    if not (number.lstrip("+").isdigit() and len(number) <= 20):
-        raise click.ClickException(f"--number: {number!r} is not a number (digits, optional leading +)")
-    forms = number_forms(number, config.numbering.default_country)
-    clash = session.scalars(select(Room).where(Room.number.in_(forms))).first()
-    if clash is not None:
-        raise click.ClickException(f"room number {number} is taken by room {clash.number} {clash.name!r}")
-    dnis_row = session.scalars(select(DnisNumber).where(DnisNumber.number.in_(forms))).first()
-    configured = [config.dnis.common] if config.dnis.common else []
-    configured += config_module.expand_numbers(config.dnis.pool, "dnis.pool")
-    taken = dnis_row.number if dnis_row is not None else next((n for n in configured if n in forms), None)
-    if taken is not None:
-        raise click.ClickException(f"room number {number} clashes with the DNIS number {taken}")
-    return number
-
-
-def _room_pin(value: str | None, option: str) -> str:
-    pin = (value or "").strip()
-    if pin and not (pin.isdigit() and len(pin) <= 7):
-        raise click.ClickException(f"{option}: PINs are 1 to 7 digits")
-    return pin
-
-
 @room.command("add")
 @click.option("--number", required=True, help="Dialled number that reaches the room.")
 @click.option("--name", required=True, help="Room name (announced, shown in the portal and CDRs).")
@@ -369,28 +368,25 @@ def room_add(
     company_name: str | None,
 ) -> None:
     """Add a meet-me room."""
-    from bridge.config import RoomConfig
-    from bridge.db.models import Room
-    from bridge.provisioning import load_rooms
+    from bridge.provisioning import ProvisioningError, add_room
 
-    name = name.strip()
-    if not 0 < len(name) <= 60:
-        raise click.ClickException("--name: 1 to 60 characters")
-    pin_value = _room_pin(pin, "--pin")
-    moderator = _room_pin(moderator_pin, "--moderator-pin")
-    if moderator and moderator == pin_value:
-        raise click.ClickException("--moderator-pin must differ from --pin")
-    if not 0 <= max_members <= config.conference.max_participants:
-        raise click.ClickException(f"--max-members: 0 to {config.conference.max_participants}")
     with _session(config) as session:
-        number = _room_number(session, config, number)
         company_id = _company(session, company_name).id if company_name is not None else None
-        spec = RoomConfig(number=number, name=name, pin=pin_value, moderator_pin=moderator, max_members=max_members)
-        load_rooms(session, [spec])
-        row = session.scalars(select(Room).where(Room.number == number)).one()
-        row.company_id = company_id
-        session.flush()
-        click.echo(f"room {row.id}: {number} {name!r} {_room_summary(row, config)}")
+        try:
+            row = add_room(
+                session,
+                config,
+                number=number,
+                name=name,
+                pin=pin or "",
+                moderator_pin=moderator_pin or "",
+                max_members=max_members,
+                company_id=company_id,
+            )
+        except ProvisioningError as exc:
+            options = {"number": "--number", "name": "--name", "pin": "--pin", "max_members": "--max-members"}
+            raise _refused(exc, moderator_pin="--moderator-pin", **options) from exc
+        click.echo(f"room {row.id}: {row.number} {row.name!r} {_room_summary(row, config)}")
 
 
 def _room_summary(row: Any, config: Config) -> str:
@@ -421,18 +417,14 @@ def room_list(config: Config) -> None:
 @click.pass_obj
 def room_delete(config: Config, number: str) -> None:
     """Delete the room dialled on NUMBER (refused while its conference runs; past runs keep their CDRs)."""
-    from bridge.db.models import ConferenceRun, Room
+    from bridge.provisioning import UNKNOWN, ProvisioningError, delete_room
 
     with _session(config) as session:
-        row = session.scalars(select(Room).where(Room.number == number.strip())).first()
-        if row is None:
-            raise click.ClickException(f"no room with number {number.strip()!r} (see `bridge room list`)")
-        runs = list(session.scalars(select(ConferenceRun).where(ConferenceRun.room_id == row.id)))
-        if any(run.ended_at is None for run in runs):
-            raise click.ClickException(f"room {row.number} has a running conference: end it first")
-        for run in runs:
-            run.room_id = None  # history stays (service type, subject, CDRs); only the link goes
-        session.delete(row)
+        try:
+            row = delete_room(session, number)
+        except ProvisioningError as exc:
+            hint = " (see `bridge room list`)" if exc.code == UNKNOWN else ""
+            raise click.ClickException(exc.message + hint) from exc
         click.echo(f"room {row.number} {row.name!r} deleted")
         if any(spec.number == row.number for spec in config.room):
             click.echo("note: it is also in the config's [[room]] list; `bridge run` adds it again at start")

@@ -11,11 +11,22 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from werkzeug.security import generate_password_hash
 
-from bridge.config import Config, expand_numbers
-from bridge.db.models import Account, Company, Contact, Group, GroupMember, Role, Subscriber
-from bridge.provisioning import assign_ic, load_dnis, load_rooms, set_ic_members
+from bridge.config import Config
+from bridge.db.models import Account, Company, InstantConference, Role, Subscriber
+from bridge.provisioning import (
+    Member,
+    ProvisioningError,
+    assign_ic,
+    load_configured_dnis,
+    load_rooms,
+    save_account,
+    save_company,
+    save_contact,
+    save_group,
+    save_subscriber,
+    set_ic_members,
+)
 
 DEMO_COMPANY = "Demo Co"
 DEMO_MOBILE = "+15551230001"
@@ -52,6 +63,45 @@ def is_empty(session: Session) -> bool:
     return companies == 0 and accounts == 0
 
 
+def _load_people(session: Session, config: Config) -> tuple[Subscriber, InstantConference]:
+    """The company, its subscriber with the three logins, the contacts, the group and IC1 (through the core)."""
+    company = save_company(session, name=DEMO_COMPANY, timezone="UTC")
+    login, password, _role = DEMO_ACCOUNTS[2]
+    subscriber, _account = save_subscriber(
+        session,
+        company_id=company.id,
+        name="Demo Subscriber",
+        mobile=DEMO_MOBILE,
+        default_country=config.numbering.default_country,
+        username=login,
+        password=password,
+    )
+    for username, secret, role in DEMO_ACCOUNTS[:2]:
+        save_account(
+            session,
+            username=username,
+            role=role,
+            password=secret,
+            company_id=None if role == Role.OPERATOR else company.id,
+        )
+    contacts: list[Member] = []
+    for nick, phone, first, last in DEMO_CONTACTS:
+        contact, _changes = save_contact(
+            session,
+            subscriber.id,
+            nickname=nick,
+            phone=phone,
+            default_country=config.numbering.default_country,
+            first_name=first,
+            last_name=last,
+        )
+        contacts.append(contact)
+    team = save_group(session, subscriber.id, name="Team", members=contacts)
+    ic = assign_ic(session, subscriber, 1, config)
+    set_ic_members(session, ic, [team], config)
+    return subscriber, ic
+
+
 def load_demo(session: Session, config: Config) -> DemoSummary:
     """Load the demo data set (flushes, does not commit); raises :class:`DemoError` if already loaded."""
     if session.scalars(select(Company).where(Company.name == DEMO_COMPANY)).first() is not None:
@@ -59,35 +109,12 @@ def load_demo(session: Session, config: Config) -> DemoSummary:
     taken = session.scalars(select(Account.username).where(Account.username.in_([a[0] for a in DEMO_ACCOUNTS]))).all()
     if taken or session.scalars(select(Subscriber).where(Subscriber.mobile == DEMO_MOBILE)).first():
         raise DemoError(f"demo login or mobile already in use ({', '.join(taken) or DEMO_MOBILE})")
-    dnis_added = load_dnis(session, common=config.dnis.common, pool=expand_numbers(config.dnis.pool, "dnis.pool"))
+    dnis_added = load_configured_dnis(session, config)
     rooms_added = load_rooms(session, config.room)
-
-    company = Company(name=DEMO_COMPANY, timezone="UTC")
-    subscriber = Subscriber(company=company, name="Demo Subscriber", mobile=DEMO_MOBILE)
-    session.add_all([company, subscriber])
-    session.flush()
-    for username, password, role in DEMO_ACCOUNTS:
-        session.add(
-            Account(
-                username=username,
-                password_hash=generate_password_hash(password),
-                role=role,
-                company_id=None if role == Role.OPERATOR else company.id,
-                subscriber_id=subscriber.id if role == Role.SUBSCRIBER else None,
-            )
-        )
-    contacts = [
-        Contact(subscriber_id=subscriber.id, nickname=nick, phone=phone, first_name=first, last_name=last)
-        for nick, phone, first, last in DEMO_CONTACTS
-    ]
-    session.add_all(contacts)
-    session.flush()
-    team = Group(subscriber_id=subscriber.id, name="Team")
-    team.members = [GroupMember(position=i, contact_id=c.id) for i, c in enumerate(contacts)]
-    session.add(team)
-    session.flush()
-    ic = assign_ic(session, subscriber, 1, config)
-    set_ic_members(session, ic, [team], config)
+    try:
+        subscriber, ic = _load_people(session, config)
+    except ProvisioningError as exc:
+        raise DemoError(f"demo data cannot be loaded: {exc.message}") from exc
 
     lines = [
         f"demo company {DEMO_COMPANY!r}, subscriber {subscriber.name} mobile {DEMO_MOBILE}",

@@ -124,7 +124,7 @@ def test_add_refuses_a_number_already_answered(config_file: Path, db_url: str, n
         (("--pin", "12345678"), "--pin: PINs are 1 to 7 digits"),
         (("--pin", "-1"), "--pin: PINs are 1 to 7 digits"),
         (("--moderator-pin", "x"), "--moderator-pin: PINs are 1 to 7 digits"),
-        (("--pin", "1234", "--moderator-pin", "1234"), "--moderator-pin must differ from --pin"),
+        (("--pin", "1234", "--moderator-pin", "1234"), "--moderator-pin: the moderator PIN must differ from the PIN"),
         (("--max-members", "-1"), "--max-members: 0 to 60"),
         (("--max-members", "61"), "--max-members: 0 to 60"),
         (("--company", "Nobody"), "no company named 'Nobody'"),
