@@ -12,7 +12,7 @@ from werkzeug.security import check_password_hash
 
 from bridge.cli import main
 from bridge.db import make_engine, make_session_factory
-from bridge.db.models import Account, Company, DnisNumber, InstantConference, Role, Room, Subscriber
+from bridge.db.models import Account, Company, Contact, DnisNumber, InstantConference, Role, Room, Subscriber
 
 TOML = """
 [node]
@@ -259,3 +259,15 @@ def test_demo_load(config_file: Path, db_url: str) -> None:
     assert accounts["subscriber"].subscriber_id == sub.id
     launch = run(config_file, "sms", "simulate", "--from", "+15551230001", "IC1")
     assert "numbers=('+15551230001', '+15551230002', '+15551230003', '+15551230004'), ic_id=1" in launch.output
+
+
+def test_contact_add_reaches_the_provisioning_core(config_file: Path, db_url: str) -> None:
+    """A contact named like a group is refused in the core's words, as by SMS ``UC`` and the portal."""
+    run(config_file, "company", "add", "Acme")
+    run(config_file, "subscriber", "add", "--company", "Acme", "--name", "Alice", "--mobile", "5551230001")
+    first = run(config_file, "contact", "add", "--subscriber", "5551230001", "bob", "5551230002", "--group", "Team")
+    assert first.output == "contact 1: bob +15551230002 (Alice); group Team (new)\n"
+    refused = run(config_file, "contact", "add", "--subscriber", "5551230001", "team", "5551230003")
+    assert refused.exit_code == 1
+    assert refused.output == "Error: 'team' is a group name; pick another nickname\n"
+    assert [c.nickname for c in query(db_url, Contact)] == ["bob"]

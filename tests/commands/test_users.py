@@ -156,3 +156,11 @@ def test_ul_long_result_is_cut(sms: Sms) -> None:
     assert reply.startswith("UL: 40 found: user00 +15551230000 First Last; ")
     assert reply.endswith(" more")
     assert len(reply) <= 306
+
+
+def test_uc_reaches_the_provisioning_core(sms: Sms, session: Session) -> None:
+    """A contact named like a group is refused in the core's words (the portal and the CLI give the same)."""
+    sms("GC Team 5551230009")
+    result = sms("UC team 5551230002 Bob")
+    assert result.reply == "UC: 'team' is a group name; pick another nickname"
+    assert contacts(session) == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 
 from conftest import Auth
@@ -183,3 +184,20 @@ def test_help_page(client: FlaskClient, auth: Auth) -> None:
     auth.login("acmeuser")
     page = client.get("/help").data
     assert b"activation PIN" in page and b"+15550100" in page
+
+
+def test_contact_and_group_forms_reach_the_provisioning_core(client: FlaskClient, auth: Auth, world: World) -> None:
+    """The portal used to let a contact take a group's name (and the reverse); the core refuses it as SMS does."""
+    sid = world.a.subscriber_id
+    auth.login("acmeuser")
+    user = client.post(f"/s/{sid}/users/new", data={"nickname": "acmegroup", "phone": "5551230042"})
+    assert user.status_code == 200
+    assert "'acmegroup' is a group name; pick another nickname" in html.unescape(user.get_data(as_text=True))
+    group = client.post(f"/s/{sid}/groups/new", data={"name": "ACMECONTACT"})
+    assert group.status_code == 200
+    assert "'ACMECONTACT' is a user's nickname; pick another group name" in html.unescape(group.get_data(as_text=True))
+    unicode = client.post(f"/s/{sid}/users/new", data={"nickname": "Ñandú", "phone": "5551230043"})
+    assert unicode.status_code == 302  # the name rule is the core's: any letter, not ASCII only
+    with _session(world) as session:
+        assert {c.nickname for c in session.scalars(select(Contact))} >= {"Ñandú"}
+        assert session.scalars(select(Contact).where(Contact.nickname == "acmegroup")).first() is None
