@@ -28,7 +28,7 @@ from bridge.provisioning import ProvisioningError
 from web import charts, db, reports
 from web.clock import utc_now
 from web.company import _cdr_conditions, _range, daily, stream_cdr_csv
-from web.forms import AccountForm, CompanyForm, DnisForm, show_error
+from web.forms import AccountForm, CompanyForm, DnisForm, refuse
 from web.live import control
 from web.security import roles_required
 from web.tenancy import get_or_404, scoped
@@ -106,12 +106,6 @@ def company_edit(company_id: int) -> View:
     return render_template("form.html", form=form, title=f"Edit company {company.name}")
 
 
-def _refused(form: Any, exc: ProvisioningError) -> None:
-    db.session().rollback()
-    if not show_error(form, exc):
-        flash(exc.message, "error")
-
-
 def _save_company(form: CompanyForm, company: Company | None) -> Company | None:
     session = db.session()
     try:
@@ -119,7 +113,7 @@ def _save_company(form: CompanyForm, company: Company | None) -> Company | None:
             session, name=form.name.data or "", timezone=form.timezone.data or "UTC", company=company
         )
     except ProvisioningError as exc:
-        _refused(form, exc)
+        refuse(form, exc)
         return None
     session.commit()
     return saved
@@ -208,7 +202,7 @@ def _save_account(form: AccountForm, account: Account | None) -> Account | None:
             account=account,
         )
     except ProvisioningError as exc:
-        _refused(form, exc)
+        refuse(form, exc)
         return None
     if form.unlock.data:
         saved.locked_until = None

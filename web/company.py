@@ -35,7 +35,7 @@ from bridge.db.models import Account, Cdr, Company, Role, Subscriber, Subscriber
 from bridge.provisioning import ProvisioningError
 from web import charts, db, reports
 from web.clock import utc_now
-from web.forms import RangeForm, SubscriberForm, show_error
+from web.forms import RangeForm, SubscriberForm, refuse
 from web.security import STAFF, roles_required
 from web.tenancy import current_scope, get_or_404, report_scope, scoped
 
@@ -267,9 +267,7 @@ def _save_subscriber(form: SubscriberForm, subscriber: Subscriber | None) -> boo
             subscriber=subscriber,
         )
     except ProvisioningError as exc:
-        session.rollback()
-        if not show_error(form, exc):
-            form.company_id.errors.append(exc.message)
+        refuse(form, exc)
         return False
     session.commit()
     return True

@@ -35,11 +35,11 @@ from bridge.db.models import (
     SubscriberStatus,
 )
 from bridge.phone import PhoneError, to_e164
-from bridge.provisioning import Member, ProvisioningError
+from bridge.provisioning import ProvisioningError
 from web import charts, db, reports
 from web.clock import utc_now
 from web.company import daily
-from web.forms import ContactForm, DialForm, GroupForm, IcForm, show_error
+from web.forms import ContactForm, DialForm, GroupForm, IcForm
 from web.live import control
 from web.security import ALL_ROLES, login_required, roles_required
 from web.tenancy import get_or_404, scoped, visible_ids
@@ -59,22 +59,6 @@ def _subscriber(sid: int) -> Subscriber:
     if subscriber.status == SubscriberStatus.DELETED:
         abort(404)
     return subscriber
-
-
-def _numbers(text: str | None, limit: int) -> list[str]:
-    """Numbers from a textarea (one per line or comma separated), normalised; ValueError names the bad one."""
-    out: list[str] = []
-    for raw in (text or "").replace(",", "\n").splitlines():
-        if raw.strip():
-            try:
-                number = to_e164(raw, _config().numbering.default_country)
-            except PhoneError as exc:
-                raise ValueError(str(exc)) from exc
-            if number not in out:
-                out.append(number)
-    if len(out) > limit:
-        raise ValueError(f"at most {limit} numbers")
-    return out
 
 
 # --- home and help ---------------------------------------------------------------------------------
@@ -124,7 +108,7 @@ def user_new(sid: int) -> View:
     subscriber = _subscriber(sid)
     form = ContactForm()
     if form.validate_on_submit():
-        contact = _save_contact(form, subscriber.id, None)
+        contact = form.save(_config(), subscriber.id, None)
         if contact is not None:
             flash(f"User {contact.nickname} added.", "info")
             return redirect(url_for("subscriber.users", sid=sid))
@@ -136,37 +120,10 @@ def user_new(sid: int) -> View:
 def user_edit(contact_id: int) -> View:
     contact = get_or_404(Contact, contact_id)
     form = ContactForm(obj=contact)
-    if form.validate_on_submit() and _save_contact(form, contact.subscriber_id, contact) is not None:
+    if form.validate_on_submit() and form.save(_config(), contact.subscriber_id, contact) is not None:
         flash(f"User {contact.nickname} saved.", "info")
         return redirect(url_for("subscriber.users", sid=contact.subscriber_id))
     return render_template("form.html", form=form, title=f"Edit user {contact.nickname}", subscriber=contact.subscriber)
-
-
-def _refused(form: Any, exc: ProvisioningError) -> None:
-    """Roll the request's transaction back and show the core's refusal under its field (else flashed)."""
-    db.session().rollback()
-    if not show_error(form, exc):
-        flash(exc.message, "error")
-
-
-def _save_contact(form: ContactForm, subscriber_id: int, contact: Contact | None) -> Contact | None:
-    session = db.session()
-    try:
-        saved, _changes = provisioning.save_contact(
-            session,
-            subscriber_id,
-            nickname=form.nickname.data or "",
-            phone=form.phone.data or "",
-            default_country=_config().numbering.default_country,
-            first_name=form.first_name.data or "",
-            last_name=form.last_name.data or "",
-            contact=contact,
-        )
-    except ProvisioningError as exc:
-        _refused(form, exc)
-        return None
-    session.commit()
-    return saved
 
 
 @bp.route("/users/<int:contact_id>/delete", methods=["POST"])
@@ -216,7 +173,7 @@ def group_new(sid: int) -> View:
     form = GroupForm()
     form.contacts.choices = _contact_choices(sid)
     if form.validate_on_submit():
-        group = _save_group(form, sid, None)
+        group = form.save(_config(), sid, None)
         if group is not None:
             flash(f"Group {group.name} added.", "info")
             return redirect(url_for("subscriber.groups", sid=sid))
@@ -232,42 +189,10 @@ def group_edit(group_id: int) -> View:
     if request.method == "GET":
         form.contacts.data = [m.contact_id for m in group.members if m.contact_id is not None]
         form.numbers.data = "\n".join(m.phone for m in group.members if m.phone)
-    if form.validate_on_submit() and _save_group(form, group.subscriber_id, group) is not None:
+    if form.validate_on_submit() and form.save(_config(), group.subscriber_id, group) is not None:
         flash(f"Group {group.name} saved.", "info")
         return redirect(url_for("subscriber.groups", sid=group.subscriber_id))
     return render_template("form.html", form=form, title=f"Edit group {group.name}", subscriber=group.subscriber)
-
-
-def _chosen(model: type[Contact] | type[Group], ids: list[int] | None, choices: Any) -> list[Member]:
-    """The rows picked in a multi-checkbox, only among its choices (an id of another tenant is ignored)."""
-    allowed = {value for value, _label in choices}
-    rows: list[Member] = []
-    for row_id in ids or []:
-        row = db.session().get(model, row_id) if row_id in allowed else None
-        if isinstance(row, Contact | Group):
-            rows.append(row)
-    return rows
-
-
-def _save_group(form: GroupForm, subscriber_id: int, group: Group | None) -> Group | None:
-    session = db.session()
-    try:
-        numbers = _numbers(form.numbers.data, _config().conference.max_participants)
-    except ValueError as exc:
-        form.numbers.errors.append(str(exc))
-        return None
-    members: list[Member] = []
-    if group is not None:  # nested groups come from SMS (GC); the form keeps them
-        members += [gm.member_group for gm in group.members if gm.member_group is not None]
-    members += _chosen(Contact, form.contacts.data, form.contacts.choices)
-    members += numbers
-    try:
-        saved = provisioning.save_group(session, subscriber_id, name=form.name.data or "", members=members, group=group)
-    except ProvisioningError as exc:
-        _refused(form, exc)
-        return None
-    session.commit()
-    return saved
 
 
 @bp.route("/groups/<int:group_id>/delete", methods=["POST"])
@@ -328,7 +253,7 @@ def ic_new(sid: int) -> View:
             session.rollback()
             flash(exc.message, "error")
             return render_template("form.html", form=form, title="New Instant Conference", subscriber=subscriber), 409
-        if _save_ic(form, ic):
+        if form.save(_config(), ic):
             flash(f"Instant Conference {ic.slot} created.", "info")
             return redirect(url_for("subscriber.ic_detail", ic_id=ic.id))
     return render_template("form.html", form=form, title="New Instant Conference", subscriber=subscriber)
@@ -353,38 +278,10 @@ def ic_edit(ic_id: int) -> View:
         form.contacts.data = [m.contact_id for m in ic.members if m.contact_id is not None]
         form.groups.data = [m.group_id for m in ic.members if m.group_id is not None]
         form.numbers.data = "\n".join(m.phone for m in ic.members if m.phone)
-    if form.validate_on_submit() and _save_ic(form, ic):
+    if form.validate_on_submit() and form.save(_config(), ic):
         flash(f"Instant Conference {ic.slot} saved.", "info")
         return redirect(url_for("subscriber.ic_detail", ic_id=ic.id))
     return render_template("form.html", form=form, title=f"Edit Instant Conference {ic.slot}", subscriber=ic.subscriber)
-
-
-def _save_ic(form: IcForm, ic: InstantConference) -> bool:
-    """Save the form into ``ic`` through the core (members, ad hoc limit, name); rolls back when refused."""
-    try:
-        numbers = _numbers(form.numbers.data, _config().conference.max_participants)
-    except ValueError as exc:
-        db.session().rollback()
-        form.numbers.errors.append(str(exc))
-        return False
-    members = _chosen(Contact, form.contacts.data, form.contacts.choices)
-    members += _chosen(Group, form.groups.data, form.groups.choices)
-    members += numbers
-    session = db.session()
-    try:
-        provisioning.update_ic(
-            session,
-            ic,
-            _config(),
-            name=form.name.data or "",
-            members=members,
-            participant_sms=bool(form.participant_sms.data),
-        )
-    except ProvisioningError as exc:
-        _refused(form, exc)
-        return False
-    session.commit()
-    return True
 
 
 @bp.route("/ics/<int:ic_id>/delete", methods=["POST"])
