@@ -65,6 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--interval-s", type=float)
     ap.add_argument("--miss-count", type=int)
     ap.add_argument("--witness")
+    ap.add_argument("--realtime-priority", type=int, help="SCHED_RR priority, 0: normal scheduling")
     ap.add_argument("--echo-port", type=int, default=7000, help="UDP echo on the VIP (0: none)")
     ap.add_argument("--status-file", type=Path)
     ap.add_argument("--log-level", default="INFO")
@@ -104,8 +105,19 @@ def write_status(path: Path, status: HaStatus) -> None:
     os.replace(temporary, path)
 
 
+def realtime(priority: int) -> None:
+    """Real-time scheduling for this (single-threaded) process, so a saturated CPU cannot delay heartbeats."""
+    if not priority:
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))
+    except OSError as exc:
+        log.warning("SCHED_RR %d refused (%s): heartbeats may be late on a busy machine", priority, exc)
+
+
 async def run(settings: HaSettings, echo_port: int, status_file: Path | None) -> None:
     loop = asyncio.get_running_loop()
+    realtime(settings.realtime_priority)
     echo = EchoService(settings.node_id)
     if echo_port:
         sock = freebind_socket(settings.vip, echo_port)
@@ -138,8 +150,9 @@ async def run(settings: HaSettings, echo_port: int, status_file: Path | None) ->
     loop.add_signal_handler(signal.SIGUSR1, switchover)
     await service.start()
     await stopping.wait()
+    silence_ms = service.status().max_silence_s * 1000
     await service.stop()
-    log.info("%s: stopped", settings.node_id)
+    log.info("%s: stopped; longest peer silence %.1f ms", settings.node_id, silence_ms)
 
 
 def main(argv: list[str] | None = None) -> int:

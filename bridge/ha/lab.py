@@ -11,7 +11,8 @@ not touched)::
 Path 0 is the service LAN, path 1 the dedicated heartbeat link. Faults: ``link_down`` (the node's own
 interface), ``detach`` (the switch port leaves the bridge: the node keeps its carrier but hears nothing).
 ``python -m bridge.ha.lab probe`` is the client: a UDP request to the VIP every 10 ms on a connected
-socket, logging ``wallclock seq node`` per reply.
+socket, logging ``wallclock seq node`` per reply; ``python -m bridge.ha.lab echo`` an always-on echo for
+the keepalived baseline.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bridge.ha.vip import freebind_socket
 
 NODES = ("a", "b")
 ECHO_PORT = 7000
@@ -152,7 +155,7 @@ class Lab:
     def vip_holders(self) -> set[str]:
         holders = set()
         for node in NODES:
-            out = self.exec(node, "ip", "-o", "-4", "addr", "show", "dev", "svc", check=False).stdout
+            out = sh("ip", "-n", self.ns(node), "-o", "-4", "addr", "show", "dev", "svc", check=False).stdout
             if f" {self.vip}/" in out:
                 holders.add(node)
         return holders
@@ -229,6 +232,15 @@ def probe(vip: str, port: int, interval_s: float, duration_s: float, out: Path) 
                 log.write(f"{time.time():.6f} {number.decode()} {node.decode()}\n")
 
 
+def echo(address: str, port: int, name: str) -> None:
+    """An always-on UDP echo bound to ``address`` with IP_FREEBIND (the keepalived baseline's service)."""
+    sock = freebind_socket(address, port)
+    tag = b"|" + name.encode()
+    while True:
+        data, peer = sock.recvfrom(2048)
+        sock.sendto(data[:512] + tag, peer)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m bridge.ha.lab")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -238,8 +250,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--interval", type=float, default=0.01)
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--out", type=Path, required=True)
+    e = sub.add_parser("echo", help="always-on UDP echo on the VIP")
+    e.add_argument("--vip", required=True)
+    e.add_argument("--port", type=int, default=ECHO_PORT)
+    e.add_argument("--name", required=True)
     args = ap.parse_args(argv)
-    probe(args.vip, args.port, args.interval, args.duration, args.out)
+    if args.command == "probe":
+        probe(args.vip, args.port, args.interval, args.duration, args.out)
+    else:
+        echo(args.vip, args.port, args.name)
 
 
 if __name__ == "__main__":

@@ -188,6 +188,7 @@ class HaStatus:
     peer_healthy: bool | None
     peer_heard_age_s: dict[int, float]
     witness_age_s: float | None
+    max_silence_s: float
 
 
 class RoleMachine:
@@ -224,6 +225,7 @@ class RoleMachine:
         self.witness_at: float | None = None
         self.probed_at: float | None = None
         self.peer: PeerView | None = None
+        self.max_silence_s = 0.0  # the longest gap between two heartbeats of the peer: the margin left
         self.resigning = False
         # Ballot parity: the node whose id sorts first takes even terms, the other odd ones.
         self._parity = 0 if node_id < peer_id else 1
@@ -282,6 +284,7 @@ class RoleMachine:
             peer_healthy=peer.healthy if peer else None,
             peer_heard_age_s={path: now - at for path, at in peer.heard_at.items()} if peer else {},
             witness_age_s=None if self.witness_at is None else now - self.witness_at,
+            max_silence_s=self.max_silence_s,
         )
 
     # ---- the rules ------------------------------------------------------------------------------------
@@ -289,6 +292,8 @@ class RoleMachine:
         if event.node_id != self.peer_id:
             raise PeerError(f"heartbeat from node {event.node_id!r}, expected the peer {self.peer_id!r}")
         heard_at = self.peer.heard_at if self.peer else {}
+        if heard_at:
+            self.max_silence_s = max(self.max_silence_s, event.now - max(heard_at.values()))
         heard_at[event.path] = event.now
         self.peer = PeerView(event.node_id, event.role, event.term, event.healthy, event.resign, heard_at)
         if event.role is Role.ACTIVE:
