@@ -1,9 +1,10 @@
-"""The engine's per-tick media glue: every leg's frame into the mixer, one mix, every frame out.
+"""The per-tick media glue (the media owner, ``MixerMedia``): every leg's frame into the mixer, one mix, every
+frame out.
 
 Run by hand: ``.venv/bin/python bench/engine_tick.py [legs ...]``. Legs are fake RTP endpoints (a
 ready 160-byte frame in, a counter out) so the figure is the glue plus the mix, not the sockets.
 Printed per size: microseconds per 20 ms tick for (1) the mixer's tick alone, (2) the engine's
-``Engine._mix`` (batched ``write_rows`` + one output copy) and (3) the baseline measured in the same run:
+``MixerMedia.mix`` (batched ``write_rows`` + one output copy) and (3) the baseline measured in the same run:
 the straightforward glue (one ``mixer.write`` and one ``out[i].tobytes()`` per leg); then the glue's
 own cost (tick minus mix) for both and their ratio.
 """
@@ -11,12 +12,10 @@ own cost (tick minus mix) for both and their ratio.
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from typing import Any
 
-from bridge.config import from_dict
-from bridge.engine import Engine
+from bridge.conference.media import MixerMedia
 from bridge.mixer.mixer import Mixer
 
 ROUNDS = 200
@@ -32,6 +31,13 @@ class FakeRtp:
 
     def write_frame(self, payload: bytes) -> None:
         self.sent += 1
+
+    def send_dtmf(self, digit: str, duration_ms: int = 160) -> None: ...
+
+    def stats(self) -> dict[str, Any]:
+        return {"codec": "PCMU"}
+
+    def close(self) -> None: ...
 
 
 def naive(mixer: Mixer, legs: dict[int, FakeRtp]) -> None:
@@ -53,23 +59,20 @@ def timed(fn: Any) -> float:
 
 
 def main(sizes: list[int]) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = Engine(from_dict({"node": {"data_dir": tmp}}))
-        head = ("legs", "mix us", "engine us", "naive us", "glue us", "naive glue", "ratio")
-        print("".join(f"{h:>11}" for h in head))
-        for legs_count in sizes:
-            engine.mixer = mixer = Mixer()
-            legs = {mixer.add(i % max(1, legs_count // 5)): FakeRtp(i) for i in range(legs_count)}
-            engine._media = dict(legs)
-            engine._media_items = list(legs.items())
-            mix = timed(mixer.tick)
-            ours = timed(lambda: engine._mix(0.0))
-            base = timed(lambda mixer=mixer, legs=legs: naive(mixer, legs))
-            glue, base_glue = ours - mix, base - mix
-            ratio = base_glue / glue if glue > 0 else float("inf")
-            row = (legs_count, f"{mix:.0f}", f"{ours:.0f}", f"{base:.0f}", f"{glue:.0f}", f"{base_glue:.0f}")
-            print("".join(f"{v:>11}" for v in row) + f"{ratio:>10.1f}x")
-        engine.db.dispose()
+    head = ("legs", "mix us", "media us", "naive us", "glue us", "naive glue", "ratio")
+    print("".join(f"{h:>11}" for h in head))
+    for legs_count in sizes:
+        media = MixerMedia(Mixer())
+        mixer = media.mixer
+        endpoints = [FakeRtp(i) for i in range(legs_count)]
+        legs = {media.attach(i % max(1, legs_count // 5), rtp): rtp for i, rtp in enumerate(endpoints)}
+        mix = timed(mixer.tick)
+        ours = timed(lambda media=media: media.mix(0.0))
+        base = timed(lambda mixer=mixer, legs=legs: naive(mixer, legs))
+        glue, base_glue = ours - mix, base - mix
+        ratio = base_glue / glue if glue > 0 else float("inf")
+        row = (legs_count, f"{mix:.0f}", f"{ours:.0f}", f"{base:.0f}", f"{glue:.0f}", f"{base_glue:.0f}")
+        print("".join(f"{v:>11}" for v in row) + f"{ratio:>10.1f}x")
     print("(20 ms = 20000 us per tick; the machine is shared, so run it twice and compare ratios, not absolutes)")
 
 

@@ -5,9 +5,10 @@ Wiring (../shared/DESIGN.md "Data flow"):
 
 * ``SmppService(on_actions=service.on_actions)``: SMS commands launch conferences and SMS blasts.
 * ``SipService(on_event=service.on_sip_event)``: call events drive the conference machines and the IVR.
-* One tick every 20 ms on absolute time (``bridge.mixer.clock.run_ticks``): ``read_frame()`` of every
-  leg in the mixer -> ``mixer.write()``; ``mixer.tick()``; ``write_frame()`` of each output; then the
-  service's timers (``service.poll``).
+* One tick every 20 ms on absolute time (``bridge.mixer.clock.run_ticks``): the media owner's tick
+  (:meth:`bridge.conference.media.MixerMedia.tick`: the previous tick's frames out, the RTP sockets read,
+  one frame of every endpoint in, one batched mix; its talker events go to ``service.set_talking``); then
+  the service's timers (``service.poll``).
 * ``install_jobs`` (hourly CDR push etc.) on a background APScheduler; ``CdrFeed`` gets each new CDR id.
 * The control API (``bridge.control``) on ``[control] listen``.
 
@@ -20,8 +21,8 @@ not bound to the SMSC. SIGTERM/SIGINT end every conference (BYE to all, legs clo
 the services in reverse order.
 
 Every ``ALIVE_INTERVAL_S`` the housekeeping loop stamps the instant the engine is alive (one single-row
-UPDATE, off the loop thread); after a crash, :meth:`ConferenceService.recover` ends the legs left open at
-the last stamp, so at most that interval of a downtime is billed.
+UPDATE, off the loop thread); after a crash, :meth:`bridge.conference.records.Records.recover` ends the legs
+left open at the last stamp, so at most that interval of a downtime is billed.
 
 The portal is a child process that dies with the engine (``bridge.portal``); ``/status`` polls its real
 state.
@@ -38,10 +39,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
 from bridge import portal as portal_child
 from bridge.conference import ConferenceError, NotAllowed, UnknownLeg
+from bridge.conference.interfaces import MediaEndpoint, SipPort
 from bridge.conference.media import MixerMedia
 from bridge.conference.service import ConferenceService, UnknownConference
 from bridge.config import Config, expand_numbers, parse_host_port
@@ -50,18 +50,17 @@ from bridge.db.models import utcnow
 from bridge.db.session import make_engine, make_session_factory
 from bridge.dnis.served import ServedNumbers
 from bridge.mixer.clock import LatenessStats, Tick, run_ticks
-from bridge.mixer.events import TalkingStarted, TalkingStopped
 from bridge.mixer.mixer import Mixer
 from bridge.portal import bind_error, cannot_bind
 from bridge.prompts import load_prompt
 from bridge.rtp.poller import RtpPoller
+from bridge.sip.leg import SipLeg
 
 log = logging.getLogger(__name__)
 
 ACCEPT_REFRESH_S = 10.0
 ALIVE_INTERVAL_S = 2.0
 """How often the engine stamps that it is alive: the most of a downtime a crash can bill to an open leg."""
-FRAME_BYTES = 160  # one 20 ms G.711 frame
 
 
 class StartError(Exception):
@@ -74,36 +73,48 @@ class _NoSip:
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
-    def dial(self, *, called: str, calling: str, trunk_group: str | None = None, display_name: str = "") -> Any:
+    def dial(self, *, called: str, calling: str, trunk_group: str | None = None, display_name: str = "") -> SipLeg:
         raise ConferenceError(f"SIP is {self.reason}")
 
-    def answer(self, leg: Any) -> None:  # pragma: no cover - no inbound calls without SIP
+    def answer(self, leg: SipLeg) -> None:  # pragma: no cover - no inbound calls without SIP
         raise ConferenceError(f"SIP is {self.reason}")
 
-    def reject(self, leg: Any, status: int, reason: str) -> None:  # pragma: no cover
+    def reject(self, leg: SipLeg, status: int, reason: str) -> None:  # pragma: no cover
         pass
 
-    def hangup(self, leg: Any, cause: str = "normal") -> None:  # pragma: no cover
+    def hangup(self, leg: SipLeg, cause: str = "normal") -> None:  # pragma: no cover
         pass
+
+    def media_endpoint(self, leg: SipLeg) -> MediaEndpoint | None:  # pragma: no cover
+        return None
+
+    def first_group(self, number: str) -> str | None:
+        return None
 
 
 class _SipSwitch:
     """The SIP port the conference service holds; points at the real service once it has started."""
 
     def __init__(self) -> None:
-        self.target: Any = _NoSip("not started")
+        self.target: SipPort = _NoSip("not started")
 
-    def dial(self, *, called: str, calling: str, trunk_group: str | None = None, display_name: str = "") -> Any:
+    def dial(self, *, called: str, calling: str, trunk_group: str | None = None, display_name: str = "") -> SipLeg:
         return self.target.dial(called=called, calling=calling, trunk_group=trunk_group, display_name=display_name)
 
-    def answer(self, leg: Any) -> None:
+    def answer(self, leg: SipLeg) -> None:
         self.target.answer(leg)
 
-    def reject(self, leg: Any, status: int, reason: str) -> None:
+    def reject(self, leg: SipLeg, status: int, reason: str) -> None:
         self.target.reject(leg, status, reason)
 
-    def hangup(self, leg: Any, cause: str = "normal") -> None:
+    def hangup(self, leg: SipLeg, cause: str = "normal") -> None:
         self.target.hangup(leg, cause)
+
+    def media_endpoint(self, leg: SipLeg) -> MediaEndpoint | None:
+        return self.target.media_endpoint(leg)
+
+    def first_group(self, number: str) -> str | None:
+        return self.target.first_group(number)
 
 
 class Engine:
@@ -125,6 +136,8 @@ class Engine:
         self.mixer = Mixer(hold_music=load_prompt("music"))  # music for a participant who is alone
         self.poller = RtpPoller()
         """Reads every leg's RTP socket at the start of each tick (no asyncio callback per datagram)."""
+        self.media = MixerMedia(self.mixer, poller=self.poller)
+        """The one owner of media: participants <-> endpoints, and each tick's read / mix / write."""
         self.lateness = LatenessStats()
         self.sip_switch = _SipSwitch()
         self.service: ConferenceService | None = None
@@ -138,10 +151,6 @@ class Engine:
         self.started_at = time.monotonic()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._media: dict[int, Any] = {}
-        self._outbox: tuple[bytes, list[int]] = (b"", [])
-        self._media_items: list[tuple[int, Any]] = []
-        self._media_version = -1
         self._served = ServedNumbers()
 
     # --- life cycle ----------------------------------------------------------------------------
@@ -159,16 +168,16 @@ class Engine:
         self._check_portal_address()
         self._seed()
         self._refresh_served()
-        media = MixerMedia(self.mixer)
-        media.warm()
+        self.media.warm()
         self.service = ConferenceService(
-            self.config, self.session_factory, sip=self.sip_switch, media=media, clock=loop.time,
+            self.config, self.session_factory, sip=self.sip_switch, media=self.media, clock=loop.time,
             on_cdr=self._on_cdr, utc=self.utc,
         )  # fmt: skip
-        closed = self.service.recover()  # before the first stamp of this run: it reads the previous run's
+        self.media.on_talking = self.service.set_talking
+        closed = self.service.records.recover()  # before the first stamp of this run: it reads the previous run's
         if closed:
             log.warning("closed %d legs left open by the previous run (cause: system restart)", closed)
-        self.service.stamp_alive(self.utc())
+        self.service.records.stamp_alive(self.utc())
         await self._start_sip()
         await self._start_control()
         await self._start_cdr()
@@ -351,69 +360,10 @@ class Engine:
             return
         now = asyncio.get_running_loop().time()
         try:
-            self._flush()
-            if len(self.poller):
-                self.poller.poll(now)
-            if service.media_version != self._media_version:
-                self._media = dict(service.media_legs())
-                self._media_items = list(self._media.items())
-                self._media_version = service.media_version
-            if self._media_items or len(self.mixer):  # an idle node does not mix silence
-                self._mix(now)
+            self.media.tick(now)
             service.poll(now)
         except Exception:
             log.exception("tick %d failed", tick.index)
-
-    def _mix(self, now: float) -> None:
-        """Every leg's frame in, one batched mix, every leg's frame out (bench/engine_tick.py measures it).
-
-        Whole frames go to the mixer in one ``write_rows`` (one join + one array copy instead of a numpy
-        call per leg); a leg with nothing this tick is silent (the mixer clears consumed input), and
-        the output is sliced from one ``bytes`` copy of the mixed rows and sent by :meth:`_flush` at the
-        start of the next tick: the packets then leave at the tick's steady instant, not after a receive
-        and mix whose duration varies with the load (one tick of latency buys even inter-arrival times).
-        """
-        mixer = self.mixer
-        pids: list[int] = []
-        frames: list[bytes] = []
-        for pid, rtp in self._media_items:
-            try:
-                frame = rtp.read_frame(now)
-            except Exception:  # a closing endpoint: its leg is being torn down
-                continue
-            if frame is None:
-                continue
-            if len(frame) == FRAME_BYTES:
-                pids.append(pid)
-                frames.append(frame)
-            else:
-                mixer.write(pid, frame)  # the mixer pads or cuts odd sizes
-        if pids:
-            rows = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(len(pids), FRAME_BYTES)
-            mixer.write_rows(pids, rows)
-        result = mixer.tick()
-        self._outbox = (result.out.tobytes(), result.pids.tolist())
-        service = self.service
-        if service is not None:
-            for event in result.events:
-                if isinstance(event, TalkingStarted | TalkingStopped):
-                    service.set_talking(event.pid, isinstance(event, TalkingStarted))
-
-    def _flush(self) -> None:
-        """Send the frames mixed by the previous tick, one packet per leg."""
-        blob, pids = self._outbox
-        if not pids:
-            return
-        self._outbox = (b"", [])
-        media = self._media
-        for index, pid in enumerate(pids):
-            rtp = media.get(pid)
-            if rtp is not None:
-                start = index * FRAME_BYTES
-                try:
-                    rtp.write_frame(blob[start : start + FRAME_BYTES])
-                except Exception:
-                    pass  # a closed endpoint: its leg is being torn down
 
     async def _housekeeping(self) -> None:
         loop = asyncio.get_running_loop()
@@ -434,7 +384,7 @@ class Engine:
         if self.service is None:
             return
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.service.stamp_alive, self.utc())
+            await asyncio.get_running_loop().run_in_executor(None, self.service.records.stamp_alive, self.utc())
         except Exception as exc:
             log.warning("stamping the engine's alive time failed: %s", exc)
 

@@ -18,6 +18,11 @@ Theory of operation (sans-I/O; the operator's Instant Conference rules, ../share
 * Rooms (``require_subscriber`` false) end when the last leg is gone.
 * DTMF controls are two-key sequences starting with ``*`` (see :data:`KEY_MAP`); a lone ``*`` expires
   after ``key_timeout_s``.
+* A hang-up that must wait for a prompt says so: ``**`` plays "goodbye" to everyone and ends the conference
+  with ``Hangup(..., after_prompt=True)`` for each leg, so the glue keeps the leg's call and media until that
+  prompt has been heard (at most :data:`PROMPT_WAIT_MAX_S`); the rows and CDRs close at once.
+* Dials leave through a :class:`DialPacer`: one token bucket per trunk group, at the group's
+  ``calls_per_second`` (README "SIP trunks"), so a large launch does not flood one gateway.
 
 States are an Enum with a transition table; an illegal transition raises :class:`ConferenceError`.
 """
@@ -26,11 +31,13 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from bridge.conference import ConferenceError, NotAllowed, UnknownLeg
+from bridge.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,6 +73,9 @@ MODERATOR = "moderator"
 PARTICIPANT = "participant"
 CONTROLLERS = frozenset({SUBSCRIBER, MODERATOR})
 
+PROMPT_WAIT_MAX_S = 3.0
+"""The longest a ``Hangup(after_prompt=True)`` waits for its prompt (a long prompt is cut, not waited for)."""
+
 # Key map: second key after "*" -> (command, who may use it). Documented in README "DTMF key map"
 # and spoken by the "help" prompt.
 KEY_MAP: dict[str, tuple[str, frozenset[str]]] = {
@@ -96,10 +106,16 @@ class Dial(Action):
 
 @dataclass(frozen=True)
 class Hangup(Action):
-    """Send BYE (connected) or CANCEL (dialing/ringing)."""
+    """Send BYE (connected) or CANCEL (dialing/ringing).
+
+    ``after_prompt``: the conference prompt played just before (``Play(..., leg_id=None)`` in the same
+    actions) must be heard first: the glue sends the BYE, and frees the leg's media, once it has played (at
+    most :data:`PROMPT_WAIT_MAX_S` later). The leg's :class:`LegFinished` still follows at once.
+    """
 
     leg_id: int
     cause: str
+    after_prompt: bool = False
 
 
 @dataclass(frozen=True)
@@ -251,8 +267,11 @@ class Conference:
         return [Dial(leg_id, number, self.policy.calling_number)]
 
     def join_inbound(self, leg_id: int, number: str, role: str, now: float) -> list[Action]:
-        """Add an answered inbound leg that passed the IVR (the glue checked :attr:`full`/:attr:`locked`)."""
+        """Add an answered inbound leg that passed the IVR (the glue checked :attr:`locked`); raises
+        :class:`NotAllowed` when ended or full -- a returning subscriber too: the cap holds for every seat."""
         self._check_open()
+        if self.full:
+            raise NotAllowed(f"conference {self.run_id} is full ({self.policy.max_participants})")
         self.legs[leg_id] = LegInfo(leg_id, number, role, "in", LegStatus.CONNECTED, now)
         return self._connected(self.legs[leg_id], now)
 
@@ -333,8 +352,8 @@ class Conference:
                 actions.append(SetMuted(leg.leg_id, muted))
         return actions
 
-    def end(self, reason: str, now: float) -> list[Action]:
-        """End for everyone: hang up every live leg."""
+    def end(self, reason: str, now: float, *, after_prompt: bool = False) -> list[Action]:
+        """End for everyone: hang up every live leg (``after_prompt``: once the prompt just played is heard)."""
         if self.ended:
             return []
         self.end_reason = reason
@@ -345,7 +364,7 @@ class Conference:
             self.recording = False
             actions.append(SetRecording(False))
         for leg in self.live_legs():
-            actions += self._finish(leg, self._end_status(leg), reason, hangup=True)
+            actions += self._finish(leg, self._end_status(leg), reason, hangup=True, after_prompt=after_prompt)
         actions.append(Ended(reason))
         return actions
 
@@ -404,7 +423,7 @@ class Conference:
             return [Play(("conference_locked" if self.locked else "join",), leg.leg_id)]
         if command == "end":
             reason = "ended by subscriber" if leg.role == SUBSCRIBER else "ended by moderator"
-            return [Play(("goodbye",))] + self.end(reason, now)
+            return [Play(("goodbye",))] + self.end(reason, now, after_prompt=True)
         raise ConferenceError(f"unknown command {command!r}")  # pragma: no cover - KEY_MAP is closed
 
     def _connected(self, leg: LegInfo, now: float) -> list[Action]:
@@ -447,11 +466,13 @@ class Conference:
             self._timers.callback_at = now + self.policy.callback_delay_s
         return actions
 
-    def _finish(self, leg: LegInfo, status: LegStatus, cause: str, *, hangup: bool) -> list[Action]:
+    def _finish(
+        self, leg: LegInfo, status: LegStatus, cause: str, *, hangup: bool, after_prompt: bool = False
+    ) -> list[Action]:
         leg.status = status
         leg.cause = cause
         leg.star_at = None
-        actions: list[Action] = [Hangup(leg.leg_id, cause)] if hangup else []
+        actions: list[Action] = [Hangup(leg.leg_id, cause, after_prompt)] if hangup else []
         actions.append(LegFinished(leg.leg_id, status, cause))
         return actions
 
@@ -500,36 +521,41 @@ def plan_launch(
     return plan[:max_participants]
 
 
-@dataclass
 class DialPacer(Generic[T]):
-    """Release queued dials at most ``rate`` per second per trunk group (token bucket, ``now`` in).
+    """Release queued dials at most ``calls_per_second`` per trunk group (one token bucket per group).
 
-    The bucket holds up to ``burst`` tokens, so a small conference rings all phones at once while a
-    large launch is spread out instead of flooding the gateway.
+    Each dial is queued with the group it will leave on (``None``: no route; paced at ``default_rate``).
+    A group's bucket holds up to one second's worth of dials (at least one), so a small conference rings
+    all phones at once while a large launch is spread out instead of flooding the gateway; groups do not
+    wait for each other. Within a group, dials leave in the order they were queued. Pure: ``now`` in.
     """
 
-    rate: float
-    burst: float = 5.0
-    _tokens: float = field(default=-1.0, init=False)
-    _last: float = field(default=0.0, init=False)
-    _queue: list[T] = field(default_factory=list, init=False)
+    def __init__(self, rates: Mapping[str, float], *, default_rate: float = 10.0) -> None:
+        self.rates = dict(rates)
+        self.default_rate = default_rate
+        self._buckets: dict[str | None, TokenBucket] = {}
+        self._queues: dict[str | None, deque[T]] = {}
 
-    def submit(self, item: T) -> None:
-        self._queue.append(item)
+    def submit(self, item: T, group: str | None) -> None:
+        self._queues.setdefault(group, deque()).append(item)
 
     def release(self, now: float) -> list[T]:
-        if self._tokens < 0:
-            self._tokens, self._last = self.burst, now
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
         out: list[T] = []
-        while self._queue and self._tokens >= 1.0:
-            self._tokens -= 1.0
-            out.append(self._queue.pop(0))
+        for group, queue in self._queues.items():
+            if not queue:
+                continue
+            bucket = self._buckets.get(group)
+            if bucket is None:
+                rate = self.rates.get(group, self.default_rate) if group is not None else self.default_rate
+                bucket = self._buckets[group] = TokenBucket(rate, max(1.0, rate), now=now)
+            while queue and bucket.take(now):
+                out.append(queue.popleft())
         return out
 
     def pending(self) -> int:
-        return len(self._queue)
+        return sum(len(queue) for queue in self._queues.values())
 
     def discard(self, predicate: Callable[[T], bool]) -> None:
-        self._queue = [item for item in self._queue if not predicate(item)]
+        for group, queue in list(self._queues.items()):
+            if any(predicate(item) for item in queue):
+                self._queues[group] = deque(item for item in queue if not predicate(item))

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 from bridge.sip import LegStateError
-
-if TYPE_CHECKING:
-    from bridge.sip.media import MediaEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +45,9 @@ FINAL_STATES = frozenset({LegState.ENDED, LegState.FAILED})
 class SipLeg:
     """A call leg. Identity is ``leg_id`` (unique per process); mutable fields change only on the loop thread.
 
-    ``port_id`` is ``"span:channel"`` for legs on an E1 trunk group, else ``""``. ``rtp`` is the leg's media
-    endpoint (opened by the service from ``[sip] rtp_ports``; started when the leg connects), ``None`` only
-    before the endpoint is open. ``call_id`` changes on route advance (each attempt is a new dialog).
+    ``port_id`` is ``"span:channel"`` for legs on an E1 trunk group, else ``""``. ``call_id`` changes on route
+    advance (each attempt is a new dialog). A leg is signalling only: its media endpoint stays with the SIP
+    service, which hands it over explicitly (:meth:`bridge.sip.service.SipService.media_endpoint`).
     """
 
     leg_id: str
@@ -63,7 +60,6 @@ class SipLeg:
     gateway: str = ""
     port_id: str = ""
     display_name: str = ""
-    rtp: MediaEndpoint | None = field(default=None, repr=False)
     on_hold: bool = False
     cause: str = ""
 

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from bridge.sip.leg import SipLeg
 
 MediaEndpoint = RtpEndpoint
-"""The type of ``SipLeg.rtp``: the leg's :class:`bridge.rtp.endpoint.RtpEndpoint` (the engine calls
-``read_frame``/``write_frame``/``send_dtmf``/``stats`` on it)."""
+"""The leg's :class:`bridge.rtp.endpoint.RtpEndpoint`, handed to the media owner by
+:meth:`bridge.sip.service.SipService.media_endpoint` (which calls ``read_frame``/``write_frame``/``send_dtmf``/
+``stats`` on it)."""
 
 OnDtmf = Callable[[str, str], None]
 """``on_dtmf(digit, source)`` with source ``"rfc4733"`` or ``"inband"``; called on the loop thread."""

@@ -1,10 +1,10 @@
 """SIP service: the asyncio glue between the engine and the sippy thread (:mod:`bridge.sip.stack`).
 
-The engine sees :class:`SipService` (dial/answer/reject/hangup/status) and receives
-:mod:`bridge.sip.events` through ``on_event`` on the loop thread. Decisions live in the pure cores:
-:mod:`bridge.sip.routing` (route plan, E1 ports, gateway health), :mod:`bridge.sip.antiflood`,
-:mod:`bridge.sip.dtmf` and the leg state table in :mod:`bridge.sip.leg`. This module only owns timers, tasks
-and the thread crossing.
+The engine sees :class:`SipService` (dial/answer/reject/hangup/status, a leg's media endpoint, a dial's first
+trunk group) and receives :mod:`bridge.sip.events` through ``on_event`` on the loop thread. Decisions live in
+the pure cores: :mod:`bridge.sip.routing` (route plan, E1 ports, gateway health), :mod:`bridge.sip.antiflood`,
+:mod:`bridge.sip.dtmf` and the leg state table in :mod:`bridge.sip.leg`. This module only owns timers, tasks,
+the thread crossing and each leg's media (:mod:`bridge.sip.media`), which it hands over on request.
 
 Outbound call (one :class:`_Attempt` per route): INVITE with From user and P-Asserted-Identity = ``calling``;
 sippy answers 401/407 challenges with the trunk group's credentials; no response at all within
@@ -41,7 +41,7 @@ from bridge.sip.events import (
     LegRinging,
 )
 from bridge.sip.leg import LegState, SipLeg
-from bridge.sip.media import Media, MediaFactory, open_rtp_media
+from bridge.sip.media import Media, MediaEndpoint, MediaFactory, open_rtp_media
 from bridge.sip.routing import NO_RESPONSE, GatewayHealth, PortMap, RouteAttempt, advances, plan_routes
 from bridge.sip.stack import (
     Connected,
@@ -282,6 +282,18 @@ class SipService:
     def legs(self) -> list[SipLeg]:
         return [r.leg for r in self._legs.values()]
 
+    def media_endpoint(self, leg: SipLeg) -> MediaEndpoint | None:
+        """The leg's media endpoint, handed to the media owner (the leg carries none): open from before the
+        INVITE (outbound) or the 180 (inbound) until the leg ends; None before and after."""
+        runtime = self._legs.get(leg.leg_id)
+        return runtime.media.endpoint if runtime is not None and runtime.media is not None else None
+
+    def first_group(self, number: str) -> str | None:
+        """The trunk group a dial of ``number`` placed now leaves on first (the route plan over the gateways
+        up now): the dial pacer's bucket. None: no gateway up, the dial would fail at once."""
+        plan = plan_routes(self.config.trunk_group, first_group=None, is_up=self.health.is_up)
+        return plan[0].group if plan else None
+
     # --- outbound -----------------------------------------------------------------------------------
 
     async def _run_outbound(self, runtime: _LegRuntime, first_group: str | None) -> None:
@@ -306,7 +318,6 @@ class SipService:
             log.exception("leg %s: cannot open media", leg.leg_id)
             self._fail(runtime, f"no media port: {exc}", 503)
             return
-        leg.rtp = runtime.media.endpoint
         if leg.is_final:  # hung up while the media opened
             await self._close_media(runtime)
             return
@@ -504,7 +515,6 @@ class SipService:
                 lambda digit, source: self._dtmf(runtime, digit, source),
                 lambda: self._media_timeout(runtime),
             )
-            leg.rtp = runtime.media.endpoint
             runtime.answer_sdp = runtime.media.answer(offer)
         except PeerError as exc:
             # An INVITE without SDP (late offer) lands here too: we only take offers in the INVITE.

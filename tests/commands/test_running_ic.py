@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bridge.commands import CommandResult, execute
+from bridge.conference.interfaces import MediaEndpoint, MediaQuality
 from bridge.conference.service import ConferenceService
 from bridge.config import Config
 from bridge.db import make_engine, make_session_factory
@@ -43,15 +44,24 @@ class FakeSip:
 
     def hangup(self, leg: Any, cause: str = "normal") -> None: ...
 
+    def media_endpoint(self, leg: SipLeg) -> MediaEndpoint | None:
+        return None
+
+    def first_group(self, number: str) -> str | None:
+        return "pstn"
+
 
 class FakeMedia:
     def __init__(self) -> None:
         self.pids = itertools.count(1)
 
-    def add(self, conference: int, *, codec: str = "PCMU", muted: bool = False) -> int:
+    def attach(self, conference: int, endpoint: MediaEndpoint | None, *, muted: bool = False) -> int:
         return next(self.pids)
 
-    def remove(self, pid: int) -> None: ...
+    def detach(self, pid: int) -> None: ...
+
+    def quality(self, pid: int) -> MediaQuality:
+        return MediaQuality()
 
     def set_muted(self, pid: int, muted: bool) -> None: ...
 

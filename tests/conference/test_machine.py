@@ -196,6 +196,8 @@ def test_full_conference_refuses_dials() -> None:
     assert conf.full
     with pytest.raises(NotAllowed):
         conf.dial(3, "+2", "participant", 0.0)
+    with pytest.raises(NotAllowed):  # a returning subscriber too (found by test_machine_properties)
+        conf.join_inbound(4, SUB, "subscriber", 0.0)
 
 
 def test_end_stops_recording_and_refuses_later_controls() -> None:
@@ -248,12 +250,44 @@ def test_moderator_may_end_a_room() -> None:
 
 
 def test_dial_pacer_limits_rate_per_second() -> None:
-    pacer: DialPacer[int] = DialPacer(rate=2.0, burst=2.0)
+    pacer: DialPacer[int] = DialPacer({"pstn": 2.0})
     for i in range(6):
-        pacer.submit(i)
+        pacer.submit(i, "pstn")
     assert pacer.release(0.0) == [0, 1]
     assert pacer.release(0.4) == []
     assert pacer.release(0.5) == [2]
     assert pacer.release(1.5) == [3, 4]
     pacer.discard(lambda item: item == 5)
     assert pacer.pending() == 0
+
+
+def test_dial_pacer_paces_each_trunk_group_on_its_own() -> None:
+    pacer: DialPacer[str] = DialPacer({"slow": 1.0, "fast": 4.0}, default_rate=2.0)
+    for i in range(6):
+        pacer.submit(f"s{i}", "slow")
+        pacer.submit(f"f{i}", "fast")
+    pacer.submit("none", None)  # no route: paced at the default rate, dialled to fail with its cause
+    first = pacer.release(0.0)
+    assert [d for d in first if d.startswith("s")] == ["s0"]  # one second's worth of the slow group...
+    assert [d for d in first if d.startswith("f")] == ["f0", "f1", "f2", "f3"]  # ...does not hold the fast one
+    assert "none" in first
+    assert pacer.release(0.5) == ["f4", "f5"]  # the fast group refills at 4/s while the slow one waits
+    assert pacer.release(1.0) == ["s1"]
+    assert pacer.pending() == 4
+    pacer.discard(lambda d: d.startswith("s"))
+    assert pacer.pending() == 0
+
+
+def test_star_star_hangups_wait_for_the_goodbye_prompt_other_ends_do_not() -> None:
+    conf = launched(ic())
+    conf.dtmf(1, "*", 2.0)
+    actions = conf.dtmf(1, "*", 2.5)
+    hangups = [a for a in actions if isinstance(a, Hangup)]
+    assert [(h.leg_id, h.after_prompt) for h in hangups] == [(1, True), (10, True), (11, True)]
+    assert actions.index(Play(("goodbye",))) < actions.index(hangups[0])  # the prompt they wait for
+    assert sum(isinstance(a, LegFinished) for a in actions) == 3  # the rows and CDRs close at once
+    other = launched(ic())
+    assert all(not a.after_prompt for a in other.end("ended by operator", 3.0) if isinstance(a, Hangup))
+    assert other.legs[1].status is LegStatus.LEFT
+    kicked = launched(ic())
+    assert kicked.kick(10, 3.0)[0] == Hangup(10, "kicked", after_prompt=False)

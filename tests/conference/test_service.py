@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bridge.conference.interfaces import MediaEndpoint, MediaQuality
 from bridge.conference.service import ConferenceService
 from bridge.config import Config, from_dict
 from bridge.db.models import (
@@ -44,6 +45,8 @@ class FakeSip:
         self.answered: list[SipLeg] = []
         self.rejected: list[tuple[SipLeg, int]] = []
         self.hung_up: list[tuple[SipLeg, str]] = []
+        self.endpoints: dict[str, MediaEndpoint] = {}
+        self.groups: dict[str, str] = {}
 
     def dial(self, *, called: str, calling: str, trunk_group: str | None = None, display_name: str = "") -> SipLeg:
         leg = SipLeg(f"out-{next(self.ids)}", "out", calling, called, LegState.DIALING, call_id=f"c{len(self.dialled)}")
@@ -62,6 +65,12 @@ class FakeSip:
     def hangup(self, leg: SipLeg, cause: str = "normal") -> None:
         self.hung_up.append((leg, cause))
 
+    def media_endpoint(self, leg: SipLeg) -> MediaEndpoint | None:
+        return self.endpoints.get(leg.leg_id)
+
+    def first_group(self, number: str) -> str | None:
+        return self.groups.get(number, "pstn")
+
 
 class FakeMedia:
     def __init__(self) -> None:
@@ -70,15 +79,21 @@ class FakeMedia:
         self.plays: list[tuple[tuple[str, ...], int | None, int | None]] = []
         self.muted: dict[int, bool] = {}
         self.recording: dict[int, str] = {}
+        self.endpoints: dict[int, MediaEndpoint | None] = {}
 
-    def add(self, conference: int, *, codec: str = "PCMU", muted: bool = False) -> int:
+    def attach(self, conference: int, endpoint: MediaEndpoint | None, *, muted: bool = False) -> int:
         pid = next(self.pids)
         self.members[pid] = conference
         self.muted[pid] = muted
+        self.endpoints[pid] = endpoint
         return pid
 
-    def remove(self, pid: int) -> None:
+    def detach(self, pid: int) -> None:
         del self.members[pid]
+        del self.endpoints[pid]
+
+    def quality(self, pid: int) -> MediaQuality:
+        return MediaQuality("PCMA", 0.25) if self.endpoints[pid] is not None else MediaQuality()
 
     def set_muted(self, pid: int, muted: bool) -> None:
         self.muted[pid] = muted
@@ -244,7 +259,7 @@ def test_subscriber_dials_back_in_within_hysteresis(rig: Rig) -> None:
     assert run_id in rig.service.conferences
     row = rig.leg_rows(run_id)[-1]
     assert (row.direction, row.role, row.dnis, row.calling) == ("in", "subscriber", COMMON, SUB)
-    assert str(back.leg_id) not in rig.service.ivr_calls
+    assert str(back.leg_id) not in rig.service.lobby.calls
 
 
 def test_dial_in_with_user_pin_joins_as_participant(rig: Rig) -> None:
@@ -269,7 +284,7 @@ def test_three_wrong_pins_disconnect_and_throttle(rig: Rig) -> None:
     caller = rig.dial_in(COMMON, "+15559990000", "999999" * 3)
     assert any(p[0] == ("goodbye",) for p in rig.media.plays)
     rig.advance(2.0)
-    assert (caller, "normal") in rig.sip.hung_up and not rig.service.ivr_calls
+    assert (caller, "normal") in rig.sip.hung_up and not rig.service.lobby.calls
     with rig.factory() as s:
         assert s.scalars(select(EventLog).where(EventLog.kind == "dial_in_refused")).first() is not None
     for _ in range(2):
@@ -336,7 +351,7 @@ def test_room_without_pin_and_controls(rig: Rig) -> None:
 def test_recover_closes_legs_left_open(rig: Rig, config: Config, factory: sessionmaker[Session]) -> None:
     run_id = launch_and_answer(rig)
     fresh = Rig(config, factory)
-    assert fresh.service.recover() == 3
+    assert fresh.service.records.recover() == 3
     rows = fresh.leg_rows(run_id)
     assert {r.cause for r in rows} == {"system restart"} and all(r.disconnected_at for r in rows)
     with factory() as s:
@@ -384,15 +399,15 @@ def test_second_sms_launch_of_a_running_ic_is_refused_by_sms(rig: Rig) -> None:
 
 
 def test_incoming_call_failing_inside_is_rejected_503(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bridge.conference.service as service_module
+    import bridge.dnis.lobby as lobby_module
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("database gone")
 
-    monkeypatch.setattr(service_module, "classify", broken)
+    monkeypatch.setattr(lobby_module, "classify", broken)
     leg = rig.sip.incoming("+1555", COMMON)
     rig.event(IncomingCall(leg))
-    assert (leg, 503) in rig.sip.rejected and not rig.service.ivr_calls
+    assert (leg, 503) in rig.sip.rejected and not rig.service.lobby.calls
 
 
 def test_prepaid_subscriber_without_balance_cannot_launch(rig: Rig) -> None:
@@ -492,7 +507,7 @@ def test_every_answered_call_that_ends_in_the_pin_prompt_has_a_cdr(rig: Rig) -> 
         assert cdr.joined_at is None and cdr.disconnected_at is not None and cdr.called_at <= cdr.disconnected_at
         assert cdr.company_name == ("Co" if run.company_id else "")
     assert sorted(rig.cdrs) == sorted(cdr.id for _, _, cdr in records)
-    assert not rig.service.ivr_calls and rig.service.conference_ids() == []
+    assert not rig.service.lobby.calls and rig.service.conference_ids() == []
 
 
 def test_calls_refused_before_answer_have_no_cdr(rig: Rig) -> None:

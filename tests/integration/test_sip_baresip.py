@@ -12,22 +12,25 @@ from sip_peers import Baresip, Recorder, dominant_freq, free_udp_port, make_conf
 
 from bridge.sip.events import IncomingCall, LegDtmf, LegEnded
 from bridge.sip.leg import LegState, SipLeg
+from bridge.sip.service import SipService
 
 pytestmark = pytest.mark.integration
 
 SILENCE_PCMU = b"\xff" * 160
 
 
-async def loopback(a: SipLeg, b: SipLeg, stop: asyncio.Event) -> int:
-    """Every 20 ms: a.read_frame -> b.write_frame and back (silence when a side has nothing)."""
+async def loopback(service: SipService, a: SipLeg, b: SipLeg, stop: asyncio.Event) -> int:
+    """Every 20 ms: a.read_frame -> b.write_frame and back (silence when a side has nothing), on the endpoints
+    the SIP service hands over for the two legs."""
     loop = asyncio.get_running_loop()
     tick, frames = loop.time(), 0
+    ra, rb = service.media_endpoint(a), service.media_endpoint(b)  # taken over once, as the media owner does
+    assert ra is not None and rb is not None
     while not stop.is_set():
         now = loop.time()
-        assert a.rtp is not None and b.rtp is not None
-        fa, fb = a.rtp.read_frame(now), b.rtp.read_frame(now)
-        b.rtp.write_frame(fa or SILENCE_PCMU)
-        a.rtp.write_frame(fb or SILENCE_PCMU)
+        fa, fb = ra.read_frame(now), rb.read_frame(now)
+        rb.write_frame(fa or SILENCE_PCMU)
+        ra.write_frame(fb or SILENCE_PCMU)
         frames += fa is not None
         tick += 0.02
         await asyncio.sleep(max(0.0, tick - loop.time()))
@@ -63,7 +66,7 @@ def test_baresip_tone_and_dtmf_through_two_legs(tmp_path: Path) -> None:
                 lambda: "b" in legs and legs["a"].state is LegState.CONNECTED and legs["b"].state is LegState.CONNECTED,
                 15,
             )
-            bridge = asyncio.get_running_loop().create_task(loopback(legs["a"], legs["b"], stop))
+            bridge = asyncio.get_running_loop().create_task(loopback(service, legs["a"], legs["b"], stop))
             await asyncio.sleep(3.0)
             bob.send("sndcode", "159#")
             await recorder.wait_for(lambda: len(recorder.of(LegDtmf)) >= 4, 10)

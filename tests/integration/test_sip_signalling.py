@@ -147,7 +147,7 @@ def test_dial_out_answers_digest_challenge(tmp_path: Path, challenge: int) -> No
             await recorder.wait_for(lambda: leg.is_final or leg.state is LegState.CONNECTED, 15)
             assert leg.state is LegState.CONNECTED, [str(e) for e in recorder.events]
             assert [type(e) for e in recorder.events] == [LegRinging, LegAnswered]
-            assert leg.trunk_group == "pstn" and leg.rtp is not None
+            assert leg.trunk_group == "pstn" and service_.media_endpoint(leg) is not None  # handed over, not on the leg
             service_.hangup(leg)
             rc = await wait_process(uas, 15)
             assert rc == 0, sipp_errors(tmp_path)
@@ -517,8 +517,9 @@ def test_inband_dtmf_on_an_e1_group(tmp_path: Path) -> None:
             tick = loop.time()
             while not stop.is_set():
                 for leg in service_.legs():
-                    if leg.rtp is not None and leg.state is LegState.CONNECTED:
-                        leg.rtp.read_frame(loop.time())
+                    endpoint = service_.media_endpoint(leg)
+                    if endpoint is not None and leg.state is LegState.CONNECTED:
+                        endpoint.read_frame(loop.time())
                 tick += 0.02
                 await asyncio.sleep(max(0.0, tick - loop.time()))
 
