@@ -283,14 +283,12 @@ class SipService:
         return [r.leg for r in self._legs.values()]
 
     def media_endpoint(self, leg: SipLeg) -> MediaEndpoint | None:
-        """The leg's media endpoint, handed to the media owner (the leg carries none): open from before the
-        INVITE (outbound) or the 180 (inbound) until the leg ends; None before and after."""
+        """The leg's endpoint for the media owner (a leg carries none); open from before the INVITE/180 to the end."""
         runtime = self._legs.get(leg.leg_id)
         return runtime.media.endpoint if runtime is not None and runtime.media is not None else None
 
     def first_group(self, number: str) -> str | None:
-        """The trunk group a dial of ``number`` placed now leaves on first (the route plan over the gateways
-        up now): the dial pacer's bucket. None: no gateway up, the dial would fail at once."""
+        """The group a dial placed now leaves on first (the dial pacer's bucket); None: no gateway is up."""
         plan = plan_routes(self.config.trunk_group, first_group=None, is_up=self.health.is_up)
         return plan[0].group if plan else None
 

@@ -60,7 +60,7 @@ class FakeStack:
 
 
 class FakeMedia:
-    endpoint = None
+    endpoint: object = None
 
     def __init__(self, *, bad_offer: bool = False) -> None:
         self.bad_offer = bad_offer
@@ -331,3 +331,32 @@ def test_rtp_timeout_hangs_up_with_bye() -> None:
         return FakeMedia()
 
     run(test, open_media=open_media)
+
+
+def test_the_leg_carries_no_media_the_service_hands_its_endpoint_over() -> None:
+    media = FakeMedia()
+    media.endpoint = endpoint = object()
+
+    async def test(h: Harness) -> None:
+        leg = h.service.dial(called="1", calling="2")
+        assert h.service.media_endpoint(leg) is None  # nothing open before the first INVITE
+        await settle()
+        assert h.service.media_endpoint(leg) is endpoint and not hasattr(leg, "rtp")
+        h.service.hangup(leg)
+        assert h.service.media_endpoint(leg) is None  # gone with the leg
+
+    run(test, media=media)
+
+
+def test_first_group_is_the_route_plans_first_and_follows_gateway_health() -> None:
+    async def test(h: Harness) -> None:
+        assert h.service.first_group("15557654321") == "a"
+        for gateway in ("10.0.0.1:5060", "10.0.0.2:5060"):  # group a stops answering OPTIONS
+            for probe in range(3):
+                h.service.health.probe_sent(gateway, float(probe))
+        assert h.service.first_group("15557654321") == "e1"  # the alternate group: its pacer bucket
+        for probe in range(3):
+            h.service.health.probe_sent("10.0.1.1:5060", float(probe))
+        assert h.service.first_group("15557654321") is None
+
+    run(test)
