@@ -69,7 +69,8 @@ class SmppConfig:
     reassembly_timeout_s: float = 60.0
     """How long parts of a concatenated MO are kept waiting for the rest."""
     dedup_window_s: float = 120.0
-    """The same text from the same mobile within this many seconds is an SMSC redelivery, not run twice."""
+    """The same text from the same mobile within this many seconds may be an SMSC redelivery (not run twice) or a
+    person's repeat (answered): see *Delivery guarantees* under SMPP."""
     queue_poll_s: float = 1.0
     """How often the MT queue table is polled for rows queued by other processes."""
     retry_min_s: float = 1.0

@@ -80,7 +80,7 @@ def test_sox_reads_our_recording_and_hears_the_tones(tmp_path: Path, rate: int) 
 
 
 def test_committed_prompts_are_valid_for_sox() -> None:
-    folder = Path(__file__).resolve().parents[2] / "bridge" / "mixer" / "prompts"
+    folder = Path(__file__).resolve().parents[2] / "bridge" / "prompts" / "wav"
     for name in VOICE_PROMPTS:
         path = folder / f"{name}.wav"
         info = subprocess.run([sox(), "--i", str(path)], capture_output=True, text=True, check=True, timeout=30)

@@ -44,7 +44,7 @@ HOST = "127.0.0.1"
 SSRC = 0x1234ABCD  # the same for every caller
 OPEN, PIN_ROOM, SMALL = "7001", "7002", "7003"
 PIN, MODERATOR_PIN = "4321", "9876"
-PROMPTS = Path(__file__).resolve().parents[2] / "bridge" / "mixer" / "prompts"
+PROMPTS = Path(__file__).resolve().parents[2] / "bridge" / "prompts" / "wav"
 
 # A UAC that waits for the bridge's BYE instead of sending its own (the refused caller).
 _UAC_UNTIL_BYE = (
