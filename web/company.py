@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Literal
 
 from flask import (
@@ -24,7 +24,6 @@ from flask import (
 )
 from flask_login import current_user
 from sqlalchemy import ColumnElement, Select, select
-from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from bridge import provisioning
@@ -277,22 +276,12 @@ def _save_subscriber(form: SubscriberForm, subscriber: Subscriber | None) -> boo
 @roles_required(*STAFF)
 def subscriber_delete(sid: int) -> Response:
     subscriber = get_or_404(Subscriber, sid)
+    name = subscriber.name
     session = db.session()
-    accounts: Sequence[Account] = session.scalars(select(Account).where(Account.subscriber_id == sid)).all()
     try:
-        with session.begin_nested():
-            for account in accounts:
-                session.delete(account)
-            session.delete(subscriber)
-        session.commit()
-    except IntegrityError:
-        # History (runs, CDRs, SMS log) refers to the subscriber: keep the row, mark it deleted, stop the logins.
-        session.rollback()
-        subscriber = get_or_404(Subscriber, sid)
-        subscriber.status = SubscriberStatus.DELETED
-        subscriber.deleted_at = utc_now()
-        for account in session.scalars(select(Account).where(Account.subscriber_id == sid)):
-            account.active = False
-        session.commit()
-    flash(f"Subscriber {subscriber.name} deleted.", "info")
+        provisioning.delete_subscriber(session, subscriber, utc_now())
+    except ProvisioningError:
+        abort(404)  # already deleted: gone for the portal too
+    session.commit()
+    flash(f"Subscriber {name} deleted.", "info")
     return redirect(url_for("company.subscribers"))

@@ -75,6 +75,7 @@ class Subscriber(Base):
     status: Mapped[SubscriberStatus] = mapped_column(_enum(SubscriberStatus), default=SubscriberStatus.ACTIVE)
     prepaid: Mapped[bool] = mapped_column(Boolean, default=False)
     balance: Mapped[float | None] = mapped_column(Numeric(12, 2), nullable=True)
+    email: Mapped[str] = mapped_column(String(254), default="", server_default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
@@ -443,3 +444,62 @@ class EngineAlive(Base):
     __tablename__ = "engine_alive"
     node: Mapped[str] = mapped_column(String(60), primary_key=True)
     seen_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class TokenScope(enum.StrEnum):
+    OPERATOR = "operator"
+    COMPANY = "company"
+    SUBSCRIBER = "subscriber"
+
+
+class ApiToken(Base):
+    """A REST API bearer token; only the SHA-256 of the secret is kept (``bridge.api.tokens``)."""
+
+    __tablename__ = "api_token"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80))
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16), default="")
+    scope: Mapped[TokenScope] = mapped_column(_enum(TokenScope))
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("company.id"), nullable=True, index=True)
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscriber.id"), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(120), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ApiTransaction(Base):
+    """One answered API request kept for idempotency: the CRM's transaction id or a REST Idempotency-Key.
+
+    ``key`` is unique per ``channel`` (``crm``: the CRM's transaction id; ``rest``: token id + key); a repeat
+    with the same ``request_sha256`` gets ``response`` again, a different body is refused.
+    """
+
+    __tablename__ = "api_transaction"
+    __table_args__ = (UniqueConstraint("channel", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(10))
+    key: Mapped[str] = mapped_column(String(200))
+    principal: Mapped[str] = mapped_column(String(255), default="")
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer, default=200)
+    content_type: Mapped[str] = mapped_column(String(80), default="")
+    response: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class AuditEntry(Base):
+    """One change made through a machine API: who (certificate subject or token), what, when, before/after (JSON)."""
+
+    __tablename__ = "audit_entry"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(10))
+    action: Mapped[str] = mapped_column(String(40))
+    object_type: Mapped[str] = mapped_column(String(40))
+    object_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    transaction: Mapped[str] = mapped_column(String(200), default="")
+    before: Mapped[str] = mapped_column(Text, default="")
+    after: Mapped[str] = mapped_column(Text, default="")

@@ -11,12 +11,15 @@ broken rule raises :class:`ProvisioningError`, whose ``message`` fits an SMS and
 
 Modules by object: :mod:`.names` (name rules), :mod:`.contacts` (contacts and groups),
 :mod:`.conferences` (IC slots, DNIS, PINs, members), :mod:`.rooms`, :mod:`.accounts` (companies,
-subscribers, portal logins).
+subscribers, portal logins), :mod:`.lifecycle` (suspend, resume, delete a subscriber), :mod:`.audit` (the
+API changes' audit log).
 """
 
 from __future__ import annotations
 
 from bridge.provisioning.accounts import (
+    check_balance,
+    check_email,
     check_username,
     find_company,
     hash_password,
@@ -52,6 +55,12 @@ from bridge.provisioning.contacts import (
     save_group,
 )
 from bridge.provisioning.errors import EXISTS, INVALID, LIMIT, UNKNOWN, ProvisioningError
+from bridge.provisioning.lifecycle import (
+    delete_subscriber,
+    resume_subscriber,
+    set_subscriber_status,
+    suspend_subscriber,
+)
 from bridge.provisioning.names import is_name, name_key, sort_key
 from bridge.provisioning.rooms import add_room, delete_room, load_rooms
 
@@ -66,6 +75,8 @@ __all__ = [
     "add_room",
     "assign_ic",
     "check_adhoc",
+    "check_balance",
+    "check_email",
     "check_group_name",
     "check_username",
     "common_dnis",
@@ -73,6 +84,7 @@ __all__ = [
     "delete_contact",
     "delete_group",
     "delete_room",
+    "delete_subscriber",
     "find_company",
     "find_contact",
     "find_group",
@@ -88,12 +100,15 @@ __all__ = [
     "load_rooms",
     "name_key",
     "regenerate_pins",
+    "resume_subscriber",
     "save_account",
     "save_company",
     "save_contact",
     "save_group",
     "save_subscriber",
     "set_ic_members",
+    "set_subscriber_status",
     "sort_key",
+    "suspend_subscriber",
     "update_ic",
 ]

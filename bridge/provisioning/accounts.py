@@ -7,10 +7,14 @@
   :data:`PASSWORD_MIN` characters, stored only as a werkzeug salted hash (scrypt by default, the same
   ``generate_password_hash`` the portal checks with ``check_password_hash``). A subscriber's login is
   active while the subscriber is.
+- A subscriber's e-mail is empty or one ``local@domain`` address of at most 254 characters; a prepaid
+  balance has two decimals and lies within +/- :data:`BALANCE_MAX`.
 """
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
@@ -26,6 +30,9 @@ COMPANY_NAME_MAX = 120
 SUBSCRIBER_NAME_MAX = 120
 USERNAME_MAX = 80
 PASSWORD_MIN = 8
+EMAIL_MAX = 254
+BALANCE_MAX = Decimal("9999999999.99")
+_EMAIL = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
 
 
 # --- companies ------------------------------------------------------------------------------------
@@ -137,6 +144,27 @@ def _mobile(session: Session, mobile: str, default_country: str, subscriber: Sub
     return e164
 
 
+def check_email(email: str) -> str:
+    """``email`` stripped, when empty or one plausible address (the mailbox itself is the CRM's business)."""
+    email = email.strip()
+    if email and (len(email) > EMAIL_MAX or not _EMAIL.match(email)):
+        raise ProvisioningError("not an e-mail address", field="email")
+    return email
+
+
+def check_balance(balance: Decimal | str | None) -> Decimal | None:
+    """A prepaid balance as a two-decimal ``Decimal`` (``None`` stays ``None``)."""
+    if balance is None:
+        return None
+    try:
+        value = Decimal(str(balance).strip())
+    except InvalidOperation as exc:
+        raise ProvisioningError(f"not an amount: {balance!r}", field="balance") from exc
+    if not value.is_finite() or abs(value) > BALANCE_MAX or value != value.quantize(Decimal("0.01")):
+        raise ProvisioningError("an amount with at most two decimals and ten digits", field="balance")
+    return value.quantize(Decimal("0.01"))
+
+
 def save_subscriber(
     session: Session,
     *,
@@ -149,15 +177,21 @@ def save_subscriber(
     username: str = "",
     password: str = "",
     subscriber: Subscriber | None = None,
+    email: str | None = None,
+    balance: Decimal | str | None = None,
 ) -> tuple[Subscriber, Account | None]:
     """Create (``subscriber=None``) or update a subscriber, with its portal login when ``username`` is given
-    (created, or renamed; an empty ``password`` keeps the old one). Returns the subscriber and its login."""
+    (created, or renamed; an empty ``password`` keeps the old one). Returns the subscriber and its login.
+
+    ``email`` and ``balance``: ``None`` keeps the current value (none on a new subscriber)."""
     name = name.strip()
     if not 0 < len(name) <= SUBSCRIBER_NAME_MAX:
         raise ProvisioningError(f"1 to {SUBSCRIBER_NAME_MAX} characters", field="name")
     if session.get(Company, company_id) is None:
         raise ProvisioningError("choose a company", field="company", code=UNKNOWN)
     e164 = _mobile(session, mobile, default_country, subscriber)
+    email = None if email is None else check_email(email)
+    amount = check_balance(balance)
     account = None
     if subscriber is not None and subscriber.id is not None:
         account = session.scalars(select(Account).where(Account.subscriber_id == subscriber.id)).first()
@@ -171,6 +205,10 @@ def save_subscriber(
         session.add(subscriber)
     subscriber.company_id, subscriber.name, subscriber.mobile = company_id, name, e164
     subscriber.status, subscriber.prepaid = status, prepaid
+    if email is not None:
+        subscriber.email = email
+    if amount is not None:
+        subscriber.balance = amount  # type: ignore[assignment]  # Numeric column, mapped as float in the model
     session.flush()
     if username:
         if account is None:
