@@ -1,7 +1,9 @@
-"""Conference service logic: the pure conference state machine, launch plan and dial pacer
-(``machine``); the glue that wires it to SIP, the mixer, SMS and the database (``service``, through
-the narrow ``ports``; ``media`` adapts the mixer); ``bridge run`` (``cli``). An Instant Conference and
-a meet-me room are the same machine with a different :class:`~bridge.conference.machine.Policy`.
+"""Conference service logic: the pure conference state machine, launch plan and per-trunk-group dial pacer
+(``machine``) and the pure launch decisions (``policy``, where billing plugs in); the glue that carries out
+the machine's actions (``service``), through the narrow ``interfaces`` to SIP and to the one owner of media
+(``media``: participants <-> endpoints, the tick's read / mix / write), with every database write in
+``records``. An Instant Conference and a meet-me room are the same machine with a different
+:class:`~bridge.conference.machine.Policy`.
 """
 
 from __future__ import annotations

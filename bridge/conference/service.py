@@ -19,6 +19,7 @@ hang-ups that wait for a prompt).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -253,7 +254,7 @@ class ConferenceService:
                 return Refused("conference ended", prompt=None)
             if conf.full:  # a returning subscriber is not checked by routing; the machine's cap holds for all
                 return Refused("conference full", prompt="conference_full")
-            inbound = NewLeg(**{**inbound.__dict__, "recorded": conf.recording})
+            inbound = dataclasses.replace(inbound, recorded=conf.recording)
             (leg_id,) = self.records.open_legs(conf.run_id, [inbound])
             self._track(leg_id, conf.run_id, sip_leg.calling, decision.role, "in", sip=sip_leg)
             self._apply(conf.run_id, conf.join_inbound(leg_id, sip_leg.calling, decision.role, self.clock()))

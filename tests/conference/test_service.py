@@ -515,3 +515,25 @@ def test_calls_refused_before_answer_have_no_cdr(rig: Rig) -> None:
     rig.event(IncomingCall(leg))
     assert (leg, 404) in rig.sip.rejected
     assert _dial_in_records(rig) == [] and rig.cdrs == []
+
+
+def test_dials_are_paced_per_trunk_group(tmp_path: Path, factory: sessionmaker[Session]) -> None:
+    config = from_dict(
+        {
+            "node": {"data_dir": str(tmp_path)},
+            "trunk_group": [
+                {"name": "slow", "gateways": ["10.0.0.1:5060"], "calls_per_second": 1},
+                {"name": "fast", "gateways": ["10.0.0.2:5060"], "calls_per_second": 10, "role": "alternate"},
+            ],
+        }
+    )
+    rig = Rig(config, factory)
+    members = [f"+1555000{i:04d}" for i in range(6)]
+    rig.sip.groups = {n: "slow" for n in members[:3]} | {n: "fast" for n in members[3:]} | {SUB: "fast"}
+    rig.service.launch(subscriber_id=1, numbers=members)
+    rig.advance(0.02)
+    assert [leg.called for leg in rig.sip.dialled] == [SUB, *members[3:], members[0]]  # slow: 1/s, fast: at once
+    rig.advance(1.0)
+    assert [leg.called for leg in rig.sip.dialled][-1] == members[1]
+    rig.advance(1.0)
+    assert len(rig.sip.dialled) == 7 and rig.service.pacer.pending() == 0
