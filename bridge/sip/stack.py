@@ -19,6 +19,21 @@ that module for the order and the RFC 4475 cases), then sippy's own parse (what 
 Out-of-dialog requests from addresses that are not trunk gateways get 403, an INVITE for a number the engine
 does not serve gets 404 (one without Contact then 400), OPTIONS gets 200, other served methods outside a
 dialog get 405. Accepted INVITEs get 100 (sippy) and 180 (us) and are posted as :class:`Incoming`.
+
+Transports. The stack sends over UDP only (sippy's transactions are UDP); TCP and TLS are a front proxy's job
+(README "SIP over TCP and TLS: Kamailio in front"). A dialog may still name another transport for its next
+hop: a proxy that took the call over TCP and record-routes once with ``;transport=tcp``, or a Contact with
+``;transport=tcp`` and no Record-Route. RFC 3261 §12.2.1.1 keeps the route set and the remote target as they
+are; only the choice of socket is ours, and a UDP-only UA behind a proxy sends to the proxy: every in-dialog
+request (BYE, re-INVITE, INFO) and the ACK of a 2xx whose next hop is not UDP go over UDP to the address the
+dialog came through (the source of the INVITE we answered, the gateway we sent ours to), Route headers and
+Request-URI unchanged. The proxy recognises its own Record-Route and forwards on the transport it names.
+A hang-up sippy fails to send is logged as a warning and retried (``HANGUP_ATTEMPTS``), never dropped: the
+engine has already ended the leg in the API and the CDR when it asks for the BYE.
+
+Record-Route values are copied into responses (and into the Route headers of our requests) as they came,
+byte for byte (RFC 3261 §12.1.1); sippy would re-serialise them (``;lr=on`` -> ``;lr``), which some proxies
+do not recognise as their own.
 """
 
 from __future__ import annotations
@@ -35,6 +50,13 @@ from bridge.sip.antiflood import Antiflood
 from bridge.sip.screening import ALLOWED_METHODS, Screening, Verdict, reply, reply_address, screen
 
 log = logging.getLogger(__name__)
+
+HANGUP_ATTEMPTS = 4
+"""How many times :meth:`SipStack.hangup` tries to make sippy send the BYE/CANCEL before it gives up (with an
+error in the log and ``counters["hangup_failed"]``)."""
+
+HANGUP_RETRY_S = 0.5
+"""The pause before the first retry of a failed hang-up; it doubles with each further try (0.5, 1, 2 s)."""
 
 # --- events posted to the asyncio side --------------------------------------------------------------
 
@@ -214,7 +236,18 @@ class SipStack:
         self._uas: dict[int, Any] = {}
         self._next_in = -1  # inbound dialogs get negative tokens, outbound ones come from the service (> 0)
         self._tm: Any = None
-        self.counters = {"requests": 0, "flood_dropped": 0, "bad_requests": 0, "forbidden": 0, "not_found": 0}
+        self._hops: dict[str, tuple[str, int]] = {}
+        """Call-ID -> the UDP address the dialog came through (see "Transports" in the module docstring)."""
+        self.counters = {
+            "requests": 0,
+            "flood_dropped": 0,
+            "bad_requests": 0,
+            "forbidden": 0,
+            "not_found": 0,
+            "udp_fallback": 0,
+            "hangup_retried": 0,
+            "hangup_failed": 0,
+        }
 
     # -- life cycle (sippy thread) --
 
@@ -239,8 +272,21 @@ class SipStack:
                 nworkers = 1
                 flags = socket.SO_REUSEADDR
 
+            _install_verbatim_record_route()
+
             class _Tm(SipTransactionManager):  # type: ignore[misc]
                 model_udp_server = (Udp_server, _UdpOpts)
+
+                def newTransaction(self, msg: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 - sippy's API
+                    stack._udp_target(msg)
+                    return super().newTransaction(msg, *args, **kwargs)
+
+                def transmitReq(self, t: Any, msg: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N802
+                    # The ACK of a 2xx is built and sent here, outside newTransaction (sippy sends it over the
+                    # INVITE's UDP socket to the next hop's host:port, whatever transport that hop names).
+                    if args and msg.getMethod() == "ACK" and stack._udp_target(msg):
+                        args = (msg.getTarget()[0], *args[1:])
+                    super().transmitReq(t, msg, *args, **kwargs)
 
                 def handleIncoming(self, data_in: Any, ra: Any, server: Any, rtime: Any) -> None:
                     try:
@@ -263,6 +309,7 @@ class SipStack:
         """Forget every dialog and release the socket (callers hang up the live legs first)."""
         try:
             self._uas.clear()
+            self._hops.clear()
             if self._tm is not None:
                 self._tm.cp_timer.cancel()
                 self._tm.l4r.shutdown()
@@ -369,7 +416,8 @@ class SipStack:
         token = self._next_in
         self._next_in -= 1
         info = (str(req.getHFBody("call-id")), calling, called, display, source)
-        ua = self._new_ua(token, inbound=info)
+        host, port = req.getSource()
+        ua = self._new_ua(token, inbound=info, call_id=info[0], hop=(str(host), int(port)))
         return ua.recvRequest(req, t)
 
     def _allow(self, resp: Any) -> None:
@@ -395,7 +443,10 @@ class SipStack:
         username: str | None = None,
         password: str | None = None,
         next_hop: tuple[str, int] | None = None,
+        call_id: str,
+        hop: tuple[str, int],
     ) -> Any:
+        """A sippy UA for one dialog; ``hop`` is the UDP address it came through (see "Transports" above)."""
         from sippy.UA import UA
 
         def on_event(event: Any, ua: Any) -> None:
@@ -405,7 +456,9 @@ class SipStack:
                 log.exception("SIP stack: error handling %s for dialog %d", type(event).__name__, token)
 
         def on_dead(ua: Any, *args: Any) -> None:
-            self._uas.pop(token, None)
+            if self._uas.get(token) is ua:
+                del self._uas[token]
+            self._hops.pop(call_id, None)
 
         ua = UA(
             self._gc,
@@ -418,6 +471,7 @@ class SipStack:
         ua.lContact = self._contact()
         ua.local_ua = None
         self._uas[token] = ua
+        self._hops[call_id] = hop
         return ua
 
     def _on_ua_event(self, token: int, event: Any, ua: Any, inbound: tuple[str, str, str, str, str] | None) -> None:
@@ -478,6 +532,8 @@ class SipStack:
             username=request.username or None,
             password=request.password or None,
             next_hop=(request.host, request.port),
+            call_id=request.call_id,
+            hop=(request.host, request.port),
         )
         call_id = SipCallId(body=request.call_id)
         event = CCEventTry(
@@ -505,11 +561,67 @@ class SipStack:
 
     reject_update = reject
 
-    def hangup(self, token: int) -> None:
-        """BYE, CANCEL or a final error, whatever the dialog state needs (sippy decides)."""
+    def hangup(self, token: int, attempt: int = 1) -> None:
+        """BYE, CANCEL or a final error, whatever the dialog state needs (sippy decides).
+
+        The service has already ended the leg when it calls this, so a failure here must not pass quietly:
+        it is logged as a warning and retried after ``HANGUP_RETRY_S`` (doubling) up to ``HANGUP_ATTEMPTS``
+        times, then logged as an error and counted in ``counters["hangup_failed"]``."""
         ua = self._uas.get(token)
-        if ua is not None and not ua.isDead():
+        if ua is None or ua.isDead() or self._tm is None:
+            return
+        try:
             ua.disconnect()
+        except Exception as exc:
+            call_id = str(getattr(ua, "cId", "") or "?")
+            if attempt >= HANGUP_ATTEMPTS:
+                self.counters["hangup_failed"] += 1
+                log.error(
+                    "SIP stack: dialog %d (Call-ID %s) could not be hung up after %d attempts; the far end may "
+                    "still be in the call: %s",
+                    token,
+                    call_id,
+                    attempt,
+                    exc,
+                    exc_info=True,
+                )
+                return
+            from sippy.Time.Timeout import Timeout
+
+            delay = HANGUP_RETRY_S * 2 ** (attempt - 1)
+            self.counters["hangup_retried"] += 1
+            log.warning(
+                "SIP stack: hang-up of dialog %d (Call-ID %s) failed (%s); retry %d of %d in %.1f s",
+                token,
+                call_id,
+                exc,
+                attempt,
+                HANGUP_ATTEMPTS - 1,
+                delay,
+            )
+            Timeout(_guarded_callback(self.hangup), delay, 1, token, attempt + 1)
+
+    def _udp_target(self, msg: Any) -> bool:
+        """Point a request whose next hop names a transport other than UDP at the dialog's UDP hop (the
+        module docstring says why); True when it did. Raises :class:`SipError` if the dialog has none."""
+        address, transport = msg.getTarget()
+        if str(transport).lower() == "udp":
+            return False
+        call_id = str(msg.getHFBody("call-id"))
+        hop = self._hops.get(call_id)
+        if hop is None:
+            raise SipError(f"{msg.getMethod()} to {address} over {transport}: no UDP hop known for Call-ID {call_id}")
+        msg.setTarget((hop, "udp"))
+        self.counters["udp_fallback"] += 1
+        log.debug(
+            "SIP stack: %s for %s: next hop is %s over %s; sent over UDP to %s",
+            msg.getMethod(),
+            call_id,
+            address,
+            transport,
+            hop,
+        )
+        return True
 
     def options(self, gateway: str, host: str, port: int, probe: int) -> None:
         """Send one out-of-dialog OPTIONS (keepalive); any final response is posted as :class:`OptionsReply`."""
@@ -541,6 +653,55 @@ class SipStack:
 
     def live_dialogs(self) -> int:
         return len(self._uas)
+
+
+def _guarded_callback(fn: Callable[..., Any]) -> Callable[..., None]:
+    """``fn`` for a sippy timer: exceptions are logged (a timer callback that raises breaks sippy's loop)."""
+
+    def run(*args: Any) -> None:
+        _guarded(fn, *args)
+
+    return run
+
+
+def _install_verbatim_record_route() -> None:
+    """Make sippy keep each Record-Route value as the text it came in (RFC 3261 §12.1.1: responses copy them
+    unchanged, and the route set of our requests is built from them). sippy's parser table is process-wide;
+    only this adapter uses sippy, and it parses exactly as before: only the serialisation of an unmodified
+    value changes. Runs in the sippy thread; idempotent."""
+    from sippy.SipHeader import hf_types
+    from sippy.SipRecordRoute import SipRecordRoute
+
+    if getattr(hf_types.get("record-route"), "verbatim_record_route", False):
+        return
+
+    class VerbatimRecordRoute(SipRecordRoute):  # type: ignore[misc]
+        verbatim_record_route = True
+        text: str | None = None
+        """The value as received (``None`` for one we built); sent as is while the parsed address is unchanged."""
+        parsed_as: str | None = None
+
+        def __init__(self, body: str | None = None, address: Any = None) -> None:
+            super().__init__(body=body, address=address)
+            if body is not None:
+                self.text = body.strip()
+
+        def parse(self) -> None:
+            super().parse()
+            self.parsed_as = str(self.address.localStr())
+
+        def localStr(self, local_addr: Any = None) -> str:  # noqa: N802 - sippy's API
+            if self.text is not None and (not self.parsed or str(self.address.localStr()) == self.parsed_as):
+                return self.text
+            return str(super().localStr(local_addr))
+
+        def getCopy(self) -> Any:  # noqa: N802 - sippy's API
+            copy = super().getCopy()
+            copy.text, copy.parsed_as = self.text, self.parsed_as
+            return copy
+
+    for name in VerbatimRecordRoute.hf_names:
+        hf_types[name] = VerbatimRecordRoute
 
 
 def _header(name: str, value: str) -> Any:
