@@ -314,8 +314,8 @@ class RoleMachine:
         """The reason to leave the current role now, or None to stay."""
         peer, alive, healthy = self.peer, self.peer_alive(now), self.healthy(now)
         if self.state is Role.INIT:
-            if peer is not None and alive and peer.role is Role.ACTIVE:
-                return Cause.PEER_ACTIVE
+            if peer is not None and alive and peer.role is Role.ACTIVE and healthy:
+                return Cause.PEER_ACTIVE  # (not before the first witness answer: no STANDBY -> FAILED blip)
             return Cause.HOLD_DOWN_OVER if now - self.listen_from >= self.miss_window_s else None
         if self.state is Role.FAILED:
             return Cause.HEALTHY if healthy else None

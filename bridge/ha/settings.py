@@ -1,9 +1,12 @@
 """HA settings: one frozen dataclass, keyword-only, validated on construction (to be folded into the config).
 
 The timing defaults, 50 ms heartbeats and a 4-interval (200 ms) miss window, fail a dead node over in
-about 0.2 s where keepalived's VRRPv3 with ``advert_int 0.1`` needs 3 adverts plus skew (~0.35 s), and
-leave a 150 ms margin for a late heartbeat: ``bench/ha_failover.py jitter`` measured the largest gap
-between heartbeats on this 2-core machine with both cores saturated by other work (README "HA").
+about 0.2 s where keepalived's VRRPv3 with ``advert_int 0.1`` needs 3 adverts plus skew (~0.35 s):
+``bench/ha_failover.py``, 10 runs per mode, medians kill -9 220 ms vs keepalived 312 ms, link down
+43 vs 330 ms, SIGSTOP 218 vs 293 ms, switchover 28 vs 66 ms. They never flap on a busy 2-core machine
+as long as the service runs under SCHED_RR (``realtime_priority``): ``bench/ha_failover.py jitter``,
+6 busy loops on 2 cores for 45 s, longest silence between two heartbeats 60 ms (a 140 ms margin); with
+normal scheduling the same load once delayed a heartbeat by 334 ms and caused a false failover.
 """
 
 from __future__ import annotations
@@ -77,9 +80,7 @@ class HaSettings:
     realtime_priority: int = 10
     """SCHED_RR priority (1..99) for the thread that runs the HA service, 0 for normal scheduling. Applied
     by the entry point (``python -m bridge.ha``; the engine's HA thread), never to a loop that also mixes
-    audio. Measured: with 6 busy loops on 2 cores and normal scheduling the peer once went silent for
-    334 ms in 45 s (a false failover at 200 ms); under SCHED_RR see README "HA" (like keepalived's
-    ``vrrp_rt_priority``)."""
+    audio. Like keepalived's ``vrrp_rt_priority``; the measurement is in the module docstring."""
 
     def __post_init__(self) -> None:
         if self.node_id == self.peer_node_id:
