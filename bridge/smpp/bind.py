@@ -101,3 +101,14 @@ class BindMachine:
             log.info("smpp %s: %s -> %s%s", self.name, self.state.value, state.value, f" ({reason})" if reason else "")
         self.state = state
         self.since = now
+
+
+def address_range(short_codes: list[str]) -> str:
+    """The bind's address_range (a regular expression in SMPP 3.4 §5.2.7, at most 40 characters)."""
+    if len(short_codes) == 1:
+        return short_codes[0][:40]
+    pattern = "^(" + "|".join(short_codes) + ")$"
+    if len(pattern) > 40:
+        log.warning("smpp: %d short codes do not fit in address_range; binding without one", len(short_codes))
+        return ""
+    return pattern

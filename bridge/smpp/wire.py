@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 SUBMIT_SM = 0x00000004
 SUBMIT_SM_RESP = 0x80000004
@@ -20,6 +21,13 @@ UNBIND_RESP = 0x80000006
 GENERIC_NACK = 0x80000000
 
 _HEADER = struct.Struct(">LLLL")
+
+
+def text(value: Any) -> str:
+    """A C-Octet String field as smpplib hands it over (bytes, ``str`` or ``None``), as text."""
+    if value is None:
+        return ""
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
 
 
 def _cstring(text: str, size: int) -> bytes:

@@ -4,7 +4,9 @@ import asyncio
 
 from bridge.config import Config
 from bridge.db import make_engine, make_session_factory
-from bridge.smpp.service import SmppService, _address, address_range
+from bridge.smpp.bind import address_range
+from bridge.smpp.feed import address as _address
+from bridge.smpp.service import SmppService
 
 
 def test_address_range_for_the_short_codes() -> None:
