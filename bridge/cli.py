@@ -487,6 +487,13 @@ def demo_load(config: Config, if_empty: bool) -> None:
         click.echo(line)
 
 
+def _log_setup(ctx: click.Context) -> None:
+    """``[log]`` for the long-running commands: text or JSON lines with the run/leg/Call-ID, the SIP trace."""
+    from bridge.ops.logs import configure
+
+    configure(ctx.obj.log, ctx.obj.trunk_group, verbose=bool(ctx.find_root().params.get("verbose")))
+
+
 @main.command("run")
 @click.option("--no-web", is_flag=True, help="Do not start the portal subprocess.")
 @click.pass_context
@@ -497,6 +504,7 @@ def run_command(ctx: click.Context, no_web: bool) -> None:
     from bridge.engine import Engine, StartError  # imported here so the other commands stay light
 
     config: Config = ctx.obj
+    _log_setup(ctx)
     config_path = ctx.find_root().params.get("config_path")
     portal_args = None if no_web else [*(["--config", config_path] if config_path else []), "web"]
     engine = Engine(config, portal_args=portal_args)

@@ -23,6 +23,8 @@ from bridge.configschema import (
     ControlConfig,
     DatabaseConfig,
     DnisConfig,
+    LogConfig,
+    MetricsConfig,
     NodeConfig,
     NumberingConfig,
     RoomConfig,
@@ -108,6 +110,8 @@ def validate(config: Config) -> None:
     _check_control(config.control)
     _check_cdr(config.cdr)
     _check_alerts(config.alerts)
+    _check_log(config.log, config.trunk_group)
+    _check_metrics(config.metrics)
     _check_rooms(config.room, config.dnis, config.conference.max_participants)
     _check_tcp_listeners(config)
 
@@ -335,6 +339,23 @@ def _check_alerts(alerts: AlertsConfig) -> None:
         _email(recipient, f"alerts.recipients[{i}]")
 
 
+def _check_log(log: LogConfig, trunks: list[TrunkGroupConfig]) -> None:
+    names = {trunk.name for trunk in trunks}
+    for i, name in enumerate(log.sip_trace_trunks):
+        if name not in names:
+            known = ", ".join(sorted(names)) or "none configured"
+            raise ConfigError(f"log.sip_trace_trunks[{i}]: no trunk group {name!r} (trunk groups: {known})")
+
+
+def _check_metrics(metrics: MetricsConfig) -> None:
+    if metrics.listen:
+        _listen_ip(metrics.listen, "metrics.listen")
+    _positive(metrics, "metrics", "smpp_unbound_alarm_s", "cdr_behind_alarm_s", "ha_peer_lost_alarm_s")
+    _at_least(metrics, "metrics", 1, "tick_overrun_alarm")
+    if not 0 < metrics.disk_alarm_percent < 100:
+        raise ConfigError("metrics.disk_alarm_percent: must lie between 0 and 100")
+
+
 def _check_rooms(rooms: list[RoomConfig], dnis: DnisConfig, max_participants: int) -> None:
     used = {dnis.common, *expand_numbers(dnis.pool, "dnis.pool")}
     for i, room in enumerate(rooms):
@@ -361,6 +382,8 @@ def _check_tcp_listeners(config: Config) -> None:
         listeners.append(("cdr.feed_listen", config.cdr.feed_listen))
     if config.web.enabled:
         listeners.append(("web.listen", config.web.listen))
+    if config.metrics.listen:
+        listeners.append(("metrics.listen", config.metrics.listen))
     seen: list[tuple[str, str, str, int]] = []
     for key, text in listeners:
         host, port = parse_host_port(text, key)

@@ -277,6 +277,34 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LogConfig:
+    format: Literal["text", "json"] = "text"
+    """``text``: one human-readable line per event; ``json``: one JSON object per line (for a log shipper). Either
+    way a line about a conference, a leg or a call carries its run id, leg id and Call-ID."""
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level logged (``bridge -v`` forces ``debug``)."""
+    sip_trace_trunks: list[str] = field(default_factory=list)
+    """Trunk groups whose SIP messages are logged in full (the sngrep habit, for troubleshooting); off by
+    default: every request and response of those gateways goes to the log."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsConfig:
+    listen: str = ""
+    """``ip:port`` of the Prometheus exporter (``/metrics``); empty disables it."""
+    smpp_unbound_alarm_s: float = 60.0
+    """Alarm when the SMPP link has not been bound for this many seconds."""
+    cdr_behind_alarm_s: float = 7200.0
+    """Alarm when the oldest CDR file not yet delivered to a target is older than this."""
+    disk_alarm_percent: float = 90.0
+    """Alarm when the file system of ``node.data_dir`` is fuller than this (percent)."""
+    tick_overrun_alarm: int = 50
+    """Alarm when more than this many media ticks ran late or were skipped within one minute."""
+    ha_peer_lost_alarm_s: float = 5.0
+    """Alarm when the HA peer's heartbeat has not been heard for this many seconds (once HA runs)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class RoomConfig:
     number: str
     """Dialled number that reaches the room."""
@@ -304,6 +332,8 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     cdr: CdrConfig = field(default_factory=CdrConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     room: list[RoomConfig] = field(default_factory=list)
     base_dir: str = "."
     """Directory relative paths are resolved against (the config file's parent's parent)."""

@@ -51,6 +51,7 @@ from bridge.db.session import make_engine, make_session_factory
 from bridge.dnis.served import ServedNumbers
 from bridge.mixer.clock import LatenessStats, Tick, run_ticks
 from bridge.mixer.mixer import Mixer
+from bridge.ops.runtime import Operations
 from bridge.portal import bind_error, cannot_bind
 from bridge.prompts import load_prompt
 from bridge.rtp.poller import RtpPoller
@@ -152,6 +153,8 @@ class Engine:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._served = ServedNumbers()
+        self.ops = Operations(self)
+        """Watchdog, metrics, alarms, log context (``bridge.ops.runtime``): the engine only calls its hooks."""
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -182,9 +185,11 @@ class Engine:
         await self._start_control()
         await self._start_cdr()
         await self._start_smpp()
-        self._tasks.append(loop.create_task(run_ticks(self._tick, stats=self.lateness, stop=self._stop), name="tick"))
+        ticks = run_ticks(self.ops.timed(self._tick), stats=self.lateness, stop=self._stop)  # timed: watchdog, metrics
+        self._tasks.append(loop.create_task(ticks, name="tick"))
         self._tasks.append(loop.create_task(self._housekeeping(), name="housekeeping"))
         self._start_portal()
+        self.ops.start()  # the metrics exporter, then READY=1 to systemd
         log.info("engine running: %s", ", ".join(f"{k}={v}" for k, v in self.states.items()))
 
     async def run(self) -> None:
@@ -198,6 +203,7 @@ class Engine:
         await self.stop()
 
     async def stop(self) -> None:
+        self.ops.stop()
         if self.service is not None:
             self.service.end_all("system shutdown")
         await asyncio.sleep(0.2)  # let BYE/CANCEL leave before the stack closes
@@ -249,7 +255,7 @@ class Engine:
             assert self.service is not None
             self.sip = SipService(
                 self.config,
-                on_event=self.service.on_sip_event,
+                on_event=self.ops.observe_sip(self.service.on_sip_event),
                 accept_number=self._accept,
                 media=open_rtp_media(self.config, poller=self.poller),
             )
@@ -371,6 +377,7 @@ class Engine:
         while True:
             await asyncio.sleep(self.alive_interval_s)
             await self._stamp_alive()
+            await self.ops.housekeeping()
             if loop.time() >= refresh_at:
                 refresh_at = loop.time() + ACCEPT_REFRESH_S
                 try:

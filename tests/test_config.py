@@ -366,6 +366,19 @@ BAD: dict[str, dict[str, list[dict[str, Any]]]] = {
         "sender": [{"sender": "bridge"}],
         "recipients": [{"recipients": ["noc"]}, {"recipients": "noc@example.net"}],
     },
+    "log": {
+        "format": [{"format": "xml"}],
+        "level": [{"level": "loud"}],
+        "sip_trace_trunks": [{"sip_trace_trunks": ["nowhere"]}, {"sip_trace_trunks": "nowhere"}],
+    },
+    "metrics": {
+        "listen": [{"listen": "nowhere"}, {"listen": "127.0.0.1:8181"}],  # the control API's port
+        "smpp_unbound_alarm_s": [{"smpp_unbound_alarm_s": 0}],
+        "cdr_behind_alarm_s": [{"cdr_behind_alarm_s": -1}],
+        "disk_alarm_percent": [{"disk_alarm_percent": 100}, {"disk_alarm_percent": 0}],
+        "tick_overrun_alarm": [{"tick_overrun_alarm": 0}],
+        "ha_peer_lost_alarm_s": [{"ha_peer_lost_alarm_s": 0}],
+    },
     "room": {
         "number": [{"number": "x"}, {"number": "+15550100"}],  # the sample's dnis.common below
         "name": [{"name": ""}],
