@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bridge import config as config_module
+from bridge.api.cli import api_command
 from bridge.cdr.cli import cdr as cdr_command
 from bridge.config import Config
 from web.cli import web_command
@@ -518,6 +519,7 @@ def run_command(ctx: click.Context, no_web: bool) -> None:
 
 main.add_command(web_command)  # bridge web (portal, issue 8)
 main.add_command(cdr_command)  # bridge cdr (CDRs, issue 7)
+main.add_command(api_command)  # bridge api (CRM XML API, REST tokens, issue 17)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

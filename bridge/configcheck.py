@@ -15,6 +15,7 @@ from typing import Any
 
 from bridge.configschema import (
     AlertsConfig,
+    ApiConfig,
     CdrConfig,
     CdrTargetConfig,
     ConferenceConfig,
@@ -113,6 +114,7 @@ def validate(config: Config) -> None:
     _check_log(config.log, config.trunk_group)
     _check_metrics(config.metrics)
     _check_rooms(config.room, config.dnis, config.conference.max_participants)
+    _check_api(config.api)
     _check_tcp_listeners(config)
 
 
@@ -375,9 +377,25 @@ def _check_rooms(rooms: list[RoomConfig], dnis: DnisConfig, max_participants: in
             raise ConfigError(f"{where}.max_members: must be 0..{max_participants} (conference.max_participants)")
 
 
+def _check_api(api: ApiConfig) -> None:
+    parse_host_port(api.listen, "api.listen")
+    if bool(api.tls_cert) != bool(api.tls_key):
+        missing = "tls_key" if api.tls_cert else "tls_cert"
+        raise ConfigError(f"api.{missing}: give both tls_cert and tls_key, or neither")
+    for i, subject in enumerate(api.allowed_subjects):
+        if not subject.strip():
+            raise ConfigError(f"api.allowed_subjects[{i}]: empty subject")
+    if not 1024 <= api.max_document_bytes <= 10 * 1024 * 1024:
+        raise ConfigError("api.max_document_bytes: must be 1024..10485760")
+    _at_least(api, "api", 1, "max_connections", "rest_burst")
+    _positive(api, "api", "handshake_timeout_s", "rest_rate_per_s")
+
+
 def _check_tcp_listeners(config: Config) -> None:
     """Two of our TCP listeners on one port would have the second fail to bind at start: say so now."""
     listeners = [("control.listen", config.control.listen)]
+    if config.api.enabled:
+        listeners.append(("api.listen", config.api.listen))
     if config.cdr.feed_listen:
         listeners.append(("cdr.feed_listen", config.cdr.feed_listen))
     if config.web.enabled:

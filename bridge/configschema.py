@@ -319,6 +319,35 @@ class RoomConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ApiConfig:
+    enabled: bool = False
+    """Start the CRM's XML provisioning API (HTTPS with client certificates, its own listener) with ``bridge run``."""
+    listen: str = "127.0.0.1:8444"
+    """``ip:port`` of the CRM XML API; never the portal's port (its users are not asked for a certificate)."""
+    tls_cert: str = ""
+    """PEM certificate (chain) the XML API presents; empty means ``<data_dir>/api-ca/server.crt`` made by
+    ``bridge api ca-init``. A relative path is taken from the directory above the config file's."""
+    tls_key: str = ""
+    """PEM private key for ``tls_cert``; empty means ``<data_dir>/api-ca/server.key``."""
+    client_ca: str = ""
+    """PEM CA certificate(s) that issue the CRM terminals' client certificates; empty means
+    ``<data_dir>/api-ca/ca.crt``. A client without a valid certificate from one of them fails the handshake."""
+    allowed_subjects: list[str] = field(default_factory=list)
+    """Client certificate subjects let in, as RFC 4514 strings (``CN=crm-1,O=Operator``) or a bare common name
+    (``crm-1``); empty lets in every certificate the CA issued. Others are dropped before any HTTP is read."""
+    max_document_bytes: int = 65536
+    """Largest request document; a bigger one gets the ``TOO_LARGE`` negative acknowledgement unread."""
+    max_connections: int = 32
+    """Simultaneous connections to the XML API (one thread each); more are closed at once."""
+    handshake_timeout_s: float = 10.0
+    """Seconds a client gets to finish the TLS handshake and send its request."""
+    rest_rate_per_s: float = 20.0
+    """REST API (``/api/v1``, in the portal): sustained requests per second per token."""
+    rest_burst: int = 40
+    """REST API: requests a token may send at once before ``429 Too Many Requests``."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -335,6 +364,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     room: list[RoomConfig] = field(default_factory=list)
+    api: ApiConfig = field(default_factory=ApiConfig)
     base_dir: str = "."
     """Directory relative paths are resolved against (the config file's parent's parent)."""
 

@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bridge import portal as portal_child
+from bridge.api import child as api_child
 from bridge.conference import ConferenceError, NotAllowed, UnknownLeg
 from bridge.conference.interfaces import MediaEndpoint, SipPort
 from bridge.conference.media import MixerMedia
@@ -148,6 +149,9 @@ class Engine:
         self.scheduler: Any = None
         self.control: ControlServer | None = None
         self.portal: subprocess.Popen[bytes] | None = None
+        self.api_args = list(portal_args) if portal_args is not None else None
+        """The CRM XML API child (``bridge.api.child``, when ``api.enabled``) is started from the same arguments."""
+        self.api: subprocess.Popen[bytes] | None = None
         self.states: dict[str, str] = {}
         self.started_at = time.monotonic()
         self._stop = asyncio.Event()
@@ -189,6 +193,8 @@ class Engine:
         self._tasks.append(loop.create_task(ticks, name="tick"))
         self._tasks.append(loop.create_task(self._housekeeping(), name="housekeeping"))
         self._start_portal()
+        api = self.config.api
+        self.api = api_child.start_if_enabled(api.enabled, api.listen, self.config.data_path, self.api_args)
         self.ops.start()  # the metrics exporter, then READY=1 to systemd
         log.info("engine running: %s", ", ".join(f"{k}={v}" for k, v in self.states.items()))
 
@@ -215,6 +221,9 @@ class Engine:
         if self.portal is not None:
             portal_child.stop(self.portal, self.config.data_path)
             self.portal = None
+        if self.api is not None:
+            api_child.stop(self.api, self.config.data_path)
+            self.api = None
         if self.control is not None:
             await self.control.stop()
         for name, component in (("smpp", self.smpp), ("sip", self.sip), ("cdr_feed", self.feed)):

@@ -386,6 +386,19 @@ BAD: dict[str, dict[str, list[dict[str, Any]]]] = {
         "max_members": [{"max_members": -1}, {"max_members": 101}],  # above conference.max_participants
         "moderator_pin": [{"moderator_pin": "x"}, {"pin": "1234", "moderator_pin": "1234"}],
     },
+    "api": {
+        "enabled": [{"enabled": "yes"}],
+        "listen": [{"listen": "nowhere"}],
+        "tls_cert": [{"tls_key": "k.pem"}],
+        "tls_key": [{"tls_cert": "c.pem"}],
+        "client_ca": [{"client_ca": ["ca.pem"]}],
+        "allowed_subjects": [{"allowed_subjects": [" "]}, {"allowed_subjects": "CN=x"}],
+        "max_document_bytes": [{"max_document_bytes": 10}, {"max_document_bytes": 11 * 1024 * 1024}],
+        "max_connections": [{"max_connections": 0}],
+        "handshake_timeout_s": [{"handshake_timeout_s": 0}],
+        "rest_rate_per_s": [{"rest_rate_per_s": 0}],
+        "rest_burst": [{"rest_burst": 0}],
+    },
 }
 
 
