@@ -22,6 +22,7 @@ from bridge import config as config_module
 from bridge.api.cli import api_command
 from bridge.cdr.cli import cdr as cdr_command
 from bridge.config import Config
+from bridge.ops.cli import backup_command, demo_run_command, doctor_command, restore_command
 from web.cli import web_command
 
 
@@ -51,6 +52,9 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     except config_module.ConfigError as exc:
         if ctx.meta.get("bridge.help"):
             ctx.obj = Config()  # only the help text will be shown
+            return
+        if ctx.invoked_subcommand == "doctor":  # the doctor reports it as its first check
+            ctx.obj = exc
             return
         raise click.ClickException(f"config: {exc}") from exc
 
@@ -519,6 +523,10 @@ def run_command(ctx: click.Context, no_web: bool) -> None:
 
 main.add_command(web_command)  # bridge web (portal, issue 8)
 main.add_command(cdr_command)  # bridge cdr (CDRs, issue 7)
+main.add_command(doctor_command)  # bridge doctor (issue 19)
+main.add_command(backup_command)  # bridge backup (issue 19)
+main.add_command(restore_command)  # bridge restore (issue 19)
+demo.add_command(demo_run_command)  # bridge demo run (issue 19)
 main.add_command(api_command)  # bridge api (CRM XML API, REST tokens, issue 17)
 
 if __name__ == "__main__":  # pragma: no cover
