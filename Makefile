@@ -6,12 +6,16 @@ STAMP   := $(VENV)/.installed
 PEERS   := tests/peers/.installed
 export BRIDGE_CONFIG ?= etc/bridge.toml
 
-.PHONY: run test lint unit integration deps venv clean
+.PHONY: run demo test lint unit integration deps venv clean
 
 run: $(STAMP)
 	$(BRIDGE) db upgrade
 	$(BRIDGE) demo load --if-empty
 	$(BRIDGE) run
+
+# The appliance with local stand-ins (SMSC simulator, SIPp phones that talk), IC1 texted as the demo subscriber.
+demo: $(STAMP) $(PEERS)
+	$(BRIDGE) demo run
 
 test: $(STAMP) $(PEERS) lint
 	$(PY) -m pytest -q
