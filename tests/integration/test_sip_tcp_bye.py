@@ -14,17 +14,16 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from rtp_peers import free_tcp_port, free_udp_port
+from rtp_peers import stop as stop_process
 from sip_peers import (
     SDP_OFFER,
     Recorder,
-    free_tcp_port,
-    free_udp_port,
     make_config,
     sipp_common,
     sipp_errors,
     start_sipp,
     started_service,
-    stop_process,
     wait_process,
 )
 
