@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, render_template
+from flask import Flask, render_template, request
 from flask_wtf import CSRFProtect
 from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response
@@ -73,7 +73,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(config)
 
-    from web import api, auth, db, live
+    from web import api, apiadmin, auth, db, live  # noqa: F401  (apiadmin: its pages on the admin blueprint)
     from web.admin import bp as admin_bp
     from web.company import bp as company_bp
     from web.subscriber import bp as subscriber_bp
@@ -88,6 +88,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(company_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(api.bp)
+    from web import rest
+
+    rest.init_app(app)
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
@@ -106,8 +109,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         return render_template("error.html", code=400, message=exc.description), 400
 
     @app.errorhandler(404)
-    def _not_found(_exc: Exception) -> tuple[str, int]:
+    def _not_found(_exc: Exception) -> tuple[str, int] | Response:
+        if rest.is_api_path(request.path):
+            return rest.spec.problem(404, "no such resource")
         return render_template("error.html", code=404, message="Not found."), 404
+
+    @app.errorhandler(405)
+    def _not_allowed(exc: Exception) -> Response:
+        if rest.is_api_path(request.path):
+            return rest.spec.problem(405, "method not allowed")
+        return exc  # type: ignore[return-value]
 
     from web.templating import init_app as init_templating
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from flask import abort
+from flask import abort, g
 from flask_login import current_user
 from sqlalchemy import ColumnElement, Select, false, select, true
 
@@ -111,6 +111,9 @@ def _rule(rules: dict[type[Any], ColumnElement[bool]], model: type[Any]) -> Colu
 
 
 def current_scope() -> Scope:
+    api_scope: Scope | None = g.get("api_scope")
+    if api_scope is not None:  # a REST API token (web.rest): the same rules, the token's scope
+        return api_scope
     user = current_user
     if not getattr(user, "is_authenticated", False):
         return Scope(Role.SUBSCRIBER, None, None, 0)  # matches nothing

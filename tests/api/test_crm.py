@@ -7,7 +7,7 @@ from typing import Any
 
 import crm_docs as docs
 import pytest
-from conftest import SUBJECT, CrmClient, FakeRole
+from crm_fixtures import SUBJECT, CrmClient, FakeRole
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -12,7 +12,7 @@ from pathlib import Path
 import crm_docs as docs
 import pytest
 import requests
-from conftest import NOW
+from crm_fixtures import NOW
 
 from bridge.api.ca import CaError, ca_init, issue_client_cert
 from bridge.api.server import make_server

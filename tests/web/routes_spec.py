@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from portal_world import Tenant, World
 
 OP, ADMIN, USER = "op", "admin", "user"
@@ -28,6 +30,10 @@ ROUTES: dict[str, frozenset[str]] = {
     "admin.dnis_load": OPERATOR,
     "admin.status": OPERATOR,
     "admin.trunks": OPERATOR,
+    "admin.tokens": OPERATOR,
+    "admin.token_revoke": OPERATOR,
+    "admin.audit": OPERATOR,
+    "admin.audit_csv": OPERATOR,
     "api.live_events": ALL,
     "api.live_json": ALL,
     "auth.index": ALL,
@@ -91,4 +97,10 @@ def ids(tenant: Tenant, world: World) -> dict[str, list[int]]:
         "company_id": [tenant.company_id],
         "account_id": [tenant.admin_account_id, tenant.subscriber_account_id],
         "dnis_id": [world.dnis_id],
+        "token_id": [1],
     }
+
+
+def portal_rules(app: Any) -> list[Any]:
+    """The portal's routes (session logins); the REST API's token routes (``rest.*``) have their own tests."""
+    return [r for r in app.url_map.iter_rules() if not r.endpoint.startswith("rest.")]
