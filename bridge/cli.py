@@ -506,7 +506,8 @@ def run_command(ctx: click.Context, no_web: bool) -> None:
     """Run the appliance: SMPP, SIP/RTP, mixer, conferences, CDR jobs, control API, portal."""
     import asyncio
 
-    from bridge.engine import Engine, StartError  # imported here so the other commands stay light
+    from bridge.engine import Engine  # imported here so the other commands stay light
+    from bridge.listeners import StartError
 
     config: Config = ctx.obj
     _log_setup(ctx)

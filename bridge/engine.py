@@ -50,10 +50,10 @@ from bridge.control import ApiError, ControlServer, control_token
 from bridge.db.models import utcnow
 from bridge.db.session import make_engine, make_session_factory
 from bridge.dnis.served import ServedNumbers
+from bridge.listeners import StartError, bind_error, cannot_bind
 from bridge.mixer.clock import LatenessStats, Tick, run_ticks
 from bridge.mixer.mixer import Mixer
 from bridge.ops.runtime import Operations
-from bridge.portal import bind_error, cannot_bind
 from bridge.prompts import load_prompt
 from bridge.rtp.poller import RtpPoller
 from bridge.sip.leg import SipLeg
@@ -63,10 +63,6 @@ log = logging.getLogger(__name__)
 ACCEPT_REFRESH_S = 10.0
 ALIVE_INTERVAL_S = 2.0
 """How often the engine stamps that it is alive: the most of a downtime a crash can bill to an open leg."""
-
-
-class StartError(Exception):
-    """The engine cannot start: one line for the operator (``control.listen: cannot bind 127.0.0.1:8181: ...``)."""
 
 
 class _NoSip:

@@ -20,11 +20,12 @@ import ctypes
 import os
 import runpy
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bridge.listeners import bind_error
 
 PID_FILE = "portal.pid"
 MODULE = "bridge.portal"
@@ -101,32 +102,6 @@ def describe(proc: subprocess.Popen[bytes], key: str, address: tuple[str, int]) 
     if error is not None:
         return f"failed: {error} (exited with code {code})"
     return f"exited with code {code} (pid {proc.pid})"
-
-
-def bind_error(key: str, address: tuple[str, int]) -> str | None:
-    """``"<key>: cannot bind <host>:<port>: <reason>"`` when a TCP listener could not bind there now, else None.
-
-    The socket gets ``SO_REUSEADDR`` as gunicorn's does, so only a live listener counts, not TIME_WAIT.
-    """
-    host, port = address
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            return cannot_bind(key, address, exc)
-    return None
-
-
-def cannot_bind(key: str, address: tuple[str, int], exc: OSError) -> str:
-    """The one-line message of a listener that cannot bind (``control.listen: cannot bind 127.0.0.1:8181: ...``)."""
-    host, port = address
-    # os.strerror: asyncio's own text repeats the address ("error while attempting to bind on address ...")
-    gai = isinstance(exc, socket.gaierror)
-    reason = os.strerror(exc.errno).lower() if exc.errno and exc.errno > 0 and not gai else str(exc)
-    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return f"{key}: cannot bind {shown}: {reason}"
 
 
 def _forget(data_dir: Path, pid: int) -> None:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from bridge import portal as launcher
+from bridge.listeners import bind_error
 
 PID_FILE = "api.pid"
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ def start_if_enabled(
     stop_stale(data_dir)
     from bridge.configcheck import parse_host_port
 
-    error = launcher.bind_error("api.listen", parse_host_port(listen, "api.listen"))
+    error = bind_error("api.listen", parse_host_port(listen, "api.listen"))
     if error is not None:
         log.error("CRM API not started: %s", error)
         return None

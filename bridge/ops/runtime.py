@@ -19,11 +19,15 @@ import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.cdr.alerts import SmtpMailer
-from bridge.config import parse_host_port
+from bridge.conference.service import ConferenceService
+from bridge.config import Config, parse_host_port
 from bridge.db.models import EventLog, utcnow
+from bridge.listeners import StartError, cannot_bind
 from bridge.mixer.clock import Tick
 from bridge.ops import readings as readings_module
 from bridge.ops import systemd
@@ -32,8 +36,20 @@ from bridge.ops.logs import log_context
 from bridge.ops.metrics import BridgeCollector, CallCounts, PacketTotals, Snapshot, TickTimes, registry_for
 from bridge.ops.readings import Readings
 
-if TYPE_CHECKING:
-    from bridge.engine import Engine
+
+class EngineView(Protocol):
+    """What the operations side reads of :class:`bridge.engine.Engine` (a protocol, so ``bridge.ops`` does not
+    import the engine that imports it)."""
+
+    config: Config
+    states: dict[str, str]
+    sip: Any
+    service: ConferenceService | None
+    session_factory: sessionmaker[Session]
+
+    def status(self) -> dict[str, Any]: ...
+
+    def conferences(self) -> list[dict[str, Any]]: ...
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +58,7 @@ SNAPSHOT_TIMEOUT_S = 2.0
 
 
 class Operations:
-    def __init__(self, engine: Engine, *, mailer: Any = None) -> None:
+    def __init__(self, engine: EngineView, *, mailer: Any = None) -> None:
         self.engine = engine
         self.config = engine.config
         self.ticks = TickTimes()
@@ -117,9 +133,6 @@ class Operations:
 
     def _start_exporter(self) -> None:
         from prometheus_client import start_http_server
-
-        from bridge.engine import StartError
-        from bridge.portal import cannot_bind
 
         host, port = parse_host_port(self.config.metrics.listen, "metrics.listen")
         registry = registry_for(BridgeCollector(self.snapshot_threadsafe, self.readings))
