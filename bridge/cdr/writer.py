@@ -71,6 +71,9 @@ def write_cdr(session: Session, leg: Leg, *, now: dt.datetime | None = None) -> 
     cdr.cause = leg.cause
     cdr.codec = leg.codec
     cdr.packet_loss = leg.packet_loss
+    # Billing (bridge.billing.gate.settle_leg / a refusal before dialling), set on the leg by the service.
+    cdr.rate_plan, cdr.rate_prefix, cdr.refusal = leg.rate_plan, leg.rate_prefix, leg.refusal
+    cdr.billed_s, cdr.price = leg.billed_s, leg.price
     for name in _TEXT_COLUMNS:  # one printable line per field: see _CONTROLS
         value = getattr(cdr, name)
         if isinstance(value, str) and not value.isprintable():

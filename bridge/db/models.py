@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from decimal import Decimal
 
 from sqlalchemy import (
     Boolean,
@@ -59,6 +60,16 @@ class Company(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # Billing (bridge.billing): who pays, how much at once, where to.
+    postpaid: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    """True: the company pays its non-prepaid subscribers' legs; False: every subscriber is prepaid."""
+    credit_limit: Mapped[Decimal | None] = mapped_column(Numeric(14, 4), nullable=True)
+    """Postpaid: how far below zero the company's balance may go (NULL: no limit)."""
+    max_legs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Legs up at once for the whole company (NULL: the ``[billing]`` default)."""
+    allow_international: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    rate_plan_id: Mapped[int | None] = mapped_column(ForeignKey("rate_plan.id"), nullable=True)
+    """Its own plan; NULL: the default plan."""
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     subscribers: Mapped[list[Subscriber]] = relationship(back_populates="company")
@@ -74,7 +85,12 @@ class Subscriber(Base):
     mobile: Mapped[str] = mapped_column(String(20), unique=True)
     status: Mapped[SubscriberStatus] = mapped_column(_enum(SubscriberStatus), default=SubscriberStatus.ACTIVE)
     prepaid: Mapped[bool] = mapped_column(Boolean, default=False)
-    balance: Mapped[float | None] = mapped_column(Numeric(12, 2), nullable=True)
+    balance: Mapped[float | None] = mapped_column(Numeric(14, 4), nullable=True)
+    """A cache of the sum of the subscriber's ``ledger_movement`` rows (the ledger is the truth): billing
+    writes both in one transaction, and turns a value set from outside (provisioning) into an adjustment."""
+    max_legs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lock_reasons: Mapped[str] = mapped_column(String(60), default="", server_default="")
+    """Comma-separated ``bridge.billing.policy.LockReason`` values; empty: not locked."""
     email: Mapped[str] = mapped_column(String(254), default="", server_default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
@@ -275,6 +291,12 @@ class Leg(Base):
     called_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     joined_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     disconnected_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    rate_plan: Mapped[str] = mapped_column(String(80), default="", server_default="")
+    rate_prefix: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    billed_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    price: Mapped[Decimal | None] = mapped_column(Numeric(14, 4), nullable=True)
+    refusal: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    """A ``bridge.billing.policy.Refusal.cause``: the leg was never dialled."""
 
     run: Mapped[ConferenceRun] = relationship(back_populates="legs")
 
@@ -326,6 +348,11 @@ class Cdr(Base):
     cause: Mapped[str] = mapped_column(String(80), default="")
     codec: Mapped[str] = mapped_column(String(12), default="")
     packet_loss: Mapped[float] = mapped_column(Float, default=0.0)
+    rate_plan: Mapped[str] = mapped_column(String(80), default="", server_default="")
+    rate_prefix: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    billed_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    price: Mapped[Decimal | None] = mapped_column(Numeric(14, 4), nullable=True)
+    refusal: Mapped[str] = mapped_column(String(40), default="", server_default="")
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True, index=True)
     """When ``write_cdr`` / ``complete_run`` last changed an existing row (NULL: never): corrections."""
 
@@ -503,3 +530,8 @@ class AuditEntry(Base):
     transaction: Mapped[str] = mapped_column(String(200), default="")
     before: Mapped[str] = mapped_column(Text, default="")
     after: Mapped[str] = mapped_column(Text, default="")
+
+
+# The billing tables live in their own module (this one is at its size limit); importing it here puts them
+# in Base.metadata for Alembic and create_all.
+from bridge.db.billing import DestinationRule, LedgerMovement, RateEntryRow, RatePlanRow  # noqa: E402, F401
