@@ -3,10 +3,11 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 BRIDGE  := $(VENV)/bin/bridge
 STAMP   := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
 PEERS   := tests/peers/.installed
 export BRIDGE_CONFIG ?= etc/bridge.toml
 
-.PHONY: run demo test lint unit integration deps venv clean
+.PHONY: run demo test lint unit integration deps venv clean docs docs-gen docs-check
 
 run: $(STAMP)
 	$(BRIDGE) db upgrade
@@ -17,7 +18,7 @@ run: $(STAMP)
 demo: $(STAMP) $(PEERS)
 	$(BRIDGE) demo run
 
-test: $(STAMP) $(PEERS) lint
+test: $(STAMP) $(PEERS) lint docs-check
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
@@ -30,12 +31,30 @@ unit: $(STAMP)
 integration: $(STAMP) $(PEERS)
 	$(PY) -m pytest -q -m integration
 
+# The manual (docs/, MkDocs): `make docs` regenerates the generated references and builds build/site/ in strict
+# mode; `make docs-check` (part of `make test`) fails on a stale reference, a broken link or a page not in the nav.
+docs: $(DOCS_STAMP)
+	$(PY) -m bridge.docgen
+	$(VENV)/bin/mkdocs build --strict --quiet
+	@echo "manual: build/site/index.html"
+
+docs-gen: $(STAMP)
+	$(PY) -m bridge.docgen
+
+docs-check: $(DOCS_STAMP)
+	$(PY) -m bridge.docgen --check
+	tmp=$$(mktemp -d) && $(VENV)/bin/mkdocs build --strict --quiet --site-dir $$tmp; rc=$$?; rm -rf $$tmp; exit $$rc
+
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e '.[test,docs]'
 	touch $@
 
 # Real peers for the integration tests: SIPp, baresip, OpenSSH, rsync, Chromium, espeak-ng, node smpp.
@@ -45,4 +64,4 @@ $(PEERS): tests/peers/install.sh tests/peers/package.json
 	touch $@
 
 clean:
-	rm -rf $(VENV) tests/peers/node_modules $(PEERS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build/site tests/peers/node_modules $(PEERS) .mypy_cache .ruff_cache .pytest_cache

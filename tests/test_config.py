@@ -229,12 +229,12 @@ def test_helpers() -> None:
     assert issubclass(config_module.ConfigError, ValueError)
 
 
-def test_readme_reference_is_up_to_date() -> None:
-    from bridge.configdoc import BEGIN, END, reference
+def test_config_reference_is_up_to_date() -> None:
+    from bridge.configdoc import BEGIN, END, TARGET, reference
 
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    block = readme[readme.index(BEGIN) + len(BEGIN) : readme.index(END)]
-    assert block == "\n" + reference(), "README config reference is stale: python -m bridge.configdoc --write README.md"
+    page = TARGET.read_text(encoding="utf-8")
+    block = page[page.index(BEGIN) + len(BEGIN) : page.index(END)]
+    assert block == "\n" + reference(), "docs/reference/config.md is stale: make docs-gen"
 
 
 # --- one validator per section: every key's error names that key (issue 14 item 6) ------------------

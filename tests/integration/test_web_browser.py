@@ -4,13 +4,16 @@ against the REAL engine (``bridge run --no-web``) whose trunk leads to a SIPp UA
 Operator, company admin and subscriber each sign in; the subscriber creates users, a group and an IC,
 reads its DNIS and PINs, launches it, watches the live view fill with connected legs (SSE), mutes a
 participant and sees the mute come back from the engine. Then the engine is stopped and the live
-view says so. Screenshots go to ``test-artifacts/``. A missing peer (sipp, chromium) fails the test.
+view says so. Screenshots go to ``test-artifacts/``; with ``DOCS_SCREENSHOTS=1`` also to ``docs/img/`` (the
+subscriber guide's pictures: ``DOCS_SCREENSHOTS=1 make integration``, then commit them). A missing peer (sipp,
+chromium) fails the test.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import ssl
 import subprocess
@@ -31,6 +34,7 @@ pytestmark = pytest.mark.integration
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
+DOCS_IMG = REPO / "docs" / "img"
 PASSWORD = "browser-pass-123"
 ANN, BEN, ADHOC = "+15551230002", "+15551230003", "+15551230004"
 
@@ -137,6 +141,15 @@ def _logout(page: Any) -> None:
     page.wait_for_url("**/login")
 
 
+def _shot(page: Any, name: str) -> None:
+    """A screenshot into ``test-artifacts/``, and into ``docs/img/`` for the manual when ``DOCS_SCREENSHOTS=1``."""
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("DOCS_SCREENSHOTS") == "1":
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOCS_IMG / path.name)
+
+
 def test_portal_in_chromium_against_the_real_engine(stack: dict[str, Any]) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -162,7 +175,7 @@ def test_portal_in_chromium_against_the_real_engine(stack: dict[str, Any]) -> No
             page.goto(portal.url + "/admin/status")
             expect(page.locator("h2").first).to_have_text("Voice processor")
             expect(page.locator("#tick-health")).to_contain_text("ticks")
-            page.screenshot(path=str(ARTIFACTS / "portal_operator_status.png"), full_page=True)
+            _shot(page, "portal_operator_status")
             _logout(page)
 
             # --- company admin: sees the company's subscribers, adds one with a login
@@ -176,13 +189,13 @@ def test_portal_in_chromium_against_the_real_engine(stack: dict[str, Any]) -> No
             page.get_by_label("Portal password").fill(PASSWORD)
             page.get_by_role("button", name="Save").click()
             expect(page.locator("table")).to_contain_text("+15551230070")
-            page.screenshot(path=str(ARTIFACTS / "portal_company_subscribers.png"), full_page=True)
+            _shot(page, "portal_company_subscribers")
             _logout(page)
 
             # --- subscriber: users, group, IC with DNIS and PINs
             _login(page, portal, "sam")
             expect(page.locator("ul.icons")).to_contain_text("Instant Conferences")
-            page.screenshot(path=str(ARTIFACTS / "portal_subscriber_home.png"), full_page=True)
+            _shot(page, "portal_subscriber_home")
             for nick, number in (("Ann", ANN), ("Ben", BEN)):
                 page.get_by_role("link", name="Users").first.click()
                 page.get_by_role("link", name="Add user").click()
@@ -214,7 +227,7 @@ def test_portal_in_chromium_against_the_real_engine(stack: dict[str, Any]) -> No
             expect(page.locator("#activation-pin")).to_have_text(activation)
             expect(page.locator("#user-pin")).to_have_text(user)
             assert dnis == "+15550101" and activation != user
-            page.screenshot(path=str(ARTIFACTS / "portal_ic_detail.png"), full_page=True)
+            _shot(page, "portal_ic_detail")
 
             # --- launch now: the engine dials Sam, Ann, Ben and the ad hoc number through SIPp
             page.get_by_role("button", name="Launch now").click()
@@ -231,7 +244,7 @@ def test_portal_in_chromium_against_the_real_engine(stack: dict[str, Any]) -> No
             expect(ann_row.locator(".muted-state")).to_have_text("muted", timeout=10_000)  # back from the engine
             leg = next(x for x in bridge.client.conference(run_id)["legs"] if x["number"] == ANN)
             assert leg["muted"] is True
-            page.screenshot(path=str(ARTIFACTS / "portal_live_muted.png"), full_page=True)
+            _shot(page, "portal_live_muted")
             ann_row.get_by_role("button", name="Unmute").click()
             expect(ann_row.locator(".muted-state")).to_have_text("", timeout=10_000)
             assert next(x for x in bridge.client.conference(run_id)["legs"] if x["number"] == ANN)["muted"] is False
@@ -243,7 +256,7 @@ def test_portal_in_chromium_against_the_real_engine(stack: dict[str, Any]) -> No
             expect(page.locator("#live-status")).to_contain_text("engine is unreachable")
             page.goto(portal.url + f"/runs/{run_id}")
             expect(page.locator("table")).to_contain_text(ANN)  # history from the database
-            page.screenshot(path=str(ARTIFACTS / "portal_engine_stopped.png"), full_page=True)
+            _shot(page, "portal_engine_stopped")
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "portal_failure.png"), full_page=True)
             print(portal.logs()[-4000:])
