@@ -24,6 +24,7 @@ from bridge.configschema import (
     ControlConfig,
     DatabaseConfig,
     DnisConfig,
+    HaConfig,
     LogConfig,
     MetricsConfig,
     NodeConfig,
@@ -115,6 +116,7 @@ def validate(config: Config) -> None:
     _check_metrics(config.metrics)
     _check_rooms(config.room, config.dnis, config.conference.max_participants)
     _check_api(config.api)
+    _check_ha(config.ha, config.node)
     _check_tcp_listeners(config)
 
 
@@ -389,6 +391,64 @@ def _check_api(api: ApiConfig) -> None:
         raise ConfigError("api.max_document_bytes: must be 1024..10485760")
     _at_least(api, "api", 1, "max_connections", "rest_burst")
     _positive(api, "api", "handshake_timeout_s", "rest_rate_per_s")
+
+
+def _ipv4(text: str, where: str) -> None:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {text!r} is not an IPv4 address") from exc
+
+
+def _check_ha(ha: HaConfig, node: NodeConfig) -> None:
+    """Checked only when enabled (a disabled section may be half filled); the key itself is read at start."""
+    if not ha.enabled:
+        return
+    if ha.node_id and len(ha.node_id.encode()) > 64:
+        raise ConfigError("ha.node_id: at most 64 bytes")
+    _not_empty(ha.peer_node_id, "ha.peer_node_id")
+    if len(ha.peer_node_id.encode()) > 64 or ha.peer_node_id == (ha.node_id or node.name):
+        raise ConfigError("ha.peer_node_id: must differ from this node's id and be at most 64 bytes")
+    if not ha.local_addresses:
+        raise ConfigError("ha.local_addresses: one address per heartbeat path is needed")
+    if len(ha.peer_addresses) != len(ha.local_addresses):
+        raise ConfigError(f"ha.peer_addresses: one per path, as many as ha.local_addresses ({len(ha.local_addresses)})")
+    for key in ("local_addresses", "peer_addresses"):
+        for i, address in enumerate(getattr(ha, key)):
+            _ipv4(address, f"ha.{key}[{i}]")
+    if not ha.key_file and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ha.key_env):
+        raise ConfigError(f"ha.key_env: {ha.key_env!r} is not an environment variable name (or set ha.key_file)")
+    _not_empty(ha.interface, "ha.interface")
+    _ipv4(ha.vip, "ha.vip")
+    if not 1 <= ha.vip_prefix <= 32:
+        raise ConfigError("ha.vip_prefix: must be 1..32")
+    _port(ha.port, "ha.port")
+    if not 0.005 <= ha.interval_s <= 10:
+        raise ConfigError("ha.interval_s: must be 0.005..10")
+    if not 2 <= ha.miss_count <= 100:
+        raise ConfigError("ha.miss_count: must be 2..100")
+    if ha.witness:
+        _ipv4(ha.witness, "ha.witness")
+    _positive(ha, "ha", "witness_interval_s", "garp_interval_s")
+    if ha.witness_timeout_s < 2 * ha.witness_interval_s:
+        raise ConfigError("ha.witness_timeout_s: must cover at least two witness probes (2 * witness_interval_s)")
+    _at_least(ha, "ha", 1, "garp_count")
+    if not 0 <= ha.realtime_priority <= 99:
+        raise ConfigError("ha.realtime_priority: must be 0..99")
+    _check_ha_postgres(ha)
+
+
+def _check_ha_postgres(ha: HaConfig) -> None:
+    if not ha.pg_data:
+        return
+    if not ha.pg_data.startswith("/"):
+        raise ConfigError(f"ha.pg_data: {ha.pg_data!r} is not an absolute path")
+    _not_empty(ha.pg_bindir, "ha.pg_bindir")
+    _not_empty(ha.pg_user, "ha.pg_user")
+    for key in ("pg_local", "pg_peer"):
+        text = getattr(ha, key)
+        if "=" not in text:
+            raise ConfigError(f"ha.{key}: expected a libpq connection string (host=... port=... user=...)")
 
 
 def _check_tcp_listeners(config: Config) -> None:

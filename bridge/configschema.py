@@ -348,6 +348,66 @@ class ApiConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HaConfig:
+    enabled: bool = False
+    """Run this node as one half of an active/standby pair (``bridge.ha``); off: a single node, always active."""
+    node_id: str = ""
+    """This node's id in the pair (sent in every heartbeat); empty means ``node.name``. The two ids must differ."""
+    peer_node_id: str = ""
+    """The other node's id; heartbeats from any other node are refused."""
+    local_addresses: list[str] = field(default_factory=list)
+    """Our IPv4 address on each heartbeat path, in path order (path 0: the service LAN, path 1: a dedicated
+    link). Two paths, so one cable cannot cause a split brain."""
+    peer_addresses: list[str] = field(default_factory=list)
+    """The peer's IPv4 address on each heartbeat path, in the same order as ``local_addresses``."""
+    key_file: str = ""
+    """File holding the shared HMAC key (at least 16 bytes, the same on both nodes, mode 0600). A relative path
+    is taken from the directory above the config file's. Empty: the key is read from ``key_env``."""
+    key_env: str = "BRIDGE_HA_KEY"
+    """Environment variable holding the key when ``key_file`` is empty (never write the key in this file)."""
+    interface: str = ""
+    """The service interface that carries the VIP; its carrier is watched (down: this node hands over)."""
+    vip: str = ""
+    """The floating IPv4 address the active node holds: the SMSC, trunks, CRM and users talk to it."""
+    vip_prefix: int = 24
+    """Prefix length the VIP is added with (that of the service LAN)."""
+    port: int = 5405
+    """UDP port of the heartbeat on every path (the same on both nodes)."""
+    interval_s: float = 0.05
+    """Heartbeat interval; the peer is dead after ``miss_count`` intervals of silence on every path."""
+    miss_count: int = 4
+    """Missed intervals before the peer is dead (the failover time is about ``interval_s * miss_count``)."""
+    witness: str = ""
+    """IPv4 address that must answer ICMP echo before this node promotes itself (the default gateway, say);
+    empty disables the check (a lab only: two isolated nodes would both promote)."""
+    witness_interval_s: float = 0.5
+    """Routine witness probe period (every interval while the peer is late)."""
+    witness_timeout_s: float = 1.5
+    """A node whose witness has not answered for this long is unhealthy and will not promote."""
+    garp_count: int = 3
+    """Gratuitous ARPs sent on takeover, ``garp_interval_s`` apart."""
+    garp_interval_s: float = 0.5
+    """Spacing of the repeated gratuitous ARPs."""
+    realtime_priority: int = 10
+    """SCHED_RR priority (1..99) of the engine's HA thread, 0 for normal scheduling (heartbeats on time on a
+    busy machine: see *High availability*)."""
+    pg_data: str = ""
+    """Data directory of this node's PostgreSQL cluster; empty: the engine does not drive replication (SQLite,
+    or a database managed elsewhere). Set: synchronous replication while the peer is healthy, ``pg_promote()``
+    on takeover, ``pg_rewind`` to rejoin as a replica."""
+    pg_bindir: str = "/usr/lib/postgresql/15/bin"
+    """Directory of ``pg_ctl``, ``pg_rewind`` and ``pg_basebackup``."""
+    pg_user: str = "postgres"
+    """Operating-system user that owns ``pg_data``; the PostgreSQL tools run as this user."""
+    pg_local: str = ""
+    """libpq connection string of this node's cluster as a superuser, for the replication control (e.g.
+    ``host=/var/run/postgresql port=5432 user=postgres dbname=postgres``)."""
+    pg_peer: str = ""
+    """libpq connection string of the peer's cluster, the source of streaming replication, ``pg_rewind`` and
+    ``bridge ha init-standby`` (e.g. ``host=10.0.1.2 port=5432 user=postgres dbname=postgres``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -365,6 +425,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     room: list[RoomConfig] = field(default_factory=list)
     api: ApiConfig = field(default_factory=ApiConfig)
+    ha: HaConfig = field(default_factory=HaConfig)
     base_dir: str = "."
     """Directory relative paths are resolved against (the config file's parent's parent)."""
 
