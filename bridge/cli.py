@@ -22,6 +22,7 @@ from bridge import config as config_module
 from bridge.api.cli import api_command
 from bridge.cdr.cli import cdr as cdr_command
 from bridge.config import Config
+from bridge.ha.cli import ha_command
 from bridge.ops.cli import backup_command, demo_run_command, doctor_command, restore_command
 from web.cli import web_command
 
@@ -524,6 +525,7 @@ def run_command(ctx: click.Context, no_web: bool) -> None:
 
 main.add_command(web_command)  # bridge web (portal, issue 8)
 main.add_command(cdr_command)  # bridge cdr (CDRs, issue 7)
+main.add_command(ha_command)  # bridge ha (HA pair, issue 15)
 main.add_command(doctor_command)  # bridge doctor (issue 19)
 main.add_command(backup_command)  # bridge backup (issue 19)
 main.add_command(restore_command)  # bridge restore (issue 19)

@@ -34,6 +34,7 @@ TOKEN_FILE = "control.token"
 _REASONS = {
     200: "OK",
     201: "Created",
+    202: "Accepted",
     400: "Bad Request",
     401: "Unauthorized",
     404: "Not Found",
@@ -87,6 +88,14 @@ class ControlTarget(Protocol):
     def kick(self, run_id: int, leg_id: int) -> None: ...
 
 
+class HaTarget(Protocol):
+    """The HA pair's part of the target (``bridge.ha.node.HaNode`` through the engine)."""
+
+    def ha_status(self) -> dict[str, Any]: ...
+
+    def ha_switchover(self) -> dict[str, Any]: ...
+
+
 class ApiError(Exception):
     """A request error with its HTTP status (400, 404, 409)."""
 
@@ -126,6 +135,13 @@ def _route(target: ControlTarget, method: str, path: str, body: dict[str, Any]) 
     if path == "/status":
         _method(method, "GET")
         return Response(200, target.status())
+    if path in ("/ha", "/ha/switchover"):
+        ha = _ha(target)
+        if path == "/ha":
+            _method(method, "GET")
+            return Response(200, ha.ha_status())
+        _method(method, "POST")
+        return Response(202, ha.ha_switchover())  # started: GET /ha shows the hand-over
     if path == "/conferences":
         if method == "GET":
             return Response(200, {"conferences": target.conferences()})
@@ -164,6 +180,12 @@ def _route(target: ControlTarget, method: str, path: str, body: dict[str, Any]) 
             target.kick(run_id, leg_id)
         return Response(200, target.conference(run_id))
     raise ApiError(404, f"no such endpoint: {path}")
+
+
+def _ha(target: ControlTarget) -> HaTarget:
+    if not (hasattr(target, "ha_status") and hasattr(target, "ha_switchover")):
+        raise ApiError(404, "this engine has no HA endpoints")
+    return target  # type: ignore[return-value]  # checked just above
 
 
 def _method(method: str, allowed: str) -> None:

@@ -76,6 +76,12 @@ class ControlClient:
     def kick(self, run_id: int, leg_id: int) -> dict[str, Any]:
         return self._request("POST", f"/conferences/{int(run_id)}/legs/{int(leg_id)}/kick", {})
 
+    def ha_status(self) -> dict[str, Any]:
+        return self._request("GET", "/ha")
+
+    def ha_switchover(self) -> dict[str, Any]:
+        return self._request("POST", "/ha/switchover", {})
+
     # --- transport ---------------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:

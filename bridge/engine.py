@@ -45,11 +45,13 @@ from bridge.conference import ConferenceError, NotAllowed, UnknownLeg
 from bridge.conference.interfaces import MediaEndpoint, SipPort
 from bridge.conference.media import MixerMedia
 from bridge.conference.service import ConferenceService, UnknownConference
-from bridge.config import Config, expand_numbers, parse_host_port
+from bridge.config import Config, ConfigError, expand_numbers, parse_host_port
 from bridge.control import ApiError, ControlServer, control_token
 from bridge.db.models import utcnow
 from bridge.db.session import make_engine, make_session_factory
 from bridge.dnis.served import ServedNumbers
+from bridge.ha.errors import SwitchoverRefused
+from bridge.ha.node import HaNode
 from bridge.listeners import StartError, bind_error, cannot_bind
 from bridge.mixer.clock import LatenessStats, Tick, run_ticks
 from bridge.mixer.mixer import Mixer
@@ -144,6 +146,8 @@ class Engine:
         self.feed: Any = None
         self.scheduler: Any = None
         self.control: ControlServer | None = None
+        self.ha: HaNode | None = None
+        """The HA pair (``bridge.ha.node``): starts and stops the services below on takeover and step-down."""
         self.portal: subprocess.Popen[bytes] | None = None
         self.api_args = list(portal_args) if portal_args is not None else None
         """The CRM XML API child (``bridge.api.child``, when ``api.enabled``) is started from the same arguments."""
@@ -169,22 +173,18 @@ class Engine:
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
         self._check_portal_address()
-        self._seed()
-        self._refresh_served()
         self.media.warm()
         self.service = ConferenceService(
             self.config, self.session_factory, sip=self.sip_switch, media=self.media, clock=loop.time,
             on_cdr=self._on_cdr, utc=self.utc,
         )  # fmt: skip
         self.media.on_talking = self.service.set_talking
-        closed = self.service.records.recover()  # before the first stamp of this run: it reads the previous run's
-        if closed:
-            log.warning("closed %d legs left open by the previous run (cause: system restart)", closed)
-        self.service.records.stamp_alive(self.utc())
-        await self._start_sip()
         await self._start_control()
-        await self._start_cdr()
-        await self._start_smpp()
+        try:
+            self.ha = HaNode(self.config, serve=self._serve, suspend=self._suspend, database_restarted=self.db.dispose)
+        except ConfigError as exc:  # the HA key could not be read
+            raise StartError(str(exc)) from exc
+        await self.ha.start()  # a single node serves now; one of an HA pair on takeover
         ticks = run_ticks(self.ops.timed(self._tick), stats=self.lateness, stop=self._stop)  # timed: watchdog, metrics
         self._tasks.append(loop.create_task(ticks, name="tick"))
         self._tasks.append(loop.create_task(self._housekeeping(), name="housekeeping"))
@@ -193,6 +193,42 @@ class Engine:
         self.api = api_child.start_if_enabled(api.enabled, api.listen, self.config.data_path, self.api_args)
         self.ops.start()  # the metrics exporter, then READY=1 to systemd
         log.info("engine running: %s", ", ".join(f"{k}={v}" for k, v in self.states.items()))
+
+    async def _serve(self, term: int) -> None:
+        """Start the active node's services: at start, or when this node takes over the HA role in ``term``."""
+        assert self.service is not None
+        self._seed()
+        self._refresh_served()
+        closed = self.service.records.recover()  # before the first stamp of this run: it reads the previous run's
+        if closed:
+            log.warning("closed %d legs left open by the previous run (cause: system restart)", closed)
+        self.service.records.stamp_alive(self.utc())
+        await self._start_sip()
+        await self._start_cdr()
+        await self._start_smpp()
+        if term:
+            log.info("serving as the active node (term %d): %s", term, self.states)
+
+    async def _suspend(self, reason: str) -> None:
+        """Stop the active node's services (HA step-down): every conference ends, each leg with its CDR."""
+        if self.service is not None:
+            self.service.end_all(reason)
+        await asyncio.sleep(0.2)  # let BYE/CANCEL leave before the stack closes
+        await self._stop_services()
+        self.sip_switch.target = _NoSip("on the standby node")
+        self.states.update(sip="standby", smpp="standby", cdr_jobs="standby", cdr_feed="standby")
+
+    async def _stop_services(self) -> None:
+        for name, component in (("smpp", self.smpp), ("sip", self.sip), ("cdr_feed", self.feed)):
+            if component is not None:
+                try:
+                    await component.stop()
+                except Exception:
+                    log.exception("stopping %s failed", name)
+        self.smpp = self.sip = self.feed = None
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
 
     async def run(self) -> None:
         """Start, wait for SIGTERM/SIGINT, stop gracefully."""
@@ -206,6 +242,8 @@ class Engine:
 
     async def stop(self) -> None:
         self.ops.stop()
+        if self.ha is not None:
+            self.ha.hold()  # no takeover while stopping
         if self.service is not None:
             self.service.end_all("system shutdown")
         await asyncio.sleep(0.2)  # let BYE/CANCEL leave before the stack closes
@@ -222,14 +260,9 @@ class Engine:
             self.api = None
         if self.control is not None:
             await self.control.stop()
-        for name, component in (("smpp", self.smpp), ("sip", self.sip), ("cdr_feed", self.feed)):
-            if component is not None:
-                try:
-                    await component.stop()
-                except Exception:
-                    log.exception("stopping %s failed", name)
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+        await self._stop_services()
+        if self.ha is not None:
+            await self.ha.stop()  # after the services: the last CDRs are replicated before the peer takes over
         self.mixer.close()
         self.poller.close()
         self.db.dispose()
@@ -302,7 +335,7 @@ class Engine:
             from bridge.cdr.jobs import install_jobs
 
             self.scheduler = BackgroundScheduler(timezone="UTC")
-            install_jobs(self.scheduler, self.config, self.session_factory, is_active=lambda: True)
+            install_jobs(self.scheduler, self.config, self.session_factory, is_active=self._is_active)
             self.scheduler.start()
             self.states["cdr_jobs"] = "running"
         except Exception as exc:
@@ -393,7 +426,7 @@ class Engine:
     async def _stamp_alive(self) -> None:
         """One UPDATE in a worker thread: a busy database (SQLite lock, a synchronous standby) must not hold
         up the 20 ms tick. Awaited, so a slow write delays the next stamp instead of piling up."""
-        if self.service is None:
+        if self.service is None or not self._is_active():  # a standby's database is a read-only replica
             return
         try:
             await asyncio.get_running_loop().run_in_executor(None, self.service.records.stamp_alive, self.utc())
@@ -403,6 +436,10 @@ class Engine:
     def _refresh_served(self) -> None:
         with self.session_factory() as session:
             self._served = ServedNumbers.load(self.config, session)
+
+    def _is_active(self) -> bool:
+        """Any thread: this node serves (a single node always; one of an HA pair while it holds the role)."""
+        return self.ha is None or self.ha.is_active()
 
     def _accept(self, number: str) -> bool:
         """Called from the SIP thread: a set lookup only."""
@@ -440,7 +477,8 @@ class Engine:
         summary = self.lateness.summary()
         return {
             "node": self.config.node.name,
-            "role": "active",
+            "role": self.ha_status()["role"],
+            "ha": self.ha_status(),
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "services": dict(self.states),
             "smpp": smpp,
@@ -455,6 +493,20 @@ class Engine:
                 "skipped_ticks": summary["skipped"],
             },
         }
+
+    def ha_status(self) -> dict[str, Any]:
+        return self.ha.status() if self.ha is not None else {"enabled": self.config.ha.enabled, "role": "init"}
+
+    def ha_switchover(self) -> dict[str, Any]:
+        try:
+            return self._service_ha().switchover()
+        except SwitchoverRefused as exc:
+            raise ApiError(409, str(exc)) from exc
+
+    def _service_ha(self) -> HaNode:
+        if self.ha is None:
+            raise ApiError(409, "engine is starting")
+        return self.ha
 
     def conferences(self) -> list[dict[str, Any]]:
         service = self._service()

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, render_template, request
+from flask import Flask, g, render_template, request
 from flask_wtf import CSRFProtect
 from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response
@@ -25,6 +26,40 @@ from bridge import config as config_module
 from bridge.config import Config
 
 csrf = CSRFProtect()
+
+HA_STATE_TTL_S = 1.0
+"""How long the portal trusts the engine's HA role before asking again (one control request a second at most)."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _ha_state(app: Flask) -> dict[str, Any]:
+    """The engine's ``ha`` block (``/status``), cached; an engine that does not answer counts as read-only."""
+    cache: dict[str, Any] = app.extensions.setdefault("ha_state", {"at": -1e9, "ha": {}})
+    now = time.monotonic()
+    if now - cache["at"] >= HA_STATE_TTL_S:
+        try:
+            ha = app.extensions["control"].status().get("ha") or {}
+        except Exception as exc:  # the gate must not take the portal down with the engine
+            ha = {"read_only": True, "active_node": None, "error": f"the engine does not answer ({exc})"}
+        cache.update(at=now, ha=ha)
+    ha_state: dict[str, Any] = cache["ha"]
+    return ha_state
+
+
+def _standby_gate(app: Flask) -> None:
+    """On the standby of an HA pair the portal is read-only: a banner on every page, every POST refused."""
+
+    @app.before_request
+    def _read_only_on_standby() -> tuple[str, int] | None:
+        ha = _ha_state(app)
+        g.ha_read_only = bool(ha.get("read_only", True))
+        g.ha_active_node = ha.get("active_node")
+        if not g.ha_read_only or request.method in SAFE_METHODS or request.endpoint == "auth.logout":
+            return None
+        active = g.ha_active_node
+        where = f"the active node, {active}" if active else "the active node (none is active right now)"
+        message = f"This node is the standby: the portal is read-only here. Make changes on {where}."
+        return render_template("error.html", code=503, message=message), 503
 
 
 def _secret_key(config: Config) -> str:
@@ -88,6 +123,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(company_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(api.bp)
+    if config.ha.enabled:
+        _standby_gate(app)
     from web import rest
 
     rest.init_app(app)
