@@ -402,6 +402,42 @@ BAD: dict[str, dict[str, list[dict[str, Any]]]] = {
 }
 
 
+HA_GOOD: dict[str, Any] = {
+    "enabled": True, "peer_node_id": "b", "local_addresses": ["10.0.0.1"], "peer_addresses": ["10.0.0.2"],
+    "interface": "eth0", "vip": "10.0.0.100",
+}  # fmt: skip
+PG = {"pg_data": "/var/lib/postgresql/15/main", "pg_local": "host=/run/postgresql", "pg_peer": "host=10.0.0.2"}
+BAD["ha"] = {
+    key: [{**HA_GOOD, **case} for case in cases]
+    for key, cases in {
+        "enabled": [{"enabled": "yes"}],
+        "node_id": [{"node_id": "x" * 65}],
+        "peer_node_id": [{"peer_node_id": ""}, {"peer_node_id": "bridge-a"}],
+        "local_addresses": [{"local_addresses": []}, {"local_addresses": ["x"], "peer_addresses": ["10.0.0.2"]}],
+        "peer_addresses": [{"peer_addresses": []}, {"peer_addresses": ["::1"]}],
+        "key_file": [{"key_file": []}],
+        "key_env": [{"key_env": "1 bad"}],
+        "interface": [{"interface": ""}],
+        "vip": [{"vip": "10.0.0"}],
+        "vip_prefix": [{"vip_prefix": 0}, {"vip_prefix": 33}],
+        "port": [{"port": 0}],
+        "interval_s": [{"interval_s": 0.001}],
+        "miss_count": [{"miss_count": 1}],
+        "witness": [{"witness": "gateway"}],
+        "witness_interval_s": [{"witness_interval_s": 0}],
+        "witness_timeout_s": [{"witness_timeout_s": 0.5}],
+        "garp_count": [{"garp_count": 0}],
+        "garp_interval_s": [{"garp_interval_s": 0}],
+        "realtime_priority": [{"realtime_priority": 100}],
+        "pg_data": [{**PG, "pg_data": "relative/dir"}],
+        "pg_bindir": [{**PG, "pg_bindir": ""}],
+        "pg_user": [{**PG, "pg_user": " "}],
+        "pg_local": [{**PG, "pg_local": "localhost"}],
+        "pg_peer": [{**PG, "pg_peer": ""}],
+    }.items()
+}
+
+
 def _section_class(section: str) -> type[Any]:
     cls: Any = Config
     for part in section.split("."):
