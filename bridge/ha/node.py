@@ -340,6 +340,7 @@ class HaNode:
             **base, "role": snap.role.value, "term": snap.term, "healthy": snap.healthy, "active_node": active_node,
             "witness_age_s": None if snap.witness_age_s is None else round(snap.witness_age_s + stale, 3),
             "max_peer_silence_ms": round(snap.max_silence_s * 1000, 1), "peer": peer,
+            "peer_silence_s": peer["last_heartbeat_s"],  # what bridge.ops' ha_peer_lost alarm and metrics read
         }  # fmt: skip
 
     def switchover(self) -> dict[str, Any]:

@@ -240,11 +240,16 @@ class HaService:
 
     # ---- actions ------------------------------------------------------------------------------------
     async def _run_actions(self) -> None:
+        loop = asyncio.get_running_loop()
         while (action := await self._actions.get()) is not None:
+            started = loop.time()
             try:
                 await self._execute(action)
             except Exception:
                 log.exception("ha %s: %s failed", self.settings.node_id, type(action).__name__)
+            took = loop.time() - started
+            if took > self.settings.interval_s:  # it held up the heartbeats queued behind it
+                log.warning("ha %s: %s took %.0f ms", self.settings.node_id, type(action).__name__, took * 1000)
 
     async def _execute(self, action: HaAction) -> None:
         if isinstance(action, SendHeartbeat):
