@@ -13,6 +13,9 @@ Record-Route) serve the whole module. For each row:
   over TLS (through the single-Record-Route Kamailio this is the issue-21 path: a ``;transport=tls`` route
   entry that the bridge can only honour by sending to the proxy's UDP side).
 
+* ``bridge run`` behind each Kamailio: a TLS-only baresip joins an open room (a UDP phone keeps the room open)
+  and is kicked through the control API; it receives the BYE, over TLS as it has no other transport.
+
 linphone (``linphonec``) is not in the matrix: see README "SIP over TCP and TLS: Kamailio in front".
 """
 
@@ -481,3 +484,72 @@ def test_baresip_over_tls_through_kamailio(edge: dict[str, Any], tmp_path: Path,
             assert stack_counter("udp_fallback") > fallback_before
     finally:
         stop_process(phone.proc)
+
+
+# --- a TLS phone in a room, kicked through the engine's control API --------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["double", "single"])
+def test_tls_phone_in_a_room_is_kicked_over_the_control_api(tmp_path: Path, mode: str) -> None:
+    """``bridge run`` behind Kamailio: baresip (TLS only) joins an open room through the proxy, the leg is
+    kicked with POST /conferences/<run>/legs/<leg>/kick (what the portal's kick does); the phone gets the
+    BYE, which can only have reached it over its TLS connection."""
+    from click.testing import CliRunner
+    from ic_harness import Appliance, wait_for
+
+    from bridge.cli import main
+
+    proxy = Kamailio(tmp_path / "kamailio", bridge_port=0, double_rr=mode == "double", children=2)
+    proxy.dir.mkdir()
+    (tmp_path / "bridge").mkdir()
+    appliance = Appliance(tmp_path / "bridge", trunk_port=proxy.internal_port)
+    proxy.bridge_port = appliance.sip_port
+    result = CliRunner().invoke(
+        main, ["--config", str(appliance.config_path), "room", "add", "--number", "7001", "--name", "TLS room"]
+    )
+    assert result.exit_code == 0, result.output
+    phone: Baresip | None = None
+    other: Baresip | None = None
+    try:
+        appliance.start()
+        proxy.start()
+        phone = tls_baresip(tmp_path, "kickme", proxy)
+        other = Baresip(tmp_path, "stays", 880.0, secs=20)  # keeps the room open: kicking the last one ends it
+
+        async def scenario(phone: Baresip, other: Baresip) -> None:
+            await other.connect()
+            other.send("dial", appliance.sip_uri("7001"))
+            loop = asyncio.get_running_loop()
+
+            def connected(count: int) -> dict[str, Any] | None:
+                conf = next((c for c in appliance.conferences() if c["subject"] == "TLS room"), None)
+                if conf is None:
+                    return None
+                legs = [leg for leg in conf["legs"] if leg["status"] == "connected"]
+                return {"run_id": conf["run_id"], "legs": legs} if len(legs) >= count else None
+
+            first = await loop.run_in_executor(None, lambda: wait_for(lambda: connected(1), 20, "the UDP phone in"))
+            await phone.connect()
+            phone.send("dial", f"sip:7001@127.0.0.1:{proxy.tls_port}")
+            both = await loop.run_in_executor(None, lambda: wait_for(lambda: connected(2), 20, "the TLS phone in"))
+            stayer = first["legs"][0]["leg_id"]
+            (tls_leg,) = [leg["leg_id"] for leg in both["legs"] if leg["leg_id"] != stayer]
+            await asyncio.sleep(0.5)
+            appliance.client.kick(both["run_id"], tls_leg)
+            deadline = loop.time() + 15
+            while not any(e.get("type") == "CALL_CLOSED" for e in phone.events):
+                assert loop.time() < deadline, f"the phone never got the BYE: {phone.events}\n{proxy.log()}"
+                await asyncio.sleep(0.05)
+            await phone.close()
+            assert not any(e.get("type") == "CALL_CLOSED" for e in other.events)  # only the kicked one left
+            await other.close()
+
+        asyncio.run(scenario(phone, other))
+        log = (phone.dir / "log").read_text(errors="replace")
+        assert "transport=tls" in log and "terminated" in log, log[-2000:]
+    finally:
+        for peer in (phone, other):
+            if peer is not None:
+                stop_process(peer.proc)
+        proxy.stop()
+        appliance.stop()
