@@ -59,6 +59,7 @@ from bridge.ops.runtime import Operations
 from bridge.prompts import load_prompt
 from bridge.rtp.poller import RtpPoller
 from bridge.sip.leg import SipLeg
+from bridge.sip.media import batched_media
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,9 @@ class Engine:
         self.mixer = Mixer(hold_music=load_prompt("music"))  # music for a participant who is alone
         self.poller = RtpPoller()
         """Reads every leg's RTP socket at the start of each tick (no asyncio callback per datagram)."""
-        self.media = MixerMedia(self.mixer, poller=self.poller)
+        self.batched = batched_media(config)
+        """The shared-socket RTP path (``sip.media_path = "batched"``), else None: a socket per leg."""
+        self.media = MixerMedia(self.mixer, poller=self.poller, batched=self.batched)
         """The one owner of media: participants <-> endpoints, and each tick's read / mix / write."""
         self.lateness = LatenessStats()
         self.sip_switch = _SipSwitch()
@@ -265,6 +268,8 @@ class Engine:
             await self.ha.stop()  # after the services: the last CDRs are replicated before the peer takes over
         self.mixer.close()
         self.poller.close()
+        if self.batched is not None:
+            self.batched.close()
         self.db.dispose()
         log.info("engine stopped")
 
@@ -295,7 +300,7 @@ class Engine:
                 self.config,
                 on_event=self.ops.observe_sip(self.service.on_sip_event),
                 accept_number=self._accept,
-                media=open_rtp_media(self.config, poller=self.poller),
+                media=open_rtp_media(self.config, poller=self.poller, batched=self.batched),
             )
             await self.sip.start()
         except Exception as exc:

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 
 from bridge.conference.interfaces import MediaEndpoint, MediaQuality
 from bridge.mixer.events import TalkingStarted, TalkingStopped
@@ -24,6 +25,8 @@ from bridge.mixer.mixer import Mixer
 from bridge.mixer.prompts import Prompt
 from bridge.prompts import PROMPT_NAMES, load_prompt
 from bridge.rtp.poller import RtpPoller
+from bridge.rtp.shared import BatchedMedia
+from bridge.rtp.sharedleg import BatchedLeg
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +41,26 @@ def _ignore_talking(pid: int, talking: bool) -> None:
 class MixerMedia:
     """The :class:`~bridge.conference.interfaces.MediaPort` over :class:`bridge.mixer.mixer.Mixer`.
 
-    ``poller`` (optional) reads every endpoint's socket at the start of :meth:`tick`. ``on_talking`` receives
+    ``poller`` (optional) reads every endpoint's socket at the start of :meth:`tick`. ``batched`` (optional) is
+    the batched RTP path (:mod:`bridge.rtp.shared`): its legs are read, mixed and sent as arrays, without a
+    Python call per leg; other endpoints go one by one. ``on_talking`` receives
     every talker change (the engine wires it to the conference service); it may be set after construction.
     """
 
     def __init__(
-        self, mixer: Mixer, *, poller: RtpPoller | None = None,
+        self, mixer: Mixer, *, poller: RtpPoller | None = None, batched: BatchedMedia | None = None,
         on_talking: Callable[[int, bool], None] = _ignore_talking,
     ) -> None:  # fmt: skip
         self.mixer = mixer
         self.poller = poller
+        self.batched = batched
         self.on_talking = on_talking
         self._sequences: dict[tuple[str, ...], Prompt] = {}
         self._endpoints: dict[int, MediaEndpoint] = {}
         self._items: list[tuple[int, MediaEndpoint]] = []
         self._dirty = False
-        self._outbox: tuple[bytes, list[int]] = (b"", [])
+        self._generic: dict[int, MediaEndpoint] = {}  # endpoints not on the batched path
+        self._outbox: tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]] | None = None
 
     def warm(self) -> None:
         """Load every prompt and the recorder now, before the loop runs: the first recording imports
@@ -73,12 +80,19 @@ class MixerMedia:
         pid = self.mixer.add(conference, codec=_codec(endpoint), muted=muted)
         if endpoint is not None:
             self._endpoints[pid] = endpoint
+            if isinstance(endpoint, BatchedLeg) and endpoint.owner is self.batched:
+                endpoint.owner.bind(endpoint, pid)
+            else:
+                self._generic[pid] = endpoint
             self._dirty = True
         return pid
 
     def detach(self, pid: int) -> None:
-        if self._endpoints.pop(pid, None) is not None:
+        endpoint = self._endpoints.pop(pid, None)
+        if endpoint is not None:
             self._dirty = True
+            if self._generic.pop(pid, None) is None and isinstance(endpoint, BatchedLeg):
+                endpoint.owner.unbind(endpoint)
         self.mixer.remove(pid)
 
     def quality(self, pid: int) -> MediaQuality:
@@ -115,14 +129,17 @@ class MixerMedia:
 
     def tick(self, now: float) -> None:
         """Send the previous tick's frames, read the sockets, mix this tick (bench/engine_tick.py measures it)."""
-        self.flush()
+        self.flush(now)
         poller = self.poller
         if poller is not None and len(poller):
             poller.poll(now)
+        batched = self.batched
+        if batched is not None and len(batched):
+            batched.receive(now)
         if self._dirty:
-            self._items = list(self._endpoints.items())
+            self._items = list(self._generic.items())
             self._dirty = False
-        if self._items or len(self.mixer):  # an idle node does not mix silence
+        if self._endpoints or len(self.mixer):  # an idle node does not mix silence
             self.mix(now)
 
     def mix(self, now: float) -> None:
@@ -135,9 +152,14 @@ class MixerMedia:
         whose duration varies with the load (one tick of latency buys even inter-arrival times).
         """
         if self._dirty:
-            self._items = list(self._endpoints.items())
+            self._items = list(self._generic.items())
             self._dirty = False
         mixer = self.mixer
+        batched = self.batched
+        if batched is not None and len(batched):
+            batched_pids, rows = batched.pop(now)
+            if len(batched_pids):
+                mixer.write_rows(batched_pids, rows)
         pids: list[int] = []
         frames: list[bytes] = []
         for pid, endpoint in self._items:
@@ -156,19 +178,25 @@ class MixerMedia:
             rows = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(len(pids), FRAME_BYTES)
             mixer.write_rows(pids, rows)
         result = mixer.tick()
-        self._outbox = (result.out.tobytes(), result.pids.tolist())
+        self._outbox = (result.out.copy(), result.pids.copy()) if len(result.pids) else None
         for event in result.events:
             if isinstance(event, TalkingStarted | TalkingStopped):
                 self.on_talking(event.pid, isinstance(event, TalkingStarted))
 
-    def flush(self) -> None:
-        """Send the frames mixed by the previous tick, one packet per endpoint."""
-        blob, pids = self._outbox
-        if not pids:
+    def flush(self, now: float = 0.0) -> None:
+        """Send the frames mixed by the previous tick: the batched legs' in one go, then one packet per
+        other endpoint."""
+        if self._outbox is None:
             return
-        self._outbox = (b"", [])
-        endpoints = self._endpoints
-        for index, pid in enumerate(pids):
+        out, pid_array = self._outbox
+        self._outbox = None
+        if self.batched is not None and len(self.batched):
+            self.batched.send(pid_array, out, now)
+        endpoints = self._generic
+        if not endpoints:
+            return
+        blob = out.tobytes()
+        for index, pid in enumerate(pid_array.tolist()):
             endpoint = endpoints.get(pid)
             if endpoint is not None:
                 start = index * FRAME_BYTES
