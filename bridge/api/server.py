@@ -110,6 +110,7 @@ class MtlsServer(ThreadedWSGIServer):
     def finish_request(self, request: Any, client_address: Any) -> None:
         assert isinstance(self.ssl_context, ssl.SSLContext)
         request.settimeout(self.timeout_s)
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # headers and body are separate writes
         try:
             tls = self.ssl_context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:

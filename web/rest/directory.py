@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response
+from sqlalchemy import select
 
 from bridge import provisioning
-from bridge.db.models import Company, Contact, Group, Role, Subscriber, SubscriberStatus
+from bridge.db.models import Account, Company, Contact, Group, Role, Subscriber, SubscriberStatus
 from bridge.provisioning.audit import snapshot_company, snapshot_subscriber
 from web import db
 from web.clock import utc_now
@@ -101,10 +102,16 @@ def company_json(company: Company) -> dict[str, Any]:
     return {"id": company.id, "name": company.name, "timezone": company.timezone}
 
 
-def subscriber_json(subscriber: Subscriber) -> dict[str, Any]:
-    snapshot = snapshot_subscriber(db.session(), subscriber) or {}
-    snapshot.pop("login_active", None)
-    return snapshot
+def subscriber_json(subscriber: Subscriber, username: str | None = None) -> dict[str, Any]:
+    """``username``: the portal login's, when the caller has it (a page loads all its logins in one query)."""
+    if username is None:
+        login = db.session().scalars(select(Account).where(Account.subscriber_id == subscriber.id)).first()
+        username = login.username if login else ""
+    return {
+        "id": subscriber.id, "company_id": subscriber.company_id, "name": subscriber.name, "mobile": subscriber.mobile,
+        "email": subscriber.email, "status": subscriber.status.value, "prepaid": bool(subscriber.prepaid),
+        "balance": None if subscriber.balance is None else str(subscriber.balance), "username": username,
+    }  # fmt: skip
 
 
 def contact_json(contact: Contact) -> dict[str, Any]:
@@ -185,7 +192,12 @@ def subscribers() -> dict[str, Any]:
     company_id = int_arg("company_id")
     if company_id is not None:
         stmt = stmt.where(Subscriber.company_id == company_id)
-    return page(stmt, Subscriber.id, subscriber_json)
+    result = page(stmt, Subscriber.id, lambda row: row)
+    ids = [row.id for row in result["items"]]
+    logins = db.session().execute(select(Account.subscriber_id, Account.username).where(Account.subscriber_id.in_(ids)))
+    usernames = {subscriber_id: username for subscriber_id, username in logins}
+    result["items"] = [subscriber_json(row, usernames.get(row.id, "")) for row in result["items"]]
+    return result
 
 
 @registry.route("/subscribers/{subscriber_id}", summary="One subscriber", tag="subscribers", response=SUBSCRIBER)
