@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import re
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bridge.configschema import (
     AlertsConfig,
     ApiConfig,
+    BillingConfig,
     CdrConfig,
     CdrTargetConfig,
     ConferenceConfig,
@@ -117,6 +119,7 @@ def validate(config: Config) -> None:
     _check_rooms(config.room, config.dnis, config.conference.max_participants)
     _check_api(config.api)
     _check_ha(config.ha, config.node)
+    _check_billing(config.billing)
     _check_tcp_listeners(config)
 
 
@@ -275,6 +278,22 @@ def _check_conference(conf: ConferenceConfig) -> None:
     _at_least(conf, "conference", 0, "callback_retries", "max_adhoc")
     if conf.callback_delay_s < 0:
         raise ConfigError("conference.callback_delay_s: must not be negative")
+
+
+def _check_billing(billing: BillingConfig) -> None:
+    if billing.low_balance_threshold:
+        try:
+            threshold = Decimal(billing.low_balance_threshold)
+        except InvalidOperation:
+            threshold = Decimal(-1)
+        if not threshold.is_finite() or threshold < 0:
+            raise ConfigError("billing.low_balance_threshold: must be a non-negative decimal such as 1.00")
+    if billing.warn_before_s < 0:
+        raise ConfigError("billing.warn_before_s: must not be negative")
+    _at_least(billing, "billing", 0, "company_max_legs", "subscriber_max_legs", "legs_per_hour")
+    for i, code in enumerate(billing.home_country_codes):
+        if not (code.isdigit() and 1 <= len(code) <= 3):
+            raise ConfigError(f"billing.home_country_codes[{i}]: a country code is 1 to 3 digits, got {code!r}")
 
 
 def _check_web(web: WebConfig) -> None:

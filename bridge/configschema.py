@@ -412,6 +412,31 @@ class HaConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BillingConfig:
+    """Rating, balances and limits (:mod:`bridge.billing`) applied before every dial and when every leg ends."""
+
+    enabled: bool = False
+    """Check every launch, dial and dial-in, cut prepaid legs when the money runs out, price every leg.
+    Off: the appliance's own rule (active subscriber; prepaid only with a positive balance), nothing charged."""
+    default_plan_csv: str = ""
+    """Rate plan CSV (``bridge rates import`` format) used as the default plan while the database has none."""
+    low_balance_threshold: str = ""
+    """Balance (a plain decimal, e.g. ``1.00``) under which the subscriber gets a low-balance SMS; empty: none."""
+    warn_before_s: float = 60.0
+    """Seconds before a prepaid leg is cut that it hears the ``one_minute_left`` warning."""
+    home_country_codes: list[str] = field(default_factory=list)
+    """Country codes that are not international; empty: the code of ``numbering.default_country``."""
+    company_max_legs: int = 0
+    """Legs up at once per company unless the company sets its own; 0: no limit."""
+    subscriber_max_legs: int = 0
+    """Legs up at once in a subscriber's conferences unless the subscriber sets their own; 0: no limit."""
+    legs_per_hour: int = 0
+    """Dials a subscriber may start in any 60 minutes (toll-fraud guard); 0: no cap."""
+    deny_satellite: bool = True
+    """Deny satellite and international-network codes (870, 881, 882, 883) unless a company allows them."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -430,6 +455,7 @@ class Config:
     room: list[RoomConfig] = field(default_factory=list)
     api: ApiConfig = field(default_factory=ApiConfig)
     ha: HaConfig = field(default_factory=HaConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
     base_dir: str = "."
     """Directory relative paths are resolved against (the config file's parent's parent)."""
 

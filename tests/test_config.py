@@ -436,6 +436,17 @@ BAD["ha"] = {
         "pg_peer": [{**PG, "pg_peer": ""}],
     }.items()
 }
+BAD["billing"] = {
+    "enabled": [{"enabled": "yes"}],
+    "default_plan_csv": [{"default_plan_csv": []}],
+    "low_balance_threshold": [{"low_balance_threshold": "abc"}, {"low_balance_threshold": "-1"}],
+    "warn_before_s": [{"warn_before_s": -1}],
+    "home_country_codes": [{"home_country_codes": ["4x"]}, {"home_country_codes": ["1234"]}],
+    "company_max_legs": [{"company_max_legs": -1}],
+    "subscriber_max_legs": [{"subscriber_max_legs": -1}],
+    "legs_per_hour": [{"legs_per_hour": -1}],
+    "deny_satellite": [{"deny_satellite": "no"}],
+}
 
 
 def _section_class(section: str) -> type[Any]:

@@ -308,11 +308,12 @@ class Conference:
             actions.append(Play(("leave",)))
         return actions + self._after_leg_gone(leg, now)
 
-    def kick(self, leg_id: int, now: float) -> list[Action]:
+    def kick(self, leg_id: int, now: float, *, cause: str = "kicked") -> list[Action]:
+        """Hang up one leg: a moderator's kick, or billing's cut (``cause`` "credit exhausted")."""
         leg = self._leg(leg_id)
         if leg.status not in LIVE:
             raise NotAllowed(f"leg {leg_id} is not live")
-        actions = self._finish(leg, self._end_status(leg), "kicked", hangup=True)
+        actions = self._finish(leg, self._end_status(leg), cause, hangup=True)
         return actions + self._after_leg_gone(leg, now)
 
     # --- controls ------------------------------------------------------------------------------

@@ -5,12 +5,13 @@ Outbound calls carry the subscriber's number and are billed to them, so every la
 portal, or by calling an IC's number with its activation PIN (speed dial) -- asks :func:`may_launch`, and
 every dial of a running conference's subscriber asks :func:`may_dial`.
 
-**The billing seam.** Today :func:`may_dial` applies the appliance's own rule (an active subscriber; a
-prepaid one only with a positive balance). :mod:`bridge.billing` is a pure core with the same shape: when
-it is wired, :func:`may_dial` becomes a call of :func:`bridge.billing.gate.check_dial` with the payer's
-profile, balance and usage (gathered by :mod:`bridge.conference.records`), and its
-:class:`bridge.billing.policy.Refusal` (``cause``) takes the place of :class:`Refusal` here. Nothing else in
-the service decides whether a call may be placed.
+**The billing seam.** Without ``[billing]`` (``enabled = false``) :func:`may_dial` applies the appliance's
+own rule (an active subscriber; a prepaid one only with a positive balance). With it, the billing glue
+(:mod:`bridge.conference.billing`) asks :func:`bridge.billing.gate.check_dial` (or ``check_dial_in``) with
+the payer's profile, balance and usage, and hands the result to :func:`may_dial` as ``billed``: a
+:class:`bridge.billing.policy.Refusal` becomes this module's :class:`Refusal` (its ``cause`` for the CDR,
+its ``message`` for the SMS and the portal) and replaces the balance rule. Nothing else in the service
+decides whether a call may be placed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from bridge.billing.gate import Allowed
+from bridge.billing.policy import Refusal as BillingRefusal
 from bridge.conference.machine import Policy, plan_launch
 from bridge.config import ConferenceConfig
 
@@ -39,15 +42,26 @@ class Launcher:
 
 @dataclass(frozen=True)
 class Refusal:
-    """Why a launch or a dial is refused, in the subscriber's terms (an SMS, a portal message, a CDR cause)."""
+    """Why a launch or a dial is refused: ``cause`` for the CDR, ``message`` in the subscriber's terms (an SMS,
+    a portal message; the cause itself when empty)."""
 
     cause: str
+    message: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.message or self.cause
 
 
-def may_dial(launcher: Launcher) -> Refusal | None:
-    """May calls be placed on ``launcher``'s number and billed to them? (Where billing plugs in: see above.)"""
+def may_dial(launcher: Launcher, billed: Allowed | BillingRefusal | None = None) -> Refusal | None:
+    """May calls be placed on ``launcher``'s number and billed to them? ``billed``: the billing gate's answer
+    for this dial, when billing is enabled (see above)."""
     if launcher.status != "active":
         return Refusal(f"subscriber {launcher.subscriber_id} is {launcher.status}")
+    if isinstance(billed, BillingRefusal):
+        return Refusal(billed.cause, billed.message)
+    if billed is not None:
+        return None
     if launcher.prepaid and (launcher.balance is None or launcher.balance <= 0):
         return Refusal("no prepaid balance left")
     return None

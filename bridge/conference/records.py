@@ -149,7 +149,7 @@ class Records:
     def launcher(self, subscriber_id: int) -> Launcher | None:
         with self._session() as session:
             subscriber = session.get(Subscriber, subscriber_id)
-            return _launcher(subscriber) if subscriber is not None else None
+            return as_launcher(subscriber) if subscriber is not None else None
 
     def instant_conference(self, ic_id: int, *, dial_list: bool = False) -> IcView | None:
         """The IC, with its dial list when asked (which raises :class:`bridge.commands.errors.NestingError`
@@ -159,7 +159,7 @@ class Records:
             if ic is None:
                 return None
             return IcView(
-                id=ic.id, slot=ic.slot, name=ic.name, subscriber=_launcher(ic.subscriber),
+                id=ic.id, slot=ic.slot, name=ic.name, subscriber=as_launcher(ic.subscriber),
                 dial_list=ic_dial_list(ic) if dial_list else (),
                 participant_sms=ic.participant_sms, user_pin=ic.user_pin,
                 dnis_number=ic.dnis.number if ic.dnis is not None else "",
@@ -426,7 +426,8 @@ def _write_cdr(session: Session, leg: Leg) -> Any:
     return write_cdr(session, leg)
 
 
-def _launcher(subscriber: Subscriber) -> Launcher:
+def as_launcher(subscriber: Subscriber) -> Launcher:
+    """What launch decisions know about ``subscriber`` (also read by the billing glue)."""
     balance = subscriber.balance
     return Launcher(
         subscriber_id=subscriber.id, name=subscriber.name, mobile=subscriber.mobile, company_id=subscriber.company_id,

@@ -28,8 +28,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from bridge.billing.policy import Refusal as BillingRefusal
 from bridge.commands.actions import LaunchConference, SmsBlast
 from bridge.conference import ConferenceError, NotAllowed, UnknownLeg
+from bridge.conference.billing import BillingGlue
 from bridge.conference.interfaces import MediaPort, SipPort
 from bridge.conference.machine import (
     PARTICIPANT,
@@ -44,7 +46,6 @@ from bridge.conference.machine import (
     Hangup,
     Join,
     LegFinished,
-    LegStatus,
     Play,
     Policy,
     SetMuted,
@@ -52,6 +53,7 @@ from bridge.conference.machine import (
 )
 from bridge.conference.policy import Launcher, conference_policy, launch_plan, may_launch, speed_dial_plan
 from bridge.conference.records import CdrWriter, IcView, NewLeg, Records, RoomView, RunMeta
+from bridge.conference.snapshot import describe_run
 from bridge.config import Config
 from bridge.db.models import utcnow
 from bridge.dnis.lobby import Lobby, LobbyCall, Refused
@@ -115,6 +117,7 @@ class ConferenceService:
         self.clock = clock
         self.utc = utc
         self.records = Records(config, session_factory, write_cdr=write_cdr, on_cdr=on_cdr, utc=utc)
+        self.billing = BillingGlue(config, session_factory, self.records, utc)
         self.lobby = Lobby(
             config, session_factory, sip=sip, media=media, records=self.records, host=self, clock=clock, utc=utc
         )
@@ -138,24 +141,8 @@ class ConferenceService:
         return sorted(self.conferences)
 
     def describe(self, run_id: int) -> dict[str, Any]:
-        conf = self._conf(run_id)
-        meta = self.runs[run_id]
-        legs = []
-        for info in conf.legs.values():
-            live = self.legs.get(info.leg_id) or self._finished.get(info.leg_id)
-            legs.append({
-                "leg_id": info.leg_id, "number": info.number, "name": live.name if live else "", "role": info.role,
-                "direction": info.direction, "status": str(info.status), "cause": info.cause, "muted": info.muted,
-                "on_hold": bool(live and live.on_hold),
-                "talking": bool(live and live.talking and info.status is LegStatus.CONNECTED),
-                "joined_at": _iso(live.joined_at) if live else None,
-            })  # fmt: skip
-        return {
-            "run_id": run_id, "service_type": meta.service_type, "subject": meta.subject,
-            "company_id": meta.company_id, "subscriber_id": meta.subscriber_id, "ic_id": meta.ic_id,
-            "room_id": meta.room_id, "started_at": _iso(meta.started_at), "recording": conf.recording,
-            "locked": conf.locked, "state": conf.state.value, "legs": legs,
-        }  # fmt: skip
+        live_of = lambda leg_id: self.legs.get(leg_id) or self._finished.get(leg_id)  # noqa: E731
+        return describe_run(self._conf(run_id), self.runs[run_id], live_of, self.billing.active(self.clock()))
 
     def status(self) -> dict[str, int]:
         return {
@@ -197,11 +184,12 @@ class ConferenceService:
         if ic_id is not None and (ic is None or ic.subscriber.subscriber_id != subscriber_id):
             raise UnknownConference(f"no instant conference {ic_id} for subscriber {subscriber_id}")
         running = ic is not None and self.for_ic(ic.id) is not None
-        refusal = may_launch(launcher, ic_slot=ic.slot if ic is not None else None, ic_running=running)
-        if refusal is not None:
-            raise NotAllowed(refusal.cause)
         policy = conference_policy(self.config.conference, subscriber_number=launcher.mobile, room=False)
         plan = launch_plan(launcher.mobile, list(numbers), max_participants=policy.max_participants)
+        refusal = may_launch(launcher, ic_slot=ic.slot if ic is not None else None, ic_running=running)
+        refusal = refusal or self.billing.launch_refusal(launcher, [n for n, _ in plan], self.clock())
+        if refusal is not None:
+            raise NotAllowed(refusal.text)
         sms: list[tuple[str, str]] = []
         if ic is not None and ic.participant_sms:
             text = self._invitation(ic)
@@ -254,8 +242,13 @@ class ConferenceService:
                 return Refused("conference ended", prompt=None)
             if conf.full:  # a returning subscriber is not checked by routing; the machine's cap holds for all
                 return Refused("conference full", prompt="conference_full")
+            meta = self.runs[conf.run_id]
+            grant = self.billing.before_dial_in(meta.company_id, meta.subscriber_id, call.route.number)
+            if isinstance(grant, BillingRefusal):
+                return Refused(grant.cause)
             inbound = dataclasses.replace(inbound, recorded=conf.recording)
             (leg_id,) = self.records.open_legs(conf.run_id, [inbound])
+            self.billing.hold_in(grant, conf.run_id, leg_id)
             self._track(leg_id, conf.run_id, sip_leg.calling, decision.role, "in", sip=sip_leg)
             self._apply(conf.run_id, conf.join_inbound(leg_id, sip_leg.calling, decision.role, self.clock()))
             return None
@@ -263,6 +256,7 @@ class ConferenceService:
         room = self.records.room(decision.room_id) if decision.room_id is not None else None
         if ic is not None:
             refusal = may_launch(ic.subscriber)  # the IC is not running: routing would have joined it
+            refusal = refusal or self.billing.launch_refusal(ic.subscriber, [ic.subscriber.mobile], self.clock())
             if refusal is not None:
                 log.info("speed dial of IC %s refused: %s", ic.id, refusal.cause)
                 return Refused(f"launch refused: {refusal.cause}")
@@ -363,6 +357,8 @@ class ConferenceService:
             deadline = conf.next_deadline()
             if deadline is not None and now >= deadline:
                 self._apply(run_id, conf.poll(now))
+        for run_id, actions in self.billing.poll(now, self.conferences):  # warnings and cuts of prepaid legs
+            self._apply(run_id, actions)
         self.lobby.poll_timers(now)
 
     def end_all(self, reason: str) -> None:
@@ -486,6 +482,9 @@ class ConferenceService:
         conf = self.conferences.get(item.run_id)
         if live is None or conf is None or conf.ended:
             return
+        refused = self.billing.before_dial(self.runs[item.run_id], conf, item.leg_id, item.number, self.clock())
+        if refused is not None:
+            return self._apply(item.run_id, conf.failed(item.leg_id, refused, self.clock()))
         try:
             sip_leg = self.sip.dial(called=item.number, calling=item.calling, display_name="")
         except Exception as exc:
@@ -502,6 +501,7 @@ class ConferenceService:
         live.joined_at = self.utc()
         endpoint = self.sip.media_endpoint(live.sip) if live.sip is not None else None
         live.pid = self.media.attach(run_id, endpoint, muted=muted or live.on_hold)
+        self.billing.answered(leg_id, self.clock())
         self._by_pid[live.pid] = live
         quality = self.media.quality(live.pid)
         self.records.leg_joined(
@@ -531,6 +531,7 @@ class ConferenceService:
             self._by_pid.pop(live.pid, None)
             if not live.lingering:  # else the hang-up timer frees it once the prompt has played
                 self.media.detach(live.pid)
+        self.billing.settle(action.leg_id, self.clock())  # sets the leg's price before its CDR is written
         self.records.leg_finished(
             action.leg_id, status=str(action.status), cause=action.cause, packet_loss=loss, **_call_ids(live.sip)
         )
@@ -585,10 +586,6 @@ def _cause(cause: str, status: int) -> str:
     if cause:
         return cause
     return f"SIP {status}" if status else "no response"
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.replace(tzinfo=dt.UTC).isoformat() if value is not None else None
 
 
 __all__ = ["ConferenceService", "NotAllowed", "UnknownConference", "UnknownLeg"]

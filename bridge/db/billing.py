@@ -14,7 +14,7 @@ from decimal import Decimal
 from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, Numeric, String, Time, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from bridge.db.models import Base, utcnow
+from bridge.db.base import Base, utcnow
 
 PRICE = Numeric(14, 6)
 MONEY = Numeric(14, 4)

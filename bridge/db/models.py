@@ -27,16 +27,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-
-def utcnow() -> dt.datetime:
-    """Current time as the naive UTC datetime the database stores."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-class Base(DeclarativeBase):
-    pass
+from bridge.db.base import Base as Base  # re-exported: models and migrations import them from here
+from bridge.db.base import utcnow as utcnow
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:
