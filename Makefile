@@ -33,9 +33,10 @@ integration: $(STAMP) $(PEERS)
 
 # The manual (docs/, MkDocs): `make docs` regenerates the generated references and builds build/site/ in strict
 # mode; `make docs-check` (part of `make test`) fails on a stale reference, a broken link or a page not in the nav.
+# (No --quiet: it hides the warnings that strict mode counts.)
 docs: $(DOCS_STAMP)
 	$(PY) -m bridge.docgen
-	$(VENV)/bin/mkdocs build --strict --quiet
+	@out=$$($(VENV)/bin/mkdocs build --strict 2>&1) || { echo "$$out"; exit 1; }
 	@echo "manual: build/site/index.html"
 
 docs-gen: $(STAMP)
@@ -43,7 +44,8 @@ docs-gen: $(STAMP)
 
 docs-check: $(DOCS_STAMP)
 	$(PY) -m bridge.docgen --check
-	tmp=$$(mktemp -d) && $(VENV)/bin/mkdocs build --strict --quiet --site-dir $$tmp; rc=$$?; rm -rf $$tmp; exit $$rc
+	@tmp=$$(mktemp -d); out=$$($(VENV)/bin/mkdocs build --strict --site-dir $$tmp 2>&1); rc=$$?; rm -rf $$tmp; \
+	  if [ $$rc -ne 0 ]; then echo "$$out"; exit $$rc; fi; echo "mkdocs build --strict: ok"
 
 venv: $(STAMP)
 

@@ -85,6 +85,17 @@ def test_every_page_is_in_the_nav_and_every_image_is_used() -> None:
     assert not unused, f"screenshots no page shows: {unused}"
 
 
+def test_crm_examples_are_valid_documents() -> None:
+    from lxml import etree
+
+    schema = etree.XMLSchema(etree.parse(str(REPO / "web" / "crm" / "crm.xsd")))
+    examples = re.findall(r"```xml\n(.*?)```", _page("reference/crm-api.md"), flags=re.S)
+    assert len(examples) >= 4
+    for example in examples:
+        document = etree.fromstring(example.encode())
+        assert schema.validate(document), (example, schema.error_log)
+
+
 def test_check_mode_names_the_command() -> None:
     result = subprocess.run([sys.executable, "-m", "bridge.docgen", "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -96,7 +107,7 @@ def test_check_mode_names_the_command() -> None:
 def test_the_site_builds_in_strict_mode(tmp_path: Path) -> None:
     mkdocs = str(Path(sys.executable).parent / "mkdocs")
     result = subprocess.run(
-        [mkdocs, "build", "--strict", "--quiet", "--site-dir", str(tmp_path / "site")],
+        [mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],  # not --quiet: it hides the warnings
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
