@@ -25,6 +25,7 @@ VOICE_PROMPTS: Final[dict[str, str]] = {
     "enter_pin": "Please enter your PIN, followed by the hash key.",
     "wrong_pin": "That PIN is not valid. Please try again.",
     "conference_will_end": "The conference will end shortly.",
+    "one_minute_left": "Your credit runs out in one minute. This call will then end.",
     "recording_started": "Recording started.",
     "recording_stopped": "Recording stopped.",
     "goodbye": "Goodbye.",
