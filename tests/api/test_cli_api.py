@@ -1,0 +1,61 @@
+"""``bridge api``: the lab CA, client certificates, and REST tokens from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from crm_fixtures import NOW
+from cryptography import x509
+from sqlalchemy import select
+
+from bridge.api.tokens import authenticate, secret_hash
+from bridge.cli import main
+from bridge.db import make_engine, make_session_factory
+from bridge.db.models import ApiToken
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, db_url: str) -> Path:
+    path = tmp_path / "etc" / "bridge.toml"
+    path.parent.mkdir()
+    path.write_text(
+        f'[node]\ndata_dir = "{tmp_path / "data"}"\n[database]\nurl = "{db_url}"\n[dnis]\ncommon = "+15550100"\n'
+    )
+    return path
+
+
+def run(config_file: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--config", str(config_file), *args])
+
+
+def test_ca_init_and_client_certificates(config_file: Path, tmp_path: Path) -> None:
+    assert run(config_file, "api", "ca-init").exit_code == 0
+    again = run(config_file, "api", "ca-init")
+    assert again.exit_code == 1 and "exists" in again.output
+    issued = run(config_file, "api", "issue-client-cert", "crm-1")
+    assert issued.exit_code == 0, issued.output
+    cert = x509.load_pem_x509_certificate((tmp_path / "data" / "api-ca" / "clients" / "crm-1.crt").read_bytes())
+    assert cert.subject.rfc4514_string() == "CN=crm-1,O=bridge CRM API"
+    assert oct((tmp_path / "data" / "api-ca" / "clients" / "crm-1.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_tokens_create_list_revoke(config_file: Path, db_url: str) -> None:
+    assert run(config_file, "company", "add", "Acme").exit_code == 0
+    created = run(config_file, "api", "token", "create", "crm", "--scope", "company", "--company", "Acme")
+    assert created.exit_code == 0, created.output
+    secret = created.output.strip().rsplit(" ", 1)[1]
+    refused = run(config_file, "api", "token", "create", "x", "--scope", "subscriber", "--subscriber", "999")
+    assert refused.exit_code == 1 and "subscriber" in refused.output
+    listed = run(config_file, "api", "token", "list")
+    assert "crm" in listed.output and secret not in listed.output
+    engine = make_engine(db_url)
+    with make_session_factory(engine)() as session:
+        token = session.scalars(select(ApiToken)).one()
+        assert token.secret_sha256 == secret_hash(secret) and token.prefix == secret[:12]  # never the secret itself
+        assert authenticate(session, secret, NOW) is not None
+        assert run(config_file, "api", "token", "revoke", str(token.id)).exit_code == 0
+        session.expire_all()
+        assert authenticate(session, secret, NOW) is None
+    engine.dispose()
