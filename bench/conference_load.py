@@ -62,7 +62,7 @@ def free_tcp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(data_dir: Path, sip_port: int, control_port: int) -> Path:
+def write_config(data_dir: Path, sip_port: int, control_port: int, media_path: str | None = None) -> Path:
     """Rooms 1001..1040 without PIN. The bridge's RTP range 20000-29999 stays below the kernel's ephemeral
     range (32768-60999: every other program's port-0 sockets land there and made whole calls fail with
     PortsExhausted when the range was 40000-49999) and away from SIPp's media ports 30000-39999."""
@@ -81,6 +81,7 @@ enabled = false
 listen = "127.0.0.1:{sip_port}"
 public_address = "127.0.0.1"
 rtp_ports = "20000-29999"
+{f'media_path = "{media_path}"' if media_path else ""}
 antiflood_requests = 100000
 rtp_timeout_s = 120
 [[trunk_group]]
@@ -241,6 +242,10 @@ def main() -> None:
     parser.add_argument(
         "--bridge-src", type=Path, default=None, help="run the engine from this source tree (an older revision)"
     )
+    parser.add_argument(
+        "--media-path", choices=("batched", "socket"), default=None,
+        help="sip.media_path of the engine (default: the engine's default); run both for a same-window ratio",
+    )  # fmt: skip
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root: SIPp play_pcap_audio needs a raw socket")
@@ -262,7 +267,9 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
     )
     sip_port, control_port = free_udp_port(), free_tcp_port()
-    config = write_config(work, sip_port, control_port)
+    config = write_config(work, sip_port, control_port, args.media_path)
+    if args.media_path:
+        print(f"sip.media_path = {args.media_path}", flush=True)
     env = {**os.environ, "BRIDGE_CONFIG": str(config)}
     command = [str(BRIDGE)]
     if args.bridge_src is not None:  # another checkout of bridge/ (e.g. `git archive <rev> bridge web | tar -x`)

@@ -291,6 +291,9 @@ class BatchedMedia:
         self._next_housekeeping = 0.0
         self.side_packets = 0
         self.receive_errors = 0
+        self.last_out: U8 = np.zeros((0, FRAME), dtype=np.uint8)
+        """The frames of the last :meth:`pop` (all slots; reused) and which of them were produced."""
+        self.last_produced: BoolArray = np.zeros(0, dtype=np.bool_)
 
     def __len__(self) -> int:
         return len(self._legs)
@@ -518,6 +521,7 @@ class BatchedMedia:
         if self._inband:
             for leg in self._inband:
                 leg.inband_frame(out[leg.slot] if produced[leg.slot] else None)
+        self.last_out, self.last_produced = out, produced
         rows = np.nonzero(produced & (tables.pid >= 0))[0]
         return tables.pid[rows], out[rows]
 

@@ -54,6 +54,7 @@ class BatchedLeg:
         self.remote_key = -1
         self.latched = False
         self.closed = False
+        self._final: dict[str, Any] | None = None
         self._timed_out = False
         self._next_rtcp = now + RTCP_INTERVAL_S
         self._stats = ReceptionStats(0, 0)
@@ -120,7 +121,11 @@ class BatchedLeg:
     # --- MediaEndpoint ----------------------------------------------------------------------------
 
     def read_frame(self, now: float) -> bytes | None:
-        """Unused by MixerMedia (it reads the ring in one batch); None."""
+        """This leg's frame of the owner's last :meth:`BatchedMedia.pop` (None: nothing). MixerMedia does not
+        call it (it takes all legs' frames in one batch); a consumer that is not the mixer does."""
+        owner = self.owner
+        if self.slot < len(owner.last_produced) and owner.last_produced[self.slot]:
+            return bytes(owner.last_out[self.slot])
         return None
 
     def write_frame(self, payload: bytes) -> None:
@@ -133,6 +138,8 @@ class BatchedLeg:
         self.owner.tables.slow_tx[self.slot] = True
 
     def stats(self) -> dict[str, Any]:
+        if self._final is not None:
+            return dict(self._final)  # closed: the figures at close (the CDR reads them after hang-up)
         stats = self.session.stats()
         tables, slot = self.owner.tables, self.slot
         source = self._sync_stats()
@@ -153,6 +160,7 @@ class BatchedLeg:
         """RTCP BYE, then the slot (and a private socket) is given back. Idempotent."""
         if self.closed:
             return
+        self._final = self.stats()
         self.closed = True
         group, session = self.group, self.session
         if group is not None and session.remote_rtcp is not None and session.media is not None:

@@ -22,6 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from bridge.rtp.endpoint import RtpEndpoint
+from bridge.rtp.ports import PortAllocator
+from bridge.rtp.sdp import MediaDescription
+from bridge.rtp.shared import BatchedMedia
+from bridge.rtp.sharedleg import BatchedLeg
+
 RATE = 8000
 PTIME = 160
 DTMF_CODES = "0123456789*#ABCD"
@@ -457,3 +463,54 @@ async def pump_frames(
             return frames
         next_tick += 0.02
         await asyncio.sleep(max(0.0, next_tick - loop.time()))
+
+
+class BatchedEndpoint:
+    """One leg of a private :class:`~bridge.rtp.shared.BatchedMedia`, driven like an RtpEndpoint: each
+    ``read_frame(now)`` is one engine tick of the batched path (receive, play out) -- so the endpoint tests
+    run on the shared-socket path too."""
+
+    def __init__(self, owner: BatchedMedia, leg: BatchedLeg) -> None:
+        self.owner = owner
+        self.leg = leg
+        self.local_port = leg.place(None)
+
+    @classmethod
+    async def open(
+        cls, loop: asyncio.AbstractEventLoop, allocator: PortAllocator, *, host: str,
+        on_dtmf: Callable[[str], None] = lambda digit: None, inband_dtmf: bool = False,
+        rtp_timeout_s: float = 30.0, on_timeout: Callable[[], None] = lambda: None,
+    ) -> BatchedEndpoint:  # fmt: skip
+        owner = BatchedMedia(allocator, host=host)
+        leg = BatchedLeg.open(owner, now=loop.time(), on_dtmf=on_dtmf, on_timeout=on_timeout,
+                              rtp_timeout_s=rtp_timeout_s, inband_dtmf=inband_dtmf)  # fmt: skip
+        return cls(owner, leg)
+
+    def start(self, media: MediaDescription) -> None:
+        self.leg.start(media, asyncio.get_running_loop().time())
+
+    def read_frame(self, now: float) -> bytes | None:
+        self.owner.receive(now)
+        self.owner.pop(now)
+        return self.leg.read_frame(now)
+
+    def write_frame(self, payload: bytes) -> None:
+        self.leg.write_frame(payload)
+
+    def send_dtmf(self, digit: str, duration_ms: int = 160) -> None:
+        self.leg.send_dtmf(digit, duration_ms)
+
+    def stats(self) -> dict[str, Any]:
+        return self.leg.stats()
+
+    def close(self) -> None:
+        self.leg.close()
+        self.owner.close()
+
+
+async def open_endpoint(mode: str, loop: asyncio.AbstractEventLoop, allocator: PortAllocator, **kwargs: Any) -> Any:
+    """An RtpEndpoint (``asyncio``/``socket``, or ``poller`` with kwargs["poller"]) or a BatchedEndpoint."""
+    if mode == "batched":
+        kwargs.pop("poller", None)
+        return await BatchedEndpoint.open(loop, allocator, **kwargs)
+    return await RtpEndpoint.open(loop, allocator, **kwargs)

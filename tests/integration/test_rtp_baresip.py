@@ -22,9 +22,19 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
-from rtp_peers import HOST, dominant_freq, free_rtp_range, free_tcp_port, free_udp_port, lin2ulaw, tone, ulaw2lin
+from rtp_peers import (
+    HOST,
+    dominant_freq,
+    free_rtp_range,
+    free_tcp_port,
+    free_udp_port,
+    lin2ulaw,
+    open_endpoint,
+    tone,
+    ulaw2lin,
+)
 
-from bridge.rtp import PortAllocator, RtpEndpoint, answer_offer
+from bridge.rtp import PortAllocator, answer_offer
 
 pytestmark = pytest.mark.integration
 
@@ -110,7 +120,7 @@ class Ctrl:
 class MiniUas(asyncio.DatagramProtocol):
     """Just enough SIP (RFC 3261 UAS) to answer one INVITE with our SDP, and BYE with 200."""
 
-    def __init__(self, endpoint: RtpEndpoint) -> None:
+    def __init__(self, endpoint: Any) -> None:  # an RtpEndpoint or a BatchedEndpoint
         self.endpoint = endpoint
         self.transport: asyncio.DatagramTransport | None = None
         self.answered = asyncio.Event()
@@ -147,14 +157,15 @@ class MiniUas(asyncio.DatagramProtocol):
         return "\r\n".join(lines).encode()
 
 
-def test_baresip_tone_and_dtmf_both_ways(tmp_path: Path) -> None:
-    asyncio.run(asyncio.wait_for(_baresip_both_ways(tmp_path), 90))
+@pytest.mark.parametrize("mode", ["socket", "batched"])
+def test_baresip_tone_and_dtmf_both_ways(tmp_path: Path, mode: str) -> None:
+    asyncio.run(asyncio.wait_for(_baresip_both_ways(tmp_path, mode), 90))
 
 
-async def _baresip_both_ways(tmp_path: Path) -> None:
+async def _baresip_both_ways(tmp_path: Path, mode: str) -> None:
     loop = asyncio.get_running_loop()
     digits: list[str] = []
-    endpoint = await RtpEndpoint.open(loop, PortAllocator(*free_rtp_range()), host=HOST, on_dtmf=digits.append)
+    endpoint = await open_endpoint(mode, loop, PortAllocator(*free_rtp_range()), host=HOST, on_dtmf=digits.append)
     transport, uas = await loop.create_datagram_endpoint(lambda: MiniUas(endpoint), local_addr=(HOST, 0))
     uas_port = transport.get_extra_info("sockname")[1]
     sip_port, ctrl_port = free_udp_port(), free_tcp_port()  # baresip also listens on TCP sip_port: rare clash

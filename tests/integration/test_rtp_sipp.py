@@ -26,6 +26,7 @@ from rtp_peers import (
     free_rtp_range,
     free_udp_port,
     lin2ulaw,
+    open_endpoint,
     pump_frames,
     sipp_log,
     sipp_offer_sdp,
@@ -43,7 +44,7 @@ from bridge.rtp import PortAllocator, RtpEndpoint, RtpPoller, answer_offer
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("mode", ["asyncio", "poller"])
+@pytest.mark.parametrize("mode", ["asyncio", "poller", "batched"])
 def test_sipp_pcap_tone_and_rfc4733_digits_reach_the_endpoint(tmp_path: Path, mode: str) -> None:
     asyncio.run(asyncio.wait_for(_sipp_pcap_to_endpoint(tmp_path, mode), 60))
 
@@ -52,8 +53,8 @@ async def _sipp_pcap_to_endpoint(tmp_path: Path, mode: str) -> None:
     loop = asyncio.get_running_loop()
     digits: list[str] = []
     poller = RtpPoller() if mode == "poller" else None
-    endpoint = await RtpEndpoint.open(
-        loop, PortAllocator(*free_rtp_range()), host=HOST, on_dtmf=digits.append, poller=poller
+    endpoint = await open_endpoint(
+        mode, loop, PortAllocator(*free_rtp_range()), host=HOST, on_dtmf=digits.append, poller=poller
     )
 
     def read(now: float) -> bytes | None:  # the engine's tick: poll the sockets, then read the frame
@@ -91,15 +92,17 @@ async def _sipp_pcap_to_endpoint(tmp_path: Path, mode: str) -> None:
     assert abs(freq - 440) < 5 and share > 0.9, (freq, share)
 
 
-def test_sipp_inband_tones_and_rtp_timeout(tmp_path: Path) -> None:
-    asyncio.run(asyncio.wait_for(_sipp_inband_and_timeout(tmp_path), 60))
+@pytest.mark.parametrize("mode", ["socket", "batched"])
+def test_sipp_inband_tones_and_rtp_timeout(tmp_path: Path, mode: str) -> None:
+    asyncio.run(asyncio.wait_for(_sipp_inband_and_timeout(tmp_path, mode), 60))
 
 
-async def _sipp_inband_and_timeout(tmp_path: Path) -> None:
+async def _sipp_inband_and_timeout(tmp_path: Path, mode: str) -> None:
     loop = asyncio.get_running_loop()
     digits: list[str] = []
     timeouts: list[float] = []
-    endpoint = await RtpEndpoint.open(
+    endpoint = await open_endpoint(
+        mode,
         loop,
         PortAllocator(*free_rtp_range()),
         host=HOST,
@@ -131,14 +134,15 @@ async def _sipp_inband_and_timeout(tmp_path: Path) -> None:
     assert endpoint.stats()["packets_in"] == round(play_s / 0.02)
 
 
-def test_endpoint_rtp_echoed_by_sipp_carries_our_tone_and_digits(tmp_path: Path) -> None:
-    asyncio.run(asyncio.wait_for(_endpoint_to_sipp_echo(tmp_path), 60))
+@pytest.mark.parametrize("mode", ["socket", "batched"])
+def test_endpoint_rtp_echoed_by_sipp_carries_our_tone_and_digits(tmp_path: Path, mode: str) -> None:
+    asyncio.run(asyncio.wait_for(_endpoint_to_sipp_echo(tmp_path, mode), 60))
 
 
-async def _endpoint_to_sipp_echo(tmp_path: Path) -> None:
+async def _endpoint_to_sipp_echo(tmp_path: Path, mode: str) -> None:
     loop = asyncio.get_running_loop()
     digits: list[str] = []
-    endpoint = await RtpEndpoint.open(loop, PortAllocator(*free_rtp_range()), host=HOST, on_dtmf=digits.append)
+    endpoint = await open_endpoint(mode, loop, PortAllocator(*free_rtp_range()), host=HOST, on_dtmf=digits.append)
     echo_port = free_udp_port(even=True)
     sipp = start_sipp(tmp_path, "echo", echo_scenario(30000),
                       ["-p", str(free_udp_port()), "-mp", str(echo_port), "-rtp_echo", "-m", "1"])  # fmt: skip

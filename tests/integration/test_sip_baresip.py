@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from sip_peers import Baresip, Recorder, dominant_freq, free_udp_port, make_config, started_service
 
+from bridge.rtp.shared import BatchedMedia
 from bridge.sip.events import IncomingCall, LegDtmf, LegEnded
 from bridge.sip.leg import LegState, SipLeg
+from bridge.sip.media import batched_media, open_rtp_media
 from bridge.sip.service import SipService
 
 pytestmark = pytest.mark.integration
@@ -19,15 +21,20 @@ pytestmark = pytest.mark.integration
 SILENCE_PCMU = b"\xff" * 160
 
 
-async def loopback(service: SipService, a: SipLeg, b: SipLeg, stop: asyncio.Event) -> int:
+async def loopback(
+    service: SipService, a: SipLeg, b: SipLeg, stop: asyncio.Event, batched: BatchedMedia | None
+) -> int:
     """Every 20 ms: a.read_frame -> b.write_frame and back (silence when a side has nothing), on the endpoints
-    the SIP service hands over for the two legs."""
+    the SIP service hands over for the two legs (on the batched path, after the tick's receive and play-out)."""
     loop = asyncio.get_running_loop()
     tick, frames = loop.time(), 0
     ra, rb = service.media_endpoint(a), service.media_endpoint(b)  # taken over once, as the media owner does
     assert ra is not None and rb is not None
     while not stop.is_set():
         now = loop.time()
+        if batched is not None:
+            batched.receive(now)
+            batched.pop(now)
         fa, fb = ra.read_frame(now), rb.read_frame(now)
         rb.write_frame(fa or SILENCE_PCMU)
         ra.write_frame(fb or SILENCE_PCMU)
@@ -37,7 +44,8 @@ async def loopback(service: SipService, a: SipLeg, b: SipLeg, stop: asyncio.Even
     return frames
 
 
-def test_baresip_tone_and_dtmf_through_two_legs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("media_path", ["socket", "batched"])
+def test_baresip_tone_and_dtmf_through_two_legs(tmp_path: Path, media_path: str) -> None:
     async def scenario() -> None:
         alice = Baresip(tmp_path, "alice", 440.0)
         bob = Baresip(tmp_path, "bob", 880.0)
@@ -45,9 +53,11 @@ def test_baresip_tone_and_dtmf_through_two_legs(tmp_path: Path) -> None:
         config = make_config(
             sip_port=sip_port,
             trunk_groups=[{"name": "pbx", "gateways": [f"127.0.0.1:{bob.sip_port}"]}],
+            sip={"media_path": media_path},
         )
         recorder = Recorder()
-        service = await started_service(config, recorder)
+        batched = batched_media(config)
+        service = await started_service(config, recorder, media=open_rtp_media(config, batched=batched))
         legs: dict[str, SipLeg] = {}
 
         def engine(event: object) -> None:  # the test plays the conference engine
@@ -66,7 +76,7 @@ def test_baresip_tone_and_dtmf_through_two_legs(tmp_path: Path) -> None:
                 lambda: "b" in legs and legs["a"].state is LegState.CONNECTED and legs["b"].state is LegState.CONNECTED,
                 15,
             )
-            bridge = asyncio.get_running_loop().create_task(loopback(service, legs["a"], legs["b"], stop))
+            bridge = asyncio.get_running_loop().create_task(loopback(service, legs["a"], legs["b"], stop, batched))
             await asyncio.sleep(3.0)
             bob.send("sndcode", "159#")
             await recorder.wait_for(lambda: len(recorder.of(LegDtmf)) >= 4, 10)
@@ -92,6 +102,8 @@ def test_baresip_tone_and_dtmf_through_two_legs(tmp_path: Path) -> None:
         finally:
             stop.set()
             await service.stop()
+            if batched is not None:
+                batched.close()
             await alice.close()
             await bob.close()
 
