@@ -4,7 +4,7 @@ warning and the cut while a leg is up, the price when it ends.
 The service calls in at six points, and this module decides through :mod:`bridge.conference.policy`'s seam
 (:func:`~bridge.conference.policy.may_dial` with the answer of :func:`bridge.billing.gate.check_dial`):
 
-* :meth:`BillingGlue.launch_refusal` -- a launch (SMS, portal, speed dial) asks for the subscriber's own leg;
+* :meth:`BillingGlue.launch_check` -- a launch (SMS, portal, speed dial) asks for the subscriber's own leg;
 * :meth:`BillingGlue.before_dial` -- each INVITE, when the pacer releases it (launch legs, portal dials,
   callbacks alike); a refused leg fails with the refusal's cause, the leg row keeps it for the CDR, and the
   subscriber gets one SMS per conference and cause;
@@ -39,8 +39,7 @@ from bridge.billing.ratecsv import load_plan
 from bridge.billing.rating import RatePlan, format_money, price
 from bridge.conference import accounts
 from bridge.conference.machine import Action, Conference, LegStatus, Play
-from bridge.conference.policy import Launcher, may_dial
-from bridge.conference.policy import Refusal as LaunchRefusal
+from bridge.conference.policy import Launcher
 from bridge.conference.records import Records, RunMeta, as_launcher
 from bridge.config import Config
 from bridge.db.models import Company, Leg, Subscriber
@@ -96,8 +95,9 @@ class BillingGlue:
 
     # --- the gate -------------------------------------------------------------------------------
 
-    def launch_refusal(self, launcher: Launcher, numbers: list[str], now: float) -> LaunchRefusal | None:
-        """Refuse a launch the subscriber cannot pay the first leg of (locked, no rate, no money...)."""
+    def launch_check(self, launcher: Launcher, numbers: list[str], now: float) -> Allowed | Refusal | None:
+        """The gate's answer for the launch's first leg (the subscriber's own, as a rule), for
+        :func:`~bridge.conference.policy.may_launch`; None when billing is off (today's rule applies)."""
         if not self.enabled or not numbers or launcher.company_id is None:
             return None
         with self._session() as session:
@@ -106,7 +106,7 @@ class BillingGlue:
                 return None
             billed = self._check(ctx, numbers[0], now, share=len(numbers))
             session.commit()
-        return may_dial(launcher, billed)
+        return billed
 
     def before_dial(self, meta: RunMeta, conf: Conference, leg_id: int, number: str, now: float) -> str | None:
         """Check one INVITE about to be sent; the refusal's cause (the leg is then failed) or None."""

@@ -67,12 +67,16 @@ def may_dial(launcher: Launcher, billed: Allowed | BillingRefusal | None = None)
     return None
 
 
-def may_launch(launcher: Launcher, *, ic_slot: int | None = None, ic_running: bool = False) -> Refusal | None:
-    """May ``launcher`` start a conference (of their IC in ``ic_slot``, which may be running already)?"""
+def may_launch(
+    launcher: Launcher, *, ic_slot: int | None = None, ic_running: bool = False,
+    billed: Allowed | BillingRefusal | None = None,
+) -> Refusal | None:  # fmt: skip
+    """May ``launcher`` start a conference (of their IC in ``ic_slot``, which may be running already)?
+    ``billed``: the billing gate's answer for the launch's first leg, when billing is enabled."""
     if ic_running:
         # The subscriber knows the slot, not the database id.
         return Refusal(f"IC{ic_slot} is already running")
-    return may_dial(launcher)
+    return may_dial(launcher, billed)
 
 
 def launch_plan(subscriber_number: str, numbers: Sequence[str], *, max_participants: int) -> list[tuple[str, str]]:

@@ -186,8 +186,8 @@ class ConferenceService:
         running = ic is not None and self.for_ic(ic.id) is not None
         policy = conference_policy(self.config.conference, subscriber_number=launcher.mobile, room=False)
         plan = launch_plan(launcher.mobile, list(numbers), max_participants=policy.max_participants)
-        refusal = may_launch(launcher, ic_slot=ic.slot if ic is not None else None, ic_running=running)
-        refusal = refusal or self.billing.launch_refusal(launcher, [n for n, _ in plan], self.clock())
+        billed = self.billing.launch_check(launcher, [n for n, _ in plan], self.clock())
+        refusal = may_launch(launcher, ic_slot=ic.slot if ic is not None else None, ic_running=running, billed=billed)
         if refusal is not None:
             raise NotAllowed(refusal.text)
         sms: list[tuple[str, str]] = []
@@ -255,8 +255,8 @@ class ConferenceService:
         ic = self.records.instant_conference(decision.ic_id, dial_list=True) if decision.ic_id is not None else None
         room = self.records.room(decision.room_id) if decision.room_id is not None else None
         if ic is not None:
-            refusal = may_launch(ic.subscriber)  # the IC is not running: routing would have joined it
-            refusal = refusal or self.billing.launch_refusal(ic.subscriber, [ic.subscriber.mobile], self.clock())
+            billed = self.billing.launch_check(ic.subscriber, [ic.subscriber.mobile], self.clock())
+            refusal = may_launch(ic.subscriber, billed=billed)  # not running: routing would have joined it
             if refusal is not None:
                 log.info("speed dial of IC %s refused: %s", ic.id, refusal.cause)
                 return Refused(f"launch refused: {refusal.cause}")

@@ -1,0 +1,3 @@
+"""Shares test_service's seeded database (``factory``) with the other service tests (test_billing)."""
+
+from test_service import factory  # noqa: F401
