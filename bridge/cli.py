@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from bridge import config as config_module
 from bridge.api.cli import api_command
+from bridge.billing.cli import lock_command, rates_command, topup_command, unlock_command
 from bridge.cdr.cli import cdr as cdr_command
 from bridge.config import Config
 from bridge.ha.cli import ha_command
@@ -531,6 +532,8 @@ main.add_command(backup_command)  # bridge backup (issue 19)
 main.add_command(restore_command)  # bridge restore (issue 19)
 demo.add_command(demo_run_command)  # bridge demo run (issue 19)
 main.add_command(api_command)  # bridge api (CRM XML API, REST tokens, issue 17)
+for _billing in (rates_command, topup_command, lock_command, unlock_command):  # billing (issue 18)
+    main.add_command(_billing)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
