@@ -41,8 +41,8 @@ from bridge.provisioning import load_configured_dnis
 from web import create_app
 from web.crm import create_crm_app
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "api"))
-import crm_docs as docs  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for the tests.* helpers
+import tests.api.crm_docs as docs  # noqa: E402
 
 
 def _port() -> int:

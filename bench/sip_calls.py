@@ -22,11 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for the tests.* helpers
 
-from rtp_peers import free_udp_port  # noqa: E402
-from rtp_peers import stop as stop_process  # noqa: E402
-from sip_peers import (  # noqa: E402 - test helpers live with the integration tests
+from tests.integration.rtp_peers import free_udp_port  # noqa: E402
+from tests.integration.rtp_peers import stop as stop_process  # noqa: E402
+from tests.integration.sip_peers import (  # noqa: E402 - test helpers live with the integration tests
     Recorder,
     make_config,
     rtp_range,
@@ -291,7 +291,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def proxy_runs(workdir: Path, calls: int, concurrency: int) -> None:
-    from kamailio import Kamailio
+    from tests.integration.kamailio import Kamailio
 
     bridge_port = free_udp_port()
     proxy = Kamailio(workdir / "kamailio", bridge_port=bridge_port, children=4)

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 from flask import Flask
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from crm_fixtures import NOW, CrmClient, FakeRole  # noqa: E402  (after the path)
 
 from bridge.config import Config  # noqa: E402
 from bridge.db import make_engine, make_session_factory  # noqa: E402
 from bridge.provisioning import load_configured_dnis  # noqa: E402
+from tests.api.crm_fixtures import NOW, CrmClient, FakeRole  # noqa: E402  (after the path)
 from web.crm import create_crm_app  # noqa: E402
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from crm_fixtures import NOW
 from cryptography import x509
 from sqlalchemy import select
 
@@ -14,6 +13,7 @@ from bridge.api.tokens import authenticate, secret_hash
 from bridge.cli import main
 from bridge.db import make_engine, make_session_factory
 from bridge.db.models import ApiToken
+from tests.api.crm_fixtures import NOW
 
 
 @pytest.fixture

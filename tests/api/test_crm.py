@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import crm_docs as docs
 import pytest
-from crm_fixtures import SUBJECT, CrmClient, FakeRole
 from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 from sqlalchemy import func, select
 
+import tests.api.crm_docs as docs
 from bridge.db.models import Account, ApiTransaction, AuditEntry, Subscriber, SubscriberStatus
+from tests.api.crm_fixtures import SUBJECT, CrmClient, FakeRole
 from web import db
 from web.crm import documents
 

@@ -9,14 +9,14 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import crm_docs as docs
 import pytest
 import requests
-from crm_fixtures import NOW
 
+import tests.api.crm_docs as docs
 from bridge.api.ca import CaError, ca_init, issue_client_cert
 from bridge.api.server import make_server
 from bridge.config import Config
+from tests.api.crm_fixtures import NOW
 from web.crm import create_crm_app
 
 

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cdr_world import Tenant, make_tenant
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.config import Config, from_dict
 from bridge.db import make_engine, make_session_factory
+from tests.cdr.cdr_world import Tenant, make_tenant
 
 
 @pytest.fixture

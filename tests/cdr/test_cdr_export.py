@@ -5,7 +5,6 @@ import datetime as dt
 import io
 from pathlib import Path
 
-from cdr_world import T0, Tenant, add_cdr
 from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,6 +12,7 @@ from bridge.cdr.cli import parse_when
 from bridge.cdr.csvformat import HEADER
 from bridge.cdr.export import export_csv
 from bridge.cli import main
+from tests.cdr.cdr_world import T0, Tenant, add_cdr
 
 
 def _rows(text: str) -> list[dict[str, str]]:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cdr_world import Tenant, add_cdr
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bridge.cdr.csvformat import HEADER
 from bridge.cdr.feed import CdrFeed, parse_resume
 from bridge.config import Config, ConfigError, from_dict
+from tests.cdr.cdr_world import Tenant, add_cdr
 
 TIMEOUT = 10.0
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 import datetime as dt
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from cdr_world import T0, Tenant, add_cdr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -11,6 +10,7 @@ from bridge.cdr.delivery import CdrPusher
 from bridge.cdr.jobs import install_jobs
 from bridge.config import Config
 from bridge.db.models import Cdr, CdrFile
+from tests.cdr.cdr_world import T0, Tenant, add_cdr
 
 
 class Clock:

@@ -7,7 +7,6 @@ import datetime as dt
 import io
 from pathlib import Path
 
-from cdr_world import T0, Tenant, add_cdr, add_run_with_legs
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,6 +16,7 @@ from bridge.cdr.health import AlertDown, AlertRecovered
 from bridge.cdr.writer import complete_run, write_cdr
 from bridge.config import Config
 from bridge.db.models import Cdr, CdrDelivery, CdrFile, CdrTargetHealth, ConferenceRun, EventLog, Leg
+from tests.cdr.cdr_world import T0, Tenant, add_cdr, add_run_with_legs
 
 H = dt.timedelta(hours=1)
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from cdr_world import T0, Tenant, add_cdr
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.cdr.reports import (
@@ -14,6 +13,7 @@ from bridge.cdr.reports import (
     usage_by_moderator,
 )
 from bridge.db.models import Contact
+from tests.cdr.cdr_world import T0, Tenant, add_cdr
 
 S = dt.timedelta(seconds=1)
 

@@ -4,7 +4,6 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from cdr_world import T0, Tenant, add_cdr
 from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bridge.cdr.retention import purge
 from bridge.cli import main
 from bridge.db.models import Cdr, CdrDelivery, CdrFile
+from tests.cdr.cdr_world import T0, Tenant, add_cdr
 
 DAY = dt.timedelta(days=1)
 

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from cdr_world import T0, Tenant, add_run_with_legs
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.cdr.writer import complete_run, write_cdr
 from bridge.db.models import Cdr, Company, ConferenceRun, Leg, Room, ServiceType, Subscriber
+from tests.cdr.cdr_world import T0, Tenant, add_run_with_legs
 
 
 def test_write_cdr_denormalises_run_subscriber_company(factory: sessionmaker[Session], tenant: Tenant) -> None:

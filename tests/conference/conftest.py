@@ -1,3 +1,3 @@
 """Shares test_service's seeded database (``factory``) with the other service tests (test_billing)."""
 
-from test_service import factory  # noqa: F401
+from tests.conference.test_service import factory  # noqa: F401

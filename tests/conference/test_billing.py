@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from test_service import ALICE, BOB, COMMON, POOL1, SUB, Rig
 
 from bridge.billing.rating import RateEntry, RatePlan
 from bridge.commands.actions import LaunchConference
@@ -19,6 +18,7 @@ from bridge.config import Config, from_dict
 from bridge.db.billing import LedgerMovement
 from bridge.db.models import Cdr, Company, Leg, SmsMessage, Subscriber
 from bridge.sip.events import LegAnswered
+from tests.conference.test_service import ALICE, BOB, COMMON, POOL1, SUB, Rig
 
 # 0.60/min, 1/1: 0.90 pays exactly 90 s; 0.01 pays one second.
 PLAN = RatePlan("test", (RateEntry("1555", "US test", Decimal("0.60"), first_increment=1, next_increment=1),))

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rtp_peers import baresip_config, free_tcp_port, free_udp_port, tone, write_wav
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.control_client import ControlClient, ControlError
 from bridge.db.models import Company, DnisKind, DnisNumber, IcMember, InstantConference, Subscriber
 from bridge.db.session import make_engine, make_session_factory, upgrade
+from tests.integration.rtp_peers import baresip_config, free_tcp_port, free_udp_port, tone, write_wav
 
 SUB = "+15551230001"
 MEMBERS = ("+15551230002", "+15551230003", "+15551230004")

@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from rtp_peers import free_udp_port
+from tests.integration.rtp_peers import free_udp_port
 
 HOST = "127.0.0.1"
 ETC = Path(__file__).resolve().parents[2] / "etc" / "kamailio"

@@ -19,16 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rtp_peers import PTIME as PTIME  # re-exported for the SIP tests
-from rtp_peers import baresip_config, free_tcp_port, free_udp_port, launch_sipp, read_wav, write_wav
-from rtp_peers import dominant_freq as dominant_freq
-from rtp_peers import stop as stop_process
-from rtp_peers import tone as _tone
-from rtp_peers import write_tone_dtmf_pcap as write_tone_dtmf_pcap
 
 from bridge.config import Config, from_dict
 from bridge.sip.events import LegEvent
 from bridge.sip.service import SipService
+from tests.integration.rtp_peers import PTIME as PTIME  # re-exported for the SIP tests
+from tests.integration.rtp_peers import baresip_config, free_tcp_port, free_udp_port, launch_sipp, read_wav, write_wav
+from tests.integration.rtp_peers import dominant_freq as dominant_freq
+from tests.integration.rtp_peers import stop as stop_process
+from tests.integration.rtp_peers import tone as _tone
+from tests.integration.rtp_peers import write_tone_dtmf_pcap as write_tone_dtmf_pcap
 
 # The SIP tests' tones truncate toward zero (rtp_peers.tone rounds by default): the same samples as ever.
 tone = functools.partial(_tone, rounded=False)

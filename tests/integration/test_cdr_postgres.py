@@ -15,17 +15,12 @@ import pathlib
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "cdr"))
-
-from cdr_world import T0, add_cdr, add_run_with_legs, make_tenant  # noqa: E402
 
 from bridge.cdr.delivery import CdrPusher  # noqa: E402
 from bridge.cdr.export import export_csv  # noqa: E402
@@ -35,6 +30,7 @@ from bridge.cdr.retention import purge  # noqa: E402
 from bridge.cdr.writer import complete_run, write_cdr  # noqa: E402
 from bridge.config import from_dict  # noqa: E402
 from bridge.db import make_engine, make_session_factory, upgrade  # noqa: E402
+from tests.cdr.cdr_world import T0, add_cdr, add_run_with_legs, make_tenant  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -19,15 +19,13 @@ from typing import Any
 import pytest
 import requests
 from lxml import etree
-from smpp_harness import SHORT_CODE, Smsc, free_port, wait_for
 from sqlalchemy import select
 
+import tests.api.crm_docs as docs  # noqa: E402
 from bridge.api.ca import ca_init, issue_client_cert
 from bridge.db import make_engine, make_session_factory, upgrade
 from bridge.db.models import Contact
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "api"))
-import crm_docs as docs  # noqa: E402
+from tests.integration.smpp_harness import SHORT_CODE, Smsc, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 NS = {"c": docs.NS}

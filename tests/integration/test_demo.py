@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ic_harness import REPO, free_port, free_rtp_range, require
+
+from tests.integration.ic_harness import REPO, free_port, free_rtp_range, require
 
 pytestmark = pytest.mark.integration
 

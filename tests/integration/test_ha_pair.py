@@ -26,9 +26,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from ha_pair_harness import Pair, lines, missing_tools, wait_for  # noqa: E402
+from tests.integration.ha_pair_harness import Pair, lines, missing_tools, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ic_harness import (
+from sqlalchemy import select
+
+from bridge.db.models import Cdr, ConferenceRun, Leg
+from tests.integration.ic_harness import (
     ACTIVATION_PIN,
     COMMON,
     MEMBERS,
@@ -23,9 +26,6 @@ from ic_harness import (
     dominant,
     wait_for,
 )
-from sqlalchemy import select
-
-from bridge.db.models import Cdr, ConferenceRun, Leg
 
 pytestmark = pytest.mark.integration
 

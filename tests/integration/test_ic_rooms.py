@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ic_harness import Appliance, Baresip, Phones, band_share, wait_for
 from sqlalchemy import select
 
 from bridge.db.models import Cdr, ConferenceRun, Recording
+from tests.integration.ic_harness import Appliance, Baresip, Phones, band_share, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ic_harness import SUB, Appliance, Phones, free_port, wait_for
-from smpp_harness import Smsc
 from sqlalchemy import select
 
 from bridge.db.models import Cdr, ConferenceRun, Leg
+from tests.integration.ic_harness import SUB, Appliance, Phones, free_port, wait_for
+from tests.integration.smpp_harness import Smsc
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from ic_harness import MEMBERS, Appliance, Phones, free_port, wait_for
 from sqlalchemy import select
 
 from bridge.db.models import InstantConference
+from tests.integration.ic_harness import MEMBERS, Appliance, Phones, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from ic_harness import Appliance, free_port, wait_for
-from rtp_peers import _UAC, SIPP_SDP, dominant_freq, lin2ulaw, rtp, tone, ulaw2lin, write_pcap
 from sqlalchemy import select
 
 from bridge.cli import main
 from bridge.db.models import Cdr, Room
+from tests.integration.ic_harness import Appliance, free_port, wait_for
+from tests.integration.rtp_peers import _UAC, SIPP_SDP, dominant_freq, lin2ulaw, rtp, tone, ulaw2lin, write_pcap
 
 pytestmark = pytest.mark.integration
 

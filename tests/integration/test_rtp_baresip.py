@@ -22,7 +22,9 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
-from rtp_peers import (
+
+from bridge.rtp import PortAllocator, answer_offer
+from tests.integration.rtp_peers import (
     HOST,
     dominant_freq,
     free_rtp_range,
@@ -33,8 +35,6 @@ from rtp_peers import (
     tone,
     ulaw2lin,
 )
-
-from bridge.rtp import PortAllocator, answer_offer
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rtp_peers import (
+
+from bridge.rtp.batch import BatchSocket, FrameRing, LegTable, address_key
+from tests.integration.rtp_peers import (
     HOST,
     dominant_freq,
     echo_scenario,
@@ -30,8 +32,6 @@ from rtp_peers import (
     ulaw2lin,
     write_tone_dtmf_pcap,
 )
-
-from bridge.rtp.batch import BatchSocket, FrameRing, LegTable, address_key
 
 pytestmark = pytest.mark.integration
 

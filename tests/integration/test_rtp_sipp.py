@@ -17,7 +17,9 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from rtp_peers import (
+
+from bridge.rtp import PortAllocator, RtpEndpoint, RtpPoller, answer_offer
+from tests.integration.rtp_peers import (
     HOST,
     RtpSink,
     dominant_freq,
@@ -38,8 +40,6 @@ from rtp_peers import (
     ulaw2lin,
     write_tone_dtmf_pcap,
 )
-
-from bridge.rtp import PortAllocator, RtpEndpoint, RtpPoller, answer_offer
 
 pytestmark = pytest.mark.integration
 

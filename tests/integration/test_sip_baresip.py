@@ -8,13 +8,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sip_peers import Baresip, Recorder, dominant_freq, free_udp_port, make_config, started_service
 
 from bridge.rtp.shared import BatchedMedia
 from bridge.sip.events import IncomingCall, LegDtmf, LegEnded
 from bridge.sip.leg import LegState, SipLeg
 from bridge.sip.media import batched_media, open_rtp_media
 from bridge.sip.service import SipService
+from tests.integration.sip_peers import Baresip, Recorder, dominant_freq, free_udp_port, make_config, started_service
 
 pytestmark = pytest.mark.integration
 

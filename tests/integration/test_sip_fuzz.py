@@ -8,7 +8,8 @@ import random
 import socket
 
 import pytest
-from sip_peers import Recorder, free_udp_port, make_config, started_service
+
+from tests.integration.sip_peers import Recorder, free_udp_port, make_config, started_service
 
 pytestmark = pytest.mark.integration
 

@@ -29,10 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kamailio import Kamailio
-from rtp_peers import free_udp_port, lin2ulaw, ulaw2lin
-from rtp_peers import stop as stop_process
-from sip_peers import (
+
+from bridge.sip.events import IncomingCall, LegDtmf, LegEnded, LegEvent, LegHold
+from bridge.sip.leg import LegState, SipLeg
+from bridge.sip.service import SipService
+from tests.integration.kamailio import Kamailio
+from tests.integration.rtp_peers import free_udp_port, lin2ulaw, ulaw2lin
+from tests.integration.rtp_peers import stop as stop_process
+from tests.integration.sip_peers import (
     Baresip,
     Recorder,
     dominant_freq,
@@ -43,10 +47,6 @@ from sip_peers import (
     wait_process,
     write_tone_dtmf_pcap,
 )
-
-from bridge.sip.events import IncomingCall, LegDtmf, LegEnded, LegEvent, LegHold
-from bridge.sip.leg import LegState, SipLeg
-from bridge.sip.service import SipService
 
 pytestmark = pytest.mark.integration
 
@@ -419,7 +419,7 @@ def tls_baresip(tmp_path: Path, name: str, proxy: Kamailio) -> Baresip:
     )
     import subprocess
 
-    from sip_peers import BARESIP
+    from tests.integration.sip_peers import BARESIP
 
     phone.proc = subprocess.Popen(
         [BARESIP, "-f", str(phone.dir), "-t", "50"],
@@ -495,9 +495,9 @@ def test_tls_phone_in_a_room_is_kicked_over_the_control_api(tmp_path: Path, mode
     kicked with POST /conferences/<run>/legs/<leg>/kick (what the portal's kick does); the phone gets the
     BYE, which can only have reached it over its TLS connection."""
     from click.testing import CliRunner
-    from ic_harness import Appliance, wait_for
 
     from bridge.cli import main
+    from tests.integration.ic_harness import Appliance, wait_for
 
     proxy = Kamailio(tmp_path / "kamailio", bridge_port=0, double_rr=mode == "double", children=2)
     proxy.dir.mkdir()

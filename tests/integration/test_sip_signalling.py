@@ -8,7 +8,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from sip_peers import (
+
+from bridge.sip.events import IncomingCall, LegAnswered, LegDtmf, LegEnded, LegFailed, LegRinging
+from bridge.sip.leg import LegState
+from tests.integration.sip_peers import (
     Recorder,
     free_udp_port,
     make_config,
@@ -23,9 +26,6 @@ from sip_peers import (
     uas_scenario,
     wait_process,
 )
-
-from bridge.sip.events import IncomingCall, LegAnswered, LegDtmf, LegEnded, LegFailed, LegRinging
-from bridge.sip.leg import LegState
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,7 @@ def test_inbound_refusals(tmp_path: Path, service: str, source_ip: str, status: 
 def test_inbound_call_reports_rfc4733_and_info_digits(tmp_path: Path) -> None:
     """SIPp calls a DNIS (PAI = calling number), plays RFC 4733 '159#' then sends INFO '*20' -> exactly those
     LegDtmf digits, in order, with the right source; the caller's BYE ends the leg."""
-    from sip_peers import tone, write_tone_dtmf_pcap
+    from tests.integration.sip_peers import tone, write_tone_dtmf_pcap
 
     async def scenario() -> None:
         sip_port = free_udp_port()
@@ -353,9 +353,8 @@ def test_options_keepalive_marks_silent_gateway_down_and_skips_it(tmp_path: Path
 def test_reinvite_hold_and_resume_are_answered(tmp_path: Path) -> None:
     """SIPp holds (sendonly) and resumes (sendrecv) by re-INVITE: each gets 200 with the mirrored direction,
     and the engine sees LegHold(on=True) then LegHold(on=False)."""
-    from sip_peers import uac_hold_scenario
-
     from bridge.sip.events import LegHold
+    from tests.integration.sip_peers import uac_hold_scenario
 
     async def scenario() -> None:
         sip_port = free_udp_port()
@@ -388,7 +387,7 @@ def test_reinvite_hold_and_resume_are_answered(tmp_path: Path) -> None:
 
 def test_caller_cancel_before_answer(tmp_path: Path) -> None:
     """The engine does not answer; the caller CANCELs: 200 + 487 to SIPp, LegFailed(487) to the engine."""
-    from sip_peers import uac_cancel_scenario
+    from tests.integration.sip_peers import uac_cancel_scenario
 
     async def scenario() -> None:
         sip_port = free_udp_port()
@@ -416,7 +415,7 @@ def test_caller_cancel_before_answer(tmp_path: Path) -> None:
 def test_ring_timeout_cancels_without_route_advance(tmp_path: Path) -> None:
     """The callee rings past conference.ring_timeout_s: CANCEL is sent, LegFailed('no answer', 487), and the
     alternate group is NOT tried (nobody answered is not a network failure)."""
-    from sip_peers import uas_ring_only_scenario
+    from tests.integration.sip_peers import uas_ring_only_scenario
 
     async def scenario() -> None:
         silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -488,7 +487,8 @@ def test_inband_dtmf_on_an_e1_group(tmp_path: Path) -> None:
     """A call from an E1 gateway whose group has inband_dtmf: SIPp plays DTMF *tones* in the audio (no RFC 4733);
     the engine's 20 ms reads feed the detector and LegDtmf(source='inband') reports exactly those digits."""
     import numpy as np
-    from sip_peers import PTIME, write_tone_dtmf_pcap
+
+    from tests.integration.sip_peers import PTIME, write_tone_dtmf_pcap
 
     rows, cols = (697.0, 770.0, 852.0, 941.0), (1209.0, 1336.0, 1477.0, 1633.0)
     keys = ("123A", "456B", "789C", "*0#D")

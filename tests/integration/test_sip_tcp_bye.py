@@ -14,9 +14,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from rtp_peers import free_tcp_port, free_udp_port
-from rtp_peers import stop as stop_process
-from sip_peers import (
+
+from bridge.sip.events import IncomingCall, LegAnswered, LegEnded
+from tests.integration.rtp_peers import free_tcp_port, free_udp_port
+from tests.integration.rtp_peers import stop as stop_process
+from tests.integration.sip_peers import (
     SDP_OFFER,
     Recorder,
     make_config,
@@ -26,8 +28,6 @@ from sip_peers import (
     started_service,
     wait_process,
 )
-
-from bridge.sip.events import IncomingCall, LegAnswered, LegEnded
 
 pytestmark = pytest.mark.integration
 

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sip_peers import Recorder, free_udp_port, make_config, started_service
+
+from tests.integration.sip_peers import Recorder, free_udp_port, make_config, started_service
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from smpp_harness import MOBILE, SHORT_CODE, Smsc, free_port, register, wait_for
 from sqlalchemy import select
 
 from bridge.db import make_engine, make_session_factory, upgrade
 from bridge.db.models import Contact, SmsDirection, SmsMessage, SmsStatus
+from tests.integration.smpp_harness import MOBILE, SHORT_CODE, Smsc, free_port, register, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from smpp_harness import MOBILE, SHORT_CODE, Running, Smsc, register, smpp_config, wait_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,6 +21,7 @@ from bridge.db import make_engine, make_session_factory
 from bridge.db.models import Contact, SmsDirection, SmsMessage, SmsStatus
 from bridge.smpp.queue import queue_mt
 from bridge.smpp.store import INCOMPLETE_REPLY, UNREADABLE_REPLY
+from tests.integration.smpp_harness import MOBILE, SHORT_CODE, Running, Smsc, register, smpp_config, wait_for
 
 pytestmark = pytest.mark.integration
 UNKNOWN = "+447700900999"

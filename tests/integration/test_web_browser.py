@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ic_harness import REPO, SUB, Appliance, Phones, free_port, require, wait_for
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from bridge.db.models import Account, Company, InstantConference, Role, Subscriber
+from tests.integration.ic_harness import REPO, SUB, Appliance, Phones, free_port, require, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mixer_reference import ITU_ENCODE
 
 from bridge.mixer import g711, limiter
+from tests.mixer.mixer_reference import ITU_ENCODE
 
 
 @pytest.mark.parametrize("codec", g711.CODECS)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from mixer_reference import NaiveParticipant, naive_mix
 
 from bridge.mixer import Mixer
 from bridge.mixer import mixer as mixer_module
+from tests.mixer.mixer_reference import NaiveParticipant, naive_mix
 
 GAINS_DB = [0.0, 0.0, 0.0, 0.0, -6.0, 12.0]
 

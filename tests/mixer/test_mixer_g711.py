@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mixer_reference import itu_alaw_compress, itu_alaw_expand, itu_ulaw_compress, itu_ulaw_expand
 
 from bridge.mixer import g711
+from tests.mixer.mixer_reference import itu_alaw_compress, itu_alaw_expand, itu_ulaw_compress, itu_ulaw_expand
 
 ALL_SAMPLES = np.arange(-32768, 32768, dtype=np.int16)
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mixer_reference import NaiveParticipant, naive_mix
 
 from bridge.mixer import Mixer, g711
+from tests.mixer.mixer_reference import NaiveParticipant, naive_mix
 
 GAINS_DB = [0.0, 0.0, 0.0, -6.0, 3.5, -20.0, 12.0]
 

@@ -11,10 +11,10 @@ import numpy.typing as npt
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from mixer_reference import NaiveParticipant, naive_mix
 
 from bridge.mixer import Mixer, MixerError, Prompt, UnknownParticipant, g711
 from bridge.prompts import tone
+from tests.mixer.mixer_reference import NaiveParticipant, naive_mix
 
 BEEP = Prompt("beep", tone((1000.0,), 0.06))
 PAYLOADS = st.one_of(

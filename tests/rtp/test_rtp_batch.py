@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_rtp_packet import rtp_packets  # tests/rtp is on sys.path (pytest rootdir-relative import)
 
 from bridge.rtp.batch import SEQ_MOD, BatchSocket, FrameRing, LegTable, address_key, key_address, parse_rtp
 from bridge.rtp.errors import PacketError, RtpError
 from bridge.rtp.packet import RtpPacket
+from tests.rtp.test_rtp_packet import rtp_packets  # tests/rtp is on sys.path (pytest rootdir-relative import)
 
 WIDTH = 320
 

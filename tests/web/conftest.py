@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from portal_world import PASSWORD, FakeControl, World, build_world, copy_world
 
 from bridge.config import from_dict
+from tests.web.portal_world import PASSWORD, FakeControl, World, build_world, copy_world
 from web import create_app
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, 0)

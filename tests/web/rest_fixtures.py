@@ -5,11 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from portal_world import World
-
 from bridge.api.tokens import create_token
 from bridge.db import make_engine, make_session_factory
 from bridge.db.models import TokenScope
+from tests.web.portal_world import World
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, 0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from portal_world import Tenant, World
+from tests.web.portal_world import Tenant, World
 
 OP, ADMIN, USER = "op", "admin", "user"
 ALL = frozenset({OP, ADMIN, USER})

@@ -6,13 +6,13 @@ import csv
 import io
 from pathlib import Path
 
-from conftest import Auth, Clock, HttpsClient, make_app
 from flask.testing import FlaskClient
-from portal_world import FakeControl, World
 from sqlalchemy import select
 
 from bridge.db import make_engine, make_session_factory
 from bridge.db.models import Account, Company, DnisNumber, Role
+from tests.web.conftest import Auth, Clock, HttpsClient, make_app
+from tests.web.portal_world import FakeControl, World
 from web.admin import port_rows
 
 

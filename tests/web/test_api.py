@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from conftest import Auth, Clock, HttpsClient, make_app
 from flask.testing import FlaskClient
-from portal_world import FakeControl, World
 
+from tests.web.conftest import Auth, Clock, HttpsClient, make_app
+from tests.web.portal_world import FakeControl, World
 from web.api import event_stream
 
 

@@ -6,14 +6,14 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from conftest import Auth, Clock, HttpsClient, make_app
 from flask import Flask
 from flask.testing import FlaskClient
-from portal_world import PASSWORD, FakeControl, World
 from sqlalchemy import select
 
 from bridge.db import make_engine, make_session_factory
 from bridge.db.models import Account, EventLog
+from tests.web.conftest import Auth, Clock, HttpsClient, make_app
+from tests.web.portal_world import PASSWORD, FakeControl, World
 
 
 def _account(world: World, username: str) -> Account:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from conftest import Auth
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from portal_world import World
+
+from tests.web.conftest import Auth
+from tests.web.portal_world import World
 
 TEXT = st.text(max_size=60)
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import io
 
-from conftest import Auth
 from flask.testing import FlaskClient
-from portal_world import PASSWORD, World
 from sqlalchemy import select
 
 from bridge.db import make_engine, make_session_factory
 from bridge.db.models import Account, Role, Subscriber, SubscriberStatus
+from tests.web.conftest import Auth
+from tests.web.portal_world import PASSWORD, World
 
 
 def test_admin_creates_subscriber_with_login(client: FlaskClient, auth: Auth, world: World) -> None:

@@ -10,15 +10,15 @@ import itertools
 from typing import Any
 
 import pytest
-from conftest import Auth
 from flask import Flask
 from flask.testing import FlaskClient
-from portal_world import FakeControl, World
-from routes_spec import ROUTES, ids, portal_rules
 from sqlalchemy import func, select
 
 from bridge.db import make_engine, make_session_factory
 from bridge.db.models import Account, Company, Contact, Group, InstantConference, Subscriber
+from tests.web.conftest import Auth
+from tests.web.portal_world import FakeControl, World
+from tests.web.routes_spec import ROUTES, ids, portal_rules
 
 SKIP_ARGS = {"static"}  # serves files, no objects
 

@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Clock, make_app
 from flask import Flask
 from flask.testing import FlaskClient
-from portal_world import FakeControl, World
-from rest_fixtures import Tokens, bearer, make_tokens
 from sqlalchemy import func, select
 
 from bridge.db import make_engine, make_session_factory
 from bridge.db.models import Account, AuditEntry, Subscriber
+from tests.web.conftest import Clock, make_app
+from tests.web.portal_world import FakeControl, World
+from tests.web.rest_fixtures import Tokens, bearer, make_tokens
 from web.rest import registry
 
 

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 import schemathesis
-from conftest import Clock, make_app
 from hypothesis import HealthCheck, given, settings
-from portal_world import FakeControl, World
-from rest_fixtures import Tokens, bearer, make_tokens
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from tests.web.conftest import Clock, make_app
+from tests.web.portal_world import FakeControl, World
+from tests.web.rest_fixtures import Tokens, bearer, make_tokens
 
 
 @pytest.fixture

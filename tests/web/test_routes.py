@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Auth
 from flask import Flask
 from flask.testing import FlaskClient
-from portal_world import FakeControl, World
-from routes_spec import ADMIN, OP, ROUTES, USER, ids, portal_rules
+
+from tests.web.conftest import Auth
+from tests.web.portal_world import FakeControl, World
+from tests.web.routes_spec import ADMIN, OP, ROUTES, USER, ids, portal_rules
 
 USERNAMES = {OP: "op", ADMIN: "acmeadmin", USER: "acmeuser"}
 # What a successful POST answers with an empty body: a redirect back (302), a form shown again with errors

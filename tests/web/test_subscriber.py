@@ -6,13 +6,13 @@ import csv
 import html
 import io
 
-from conftest import Auth
 from flask.testing import FlaskClient
-from portal_world import FakeControl, World
 from sqlalchemy import select
 
 from bridge.db import make_engine, make_session_factory
 from bridge.db.models import Contact, Group, InstantConference
+from tests.web.conftest import Auth
+from tests.web.portal_world import FakeControl, World
 
 
 def _session(world: World):  # type: ignore[no-untyped-def]
