@@ -92,7 +92,7 @@ class MixerMedia:
         if endpoint is not None:
             self._dirty = True
             if self._generic.pop(pid, None) is None and isinstance(endpoint, BatchedLeg):
-                endpoint.owner.unbind(endpoint)
+                endpoint.owner.unbind(endpoint, pid)
         self.mixer.remove(pid)
 
     def quality(self, pid: int) -> MediaQuality:

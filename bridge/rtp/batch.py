@@ -54,6 +54,8 @@ MAX_BATCH: Final = 1024  # UIO_MAXIOV: the kernel's limit on messages per recvmm
 MSG_DONTWAIT: Final = 0x40
 MSG_TRUNC: Final = 0x20
 SEQ_MOD: Final = 1 << 16
+LATE_RESTART: Final = 3
+"""Consecutive late packets after which a :class:`FrameRing` leg restarts behind the latest one."""
 
 # struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; } on x86-64 / aarch64 Linux: 64 bytes.
 _MMSGHDR: Final = np.dtype(
@@ -346,7 +348,9 @@ class FrameRing:
     byte where nothing arrived in time) and advances every started leg by one. Per leg:
 
     - a packet up to ``depth - 1`` frames ahead of the play-out point waits in its slot;
-    - a packet a few frames behind it (``<= depth``) is late: dropped and counted;
+    - a packet a few frames behind it (``<= depth``) is late: dropped and counted -- unless the leg's last
+      ``LATE_RESTART`` packets were all late: the sender's clock is behind ours for good (a timestamp that
+      did not advance in real time, e.g. across RFC 4733 events), so the leg restarts behind that packet;
     - anything further off either way (a sequence jump after a re-INVITE, a sender resuming after
       silence suppression, a clock running fast) restarts the leg ``delay`` frames behind that packet.
     """
@@ -362,6 +366,7 @@ class FrameRing:
         self.next_seq: I64 = np.full(legs, -1, dtype=np.int64)  # -1: nothing received yet
         self.silence: U8 = np.full(legs, silence, dtype=np.uint8)
         self.out: U8 = np.zeros((legs, frame), dtype=np.uint8)
+        self.late_run: I64 = np.zeros(legs, dtype=np.int64)
         self.late = 0
         self.resyncs = 0
 
@@ -372,6 +377,7 @@ class FrameRing:
         """Forget what ``legs`` had (a new call on a reused leg slot)."""
         self.slot_seq[legs] = -1
         self.next_seq[legs] = -1
+        self.late_run[legs] = 0
         if silence is not None:
             self.silence[legs] = silence
 
@@ -404,7 +410,10 @@ class FrameRing:
         ahead = (seq - next_seq) % SEQ_MOD
         behind = (next_seq - seq) % SEQ_MOD
         late = (next_seq >= 0) & (behind > 0) & (behind <= self.depth)
-        restart = (next_seq < 0) | (~late & (ahead >= self.depth))
+        stuck = late & (self.late_run[legs] >= LATE_RESTART - 1)
+        late &= ~stuck
+        self.late_run[legs] = np.where(late, self.late_run[legs] + 1, 0)
+        restart = (next_seq < 0) | stuck | (~late & (ahead >= self.depth))
         if restart.any():
             restarted = legs[restart]
             self.next_seq[restarted] = (seq[restart] - self.delay) % SEQ_MOD

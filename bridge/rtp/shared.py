@@ -216,6 +216,7 @@ class _Tables:
         ring.frames[:old], ring.slot_seq[:old] = self.ring.frames, self.ring.slot_seq
         ring.next_seq[:old] = self.ring.next_seq
         ring.silence[:old], ring.late, ring.resyncs = self.ring.silence, self.ring.late, self.ring.resyncs
+        ring.late_run[:old] = self.ring.late_run
         self.ring = ring
         last = np.full((capacity, FRAME), 0xFF, dtype=np.uint8)
         last[:old] = self.last
@@ -393,11 +394,15 @@ class BatchedMedia:
         self._pid_slot[pid] = leg.slot
         self.tables.pid[leg.slot] = pid
 
-    def unbind(self, leg: BatchedLeg) -> None:
-        pid = int(self.tables.pid[leg.slot])
+    def unbind(self, leg: BatchedLeg, pid: int | None = None) -> None:
+        """``pid`` (default: the leg's current one) no longer feeds the leg. The same endpoint may be bound
+        to a new participant before the old one is detached (the lobby hands a call to its conference)."""
+        bound = int(self.tables.pid[leg.slot])
+        pid = bound if pid is None else pid
         if 0 <= pid < len(self._pid_slot) and self._pid_slot[pid] == leg.slot:
             self._pid_slot[pid] = -1
-        self.tables.pid[leg.slot] = -1
+        if bound == pid:
+            self.tables.pid[leg.slot] = -1
 
     # --- the tick --------------------------------------------------------------------------------
 

@@ -10,7 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.rtp.batch import SEQ_MOD, BatchSocket, FrameRing, LegTable, address_key, key_address, parse_rtp
+from bridge.rtp.batch import (
+    LATE_RESTART,
+    SEQ_MOD,
+    BatchSocket,
+    FrameRing,
+    LegTable,
+    address_key,
+    key_address,
+    parse_rtp,
+)
 from bridge.rtp.errors import PacketError, RtpError
 from bridge.rtp.packet import RtpPacket
 from tests.rtp.test_rtp_packet import rtp_packets  # tests/rtp is on sys.path (pytest rootdir-relative import)
@@ -71,16 +80,19 @@ class ReferenceRing:
         self.next: int | None = None
         self.pending: dict[int, bytes] = {}
         self.late = 0
+        self.late_run = 0
 
     def push(self, seq: int, payload: bytes) -> None:
         seq %= SEQ_MOD
         if self.next is not None:
             ahead = (seq - self.next) % SEQ_MOD
             behind = (self.next - seq) % SEQ_MOD
-            if 0 < behind <= self.depth:
+            if 0 < behind <= self.depth and self.late_run < LATE_RESTART - 1:
                 self.late += 1
+                self.late_run += 1
                 return
-            if ahead < self.depth:
+            self.late_run = 0
+            if ahead < self.depth and not 0 < behind <= self.depth:
                 self.pending[seq] = payload
                 return
         self.next = (seq - self.delay) % SEQ_MOD

@@ -180,3 +180,19 @@ def test_hold_stops_sending_and_close_frees_the_slot(batched: BatchedMedia) -> N
     room.media.detach(room.media._endpoints and next(iter(room.media._endpoints)))
     leg_a.close()
     assert len(batched) == 1
+
+
+def test_an_endpoint_handed_from_lobby_to_conference_stays_bound(batched: BatchedMedia) -> None:
+    room = Room(batched)
+    a, b = Phone(), Phone()
+    leg_a = BatchedLeg.open(batched, now=room.now, on_dtmf=room.digits.append, on_timeout=lambda: None)
+    leg_a.place(describe(a.port))
+    leg_a.start(describe(a.port), room.now)
+    lobby = room.media.attach(-1, leg_a)  # the lobby's participant
+    room.media.attach(1, leg_a)  # the conference attaches the same endpoint, then the lobby lets go
+    room.media.detach(lobby)
+    leg_b = room.join(b.port)
+    talk(room, [(a, leg_a.local_port)])
+    assert loud(b.drain()) > 20
+    talk(room, [(b, leg_b.local_port)])
+    assert loud(a.drain()) > 20
