@@ -2,7 +2,7 @@
 
 ``python -m bridge.configdoc`` prints the Markdown; ``python -m bridge.configdoc --write`` replaces the text
 between the ``generated:config`` markers of ``docs/reference/config.md`` (the page :data:`TARGET`; ``make
-docs-gen`` does it with the manual's other generated references). ``tests/test_docs.py`` keeps it in sync.
+docs-gen`` does it with the manual's other generated references). ``tests/test_docgen.py`` keeps it in sync.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The generated parts of the manual (``docs/``), made from the code's own lists so they cannot drift.
 
 ``python -m bridge.docgen`` (``make docs-gen``) rewrites them; ``python -m bridge.docgen --check`` exits 1 and
-names every stale file (``make docs-check`` and ``tests/test_docs.py`` run it). A page keeps its prose by hand;
+names every stale file (``make docs-check`` and ``tests/test_docgen.py`` run it). A page keeps its prose by hand;
 only the text between ``<!-- generated:NAME ... -->`` and ``<!-- /generated:NAME -->`` is written here:
 
 - ``config``: every config key (:mod:`bridge.configdoc`), in ``docs/reference/config.md``;
@@ -33,7 +33,7 @@ DOCS = REPO / "docs"
 COMMAND = "python -m bridge.docgen"
 
 #: The meaning of every CDR column, with the operator's billing name for it (the CDR page's table).
-#: A column added to :data:`bridge.cdr.csvformat.HEADER` without an entry here fails ``tests/test_docs.py``.
+#: A column added to :data:`bridge.cdr.csvformat.HEADER` without an entry here fails ``tests/test_docgen.py``.
 CDR_COLUMNS: dict[str, tuple[str, str]] = {
     "id": ("Record ID", "Unique id of the record; a correction file repeats it with the current values."),
     "created_at": ("Record time", "When the record was first written (local time of the company)."),

@@ -4,7 +4,7 @@
   ``ulaw_compress``, ``ulaw_expand``), written line by line from the C, one sample at a time.
 - ``naive_mix``: a per-sample N-1 mixer in plain Python over dicts: decode, input gain, sum of the
   other unmuted members, output gain, then the limiter table. It shares nothing with the batched
-  mixer but the limiter table (itself checked against ``itu_*`` in test_mixer_g711.py).
+  mixer but the limiter table (itself checked against ``itu_*`` in test_g711.py).
 """
 
 from __future__ import annotations

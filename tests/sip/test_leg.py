@@ -1,4 +1,4 @@
-"""The leg state table (the 400 builder moved to test_sip_screening.py with the other screening rules)."""
+"""The leg state table (the 400 builder moved to test_screening.py with the other screening rules)."""
 
 from __future__ import annotations
 
