@@ -286,6 +286,7 @@ BAD: dict[str, dict[str, list[dict[str, Any]]]] = {
         "rtp_timeout_s": [{"rtp_timeout_s": 0}],
         "options_interval_s": [{"options_interval_s": 0}],
         "user_agent": [{"user_agent": ""}],
+        "media_path": [{"media_path": "fast"}],
         "invite_timeout_s": [{"invite_timeout_s": 0}],
     },
     "trunk_group": {
