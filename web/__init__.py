@@ -110,6 +110,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     from web import api, apiadmin, auth, db, live  # noqa: F401  (apiadmin: its pages on the admin blueprint)
     from web.admin import bp as admin_bp
+    from web.billing import bp as billing_bp
     from web.company import bp as company_bp
     from web.subscriber import bp as subscriber_bp
 
@@ -123,6 +124,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(company_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(billing_bp)
     if config.ha.enabled:
         _standby_gate(app)
     from web import rest
