@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from bridge import config as config_module
 from bridge.api.cli import api_command
 from bridge.billing.cli import lock_command, rates_command, topup_command, unlock_command
 from bridge.cdr.cli import cdr as cdr_command
+from bridge.cliutil import company as _company
+from bridge.cliutil import session as _session
 from bridge.config import Config
 from bridge.ha.cli import ha_command
 from bridge.ops.cli import backup_command, demo_run_command, doctor_command, restore_command
 from web.cli import web_command
+from web.crm.cli import serve_command as crm_serve_command
 
 
 class _BridgeGroup(click.Group):
@@ -59,30 +59,6 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
             ctx.obj = exc
             return
         raise click.ClickException(f"config: {exc}") from exc
-
-
-@contextmanager
-def _session(config: Config) -> Iterator[Session]:
-    """A session in a transaction: committed when the block succeeds, rolled back otherwise."""
-    from bridge.db import make_engine, make_session_factory
-
-    engine = make_engine(config.database_url)
-    try:
-        with make_session_factory(engine)() as session, session.begin():
-            yield session
-    except OperationalError as exc:
-        raise click.ClickException(f"database: {exc.orig} (did you run `bridge db upgrade`?)") from exc
-    finally:
-        engine.dispose()
-
-
-def _company(session: Session, name: str) -> Any:
-    from bridge.provisioning import ProvisioningError, find_company
-
-    try:
-        return find_company(session, name)
-    except ProvisioningError as exc:
-        raise click.ClickException(f"{exc.message} (see `bridge company list`)") from exc
 
 
 def _refused(exc: Any, **options: str) -> click.ClickException:
@@ -531,6 +507,7 @@ main.add_command(doctor_command)  # bridge doctor (issue 19)
 main.add_command(backup_command)  # bridge backup (issue 19)
 main.add_command(restore_command)  # bridge restore (issue 19)
 demo.add_command(demo_run_command)  # bridge demo run (issue 19)
+api_command.add_command(crm_serve_command)  # bridge api serve: the CRM app behind the mTLS listener
 main.add_command(api_command)  # bridge api (CRM XML API, REST tokens, issue 17)
 for _billing in (rates_command, topup_command, lock_command, unlock_command):  # billing (issue 18)
     main.add_command(_billing)

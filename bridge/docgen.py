@@ -294,12 +294,8 @@ def cli_block() -> str:
     return "\n".join(out).strip() + "\n"
 
 
-def openapi_document() -> dict[str, Any] | None:
-    """The OpenAPI document as the portal serves it at ``/api/v1/openapi.json``; None without ``web.rest``."""
-    try:
-        import web.rest  # noqa: F401
-    except ImportError:
-        return None
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document as the portal serves it at ``/api/v1/openapi.json``."""
     import web
     from bridge.config import Config
 
@@ -312,17 +308,11 @@ def openapi_document() -> dict[str, Any] | None:
 
 
 def rest_paths() -> list[str]:
-    document = openapi_document()
-    return sorted(document["paths"]) if document else []
+    return sorted(openapi_document()["paths"])
 
 
 def rest_block() -> str:
     document = openapi_document()
-    if document is None:
-        return (
-            "!!! note\n    This tree has no REST API yet (`web/rest`): nothing to render. The page fills itself"
-            " from `/api/v1/openapi.json` once it exists (`make docs-gen`).\n"
-        )
     info = document["info"]
     out = [
         f"{info['title']} {info['version']} (OpenAPI {document['openapi']}): the whole document is"
@@ -402,9 +392,7 @@ PAGES: dict[str, dict[str, Callable[[], str]]] = {
 #: Whole files written from the code.
 FILES: dict[str, Callable[[], str | None]] = {
     "reference/crm.xsd": lambda: (REPO / "web" / "crm" / "crm.xsd").read_text(encoding="utf-8"),
-    "reference/openapi.json": lambda: (
-        json.dumps(doc, indent=2, sort_keys=True) + "\n" if (doc := openapi_document()) is not None else None
-    ),
+    "reference/openapi.json": lambda: json.dumps(openapi_document(), indent=2, sort_keys=True) + "\n",
 }
 
 

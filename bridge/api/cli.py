@@ -68,19 +68,6 @@ def issue_client_cert_command(
     click.echo(f"client certificate: {cert}\nprivate key: {key}")
 
 
-@api_command.command("serve")
-@click.pass_obj
-def serve_command(config: Config) -> None:
-    """Serve the CRM XML API on api.listen (what `bridge run` starts when api.enabled)."""
-    from bridge.api.server import serve
-    from bridge.configschema import ConfigError
-
-    try:
-        serve(config)
-    except ConfigError as exc:
-        raise click.ClickException(f"config: {exc}") from exc
-
-
 @api_command.group("token")
 def token_group() -> None:
     """REST API tokens (stored hashed; the secret is shown once)."""
@@ -95,7 +82,8 @@ def token_group() -> None:
 def token_create(config: Config, name: str, scope: str, company_name: str | None, subscriber_id: int | None) -> None:
     """Create a token and print its secret."""
     from bridge.api.tokens import TokenError, create_token
-    from bridge.cli import _company, _session
+    from bridge.cliutil import company as _company
+    from bridge.cliutil import session as _session
 
     with _session(config) as session:
         company_id = _company(session, company_name).id if company_name else None
@@ -114,7 +102,7 @@ def token_create(config: Config, name: str, scope: str, company_name: str | None
 def token_list(config: Config) -> None:
     """List tokens (never their secrets)."""
     from bridge.api.tokens import list_tokens
-    from bridge.cli import _session
+    from bridge.cliutil import session as _session
 
     with _session(config) as session:
         for token in list_tokens(session):
@@ -129,7 +117,7 @@ def token_list(config: Config) -> None:
 def token_revoke(config: Config, token_id: int) -> None:
     """Revoke a token at once."""
     from bridge.api.tokens import TokenError, revoke_token
-    from bridge.cli import _session
+    from bridge.cliutil import session as _session
 
     with _session(config) as session:
         try:

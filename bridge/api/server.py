@@ -25,11 +25,11 @@ from typing import Any
 
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
+from bridge.api import SUBJECT_KEY
 from bridge.api.ca import CaFiles, subject_of
 from bridge.configschema import ApiConfig, Config, ConfigError
 
 log = logging.getLogger(__name__)
-SUBJECT_KEY = "bridge.client_subject"
 """The WSGI environ key holding the client certificate's RFC 4514 subject."""
 
 
@@ -148,11 +148,9 @@ def make_server(config: Config, app: Any) -> MtlsServer:
     return MtlsServer(host, port, app, context=ssl_context(cert=cert, key=key, client_ca=client_ca), api=config.api)
 
 
-def serve(config: Config) -> None:
-    """Run the CRM XML API in the foreground until SIGTERM/SIGINT."""
-    from web.crm import create_crm_app
-
-    server = make_server(config, create_crm_app({"BRIDGE": config}))
+def serve(config: Config, app: Any) -> None:
+    """Run the CRM XML API (the WSGI ``app``: ``web.crm``) in the foreground until SIGTERM/SIGINT."""
+    server = make_server(config, app)
 
     def _stop(_signum: int, _frame: Any) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -21,8 +21,7 @@ from flask import Flask, Response, current_app, request
 from sqlalchemy.exc import IntegrityError
 
 from bridge import config as config_module
-from bridge.api import idempotency, role
-from bridge.api.server import SUBJECT_KEY
+from bridge.api import SUBJECT_KEY, idempotency, role
 from bridge.config import Config
 from bridge.provisioning import ProvisioningError
 from web import db
