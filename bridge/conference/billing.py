@@ -177,6 +177,7 @@ class BillingGlue:
                     yield grant.run_id, conf.kick(leg_id, now, cause=CUT_CAUSE)
             elif now >= due.warn_at and not grant.warned and due.cut_at - due.warn_at > 0:
                 grant.warned = True
+                log.info("leg %s warned: %.0f s of credit left", leg_id, due.cut_at - now)
                 yield grant.run_id, [Play((WARNING_PROMPT,), leg_id)]
 
     def active(self, now: float) -> dict[int, dict[str, object]]:
