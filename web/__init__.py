@@ -130,6 +130,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from web import rest
 
     rest.init_app(app)
+    _register_handlers(app)
+
+    from web.templating import init_app as init_templating
+
+    init_templating(app)
+    return app
+
+
+def _register_handlers(app: Flask) -> None:
+    """Security headers on every response; error pages (problem+json under the REST API's paths)."""
+    from web import rest
 
     @app.after_request
     def _security_headers(response: Response) -> Response:
@@ -158,8 +169,3 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         if rest.is_api_path(request.path):
             return rest.spec.problem(405, "method not allowed")
         return exc  # type: ignore[return-value]
-
-    from web.templating import init_app as init_templating
-
-    init_templating(app)
-    return app
