@@ -203,3 +203,21 @@ def test_disabled_billing_keeps_todays_rule(tmp_path: Path, factory: sessionmake
     assert len(rig.sip.dialled) == 2 and rig.service.billing.grants == {}
     with factory() as s:
         assert all(leg.price is None for leg in s.scalars(select(Leg)))
+
+
+def test_dial_in_counts_against_the_limit_and_is_refused_past_it(
+    tmp_path: Path, factory: sessionmaker[Session]
+) -> None:
+    rig = Rig(billing_config(tmp_path, subscriber_max_legs=2), factory)
+    seed(factory, balance="5")
+    run_id = rig.service.launch(subscriber_id=1, numbers=[SUB], ic_id=1)
+    answer_all(rig)
+    rig.dial_in(COMMON, "+15559990000", "222222")  # the second leg: joins, and is held by billing
+    assert len(rig.service.billing.grants) == 2
+    rig.dial_in(COMMON, "+15559990001", "222222")  # the third: refused at the door
+    rig.advance(5.0)  # after the goodbye prompt
+    rows = rig.leg_rows(run_id)
+    assert [r.calling for r in rows if r.direction == "in"] == ["+15559990000"]
+    with factory() as s:
+        refused = s.scalars(select(Cdr).where(Cdr.cli == "+15559990001")).one()
+        assert refused.cause == "subscriber_call_limit"
