@@ -1,9 +1,8 @@
-"""The sippy adapter: the only module that touches sippy, and only from sippy's own thread.
+"""The sippy adapter: the only code that touches sippy, and only from sippy's own thread.
 
-sippy 2.5 runs its reactor (``ED2``, a process-wide singleton) in one thread; its objects are not thread-safe.
-:class:`SippyRuntime` starts that thread once per process (sippy is *imported* inside it, because ``ED2`` binds
-to the importing thread) and never stops it; each :class:`SipStack` (one per :class:`SipService`) owns a
-transaction manager on its own UDP socket and is driven only through :meth:`SippyRuntime.call`.
+sippy runs in one reactor thread (:mod:`bridge.sip.runtime`: :class:`SippyRuntime`, started once per process);
+each :class:`SipStack` (one per :class:`SipService`) owns a transaction manager on its own UDP socket
+(:mod:`bridge.sip.transport`) and is driven only through :meth:`SippyRuntime.call`.
 
 Direction of the traffic:
 
@@ -20,43 +19,44 @@ Out-of-dialog requests from addresses that are not trunk gateways get 403, an IN
 does not serve gets 404 (one without Contact then 400), OPTIONS gets 200, other served methods outside a
 dialog get 405. Accepted INVITEs get 100 (sippy) and 180 (us) and are posted as :class:`Incoming`.
 
-Transports. The stack sends over UDP only (sippy's transactions are UDP); TCP and TLS are a front proxy's job
-(README "SIP over TCP and TLS: Kamailio in front"). A dialog may still name another transport for its next
-hop: a proxy that took the call over TCP and record-routes once with ``;transport=tcp``, or a Contact with
-``;transport=tcp`` and no Record-Route. RFC 3261 §12.2.1.1 keeps the route set and the remote target as they
-are; only the choice of socket is ours, and a UDP-only UA behind a proxy sends to the proxy: every in-dialog
-request (BYE, re-INVITE, INFO) and the ACK of a 2xx whose next hop is not UDP go over UDP to the address the
-dialog came through (the source of the INVITE we answered, the gateway we sent ours to), Route headers and
-Request-URI unchanged. The proxy recognises its own Record-Route and forwards on the transport it names.
-A hang-up sippy fails to send is logged as a warning and retried (``HANGUP_ATTEMPTS``), never dropped: the
-engine has already ended the leg in the API and the CDR when it asks for the BYE.
-
-Record-Route values are copied into responses (and into the Route headers of our requests) as they came,
-byte for byte (RFC 3261 §12.1.1); sippy would re-serialise them (``;lr=on`` -> ``;lr``), which some proxies
-do not recognise as their own.
+The stack sends over UDP only; a dialog whose next hop names TCP or TLS is sent over UDP to the address it came
+through, and Record-Route values are kept byte for byte (:mod:`bridge.sip.transport` says why). A hang-up
+sippy fails to send is logged as a warning and retried (:mod:`bridge.sip.dialogs`), never dropped.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from bridge.sip import SipError
 from bridge.sip.antiflood import Antiflood
+from bridge.sip.dialogs import HANGUP_ATTEMPTS, HANGUP_RETRY_S, body_text, calling_number, hangup_retry_delay
+from bridge.sip.runtime import NullSipLogger, SippyRuntime, SipThread, guarded_callback
 from bridge.sip.screening import ALLOWED_METHODS, Screening, Verdict, reply, reply_address, screen
+from bridge.sip.transport import exact_header, normalize_transport, redirect_to_udp, transaction_manager
+
+__all__ = [
+    "HANGUP_ATTEMPTS",
+    "HANGUP_RETRY_S",
+    "Connected",
+    "DialRequest",
+    "Disconnected",
+    "Failed",
+    "Incoming",
+    "Info",
+    "OptionsReply",
+    "Progress",
+    "Reoffer",
+    "SipStack",
+    "SipThread",
+    "SippyRuntime",
+    "StackEvent",
+]
 
 log = logging.getLogger(__name__)
-
-HANGUP_ATTEMPTS = 4
-"""How many times :meth:`SipStack.hangup` tries to make sippy send the BYE/CANCEL before it gives up (with an
-error in the log and ``counters["hangup_failed"]``)."""
-
-HANGUP_RETRY_S = 0.5
-"""The pause before the first retry of a failed hang-up; it doubles with each further try (0.5, 1, 2 s)."""
 
 # --- events posted to the asyncio side --------------------------------------------------------------
 
@@ -122,76 +122,6 @@ class OptionsReply(StackEvent):
     status: int
 
 
-# --- the sippy thread -------------------------------------------------------------------------------
-
-
-class SipThread(Protocol):
-    """Where the stack runs: ``ensure()`` starts it, ``call(fn, *args)`` runs ``fn`` there."""
-
-    def ensure(self) -> None: ...
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> None: ...
-
-
-class SippyRuntime:
-    """Process-wide sippy reactor thread (started on first use, then kept: sippy cannot restart ``ED2``)."""
-
-    _lock = threading.Lock()
-    _ed2: Any = None
-    _thread: threading.Thread | None = None
-
-    @classmethod
-    def ensure(cls) -> None:
-        with cls._lock:
-            if cls._thread is not None:
-                return
-            ready = threading.Event()
-            failure: list[BaseException] = []
-
-            def run() -> None:
-                try:
-                    from sippy.Core.EventDispatcher import ED2
-
-                    cls._ed2 = ED2
-                except BaseException as exc:  # pragma: no cover - broken install
-                    failure.append(exc)
-                    ready.set()
-                    return
-                ready.set()
-                while True:  # ED2.loop returns only on breakLoop, which we never call
-                    try:
-                        ED2.loop()
-                    except Exception:  # pragma: no cover - sippy already logs per-callback errors
-                        log.exception("sippy loop crashed; restarting it")
-
-            cls._thread = threading.Thread(target=run, name="sippy", daemon=True)
-            cls._thread.start()
-            ready.wait(10)
-            if failure or cls._ed2 is None:
-                cls._thread = None
-                raise SipError(f"cannot start the sippy reactor: {failure[0] if failure else 'timeout'}")
-
-    @classmethod
-    def call(cls, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` in the sippy thread (exceptions are logged there, never raised here)."""
-        cls._ed2.callFromThread(_guarded, fn, *args)
-
-
-def _guarded(fn: Callable[..., Any], *args: Any) -> None:
-    try:
-        fn(*args)
-    except Exception:
-        log.exception("SIP stack: %s failed", getattr(fn, "__name__", fn))
-
-
-class _NullSipLogger:
-    """sippy wants a logger with ``write``; ours goes to :mod:`logging` at DEBUG (sippy's own is chatty)."""
-
-    def write(self, *args: Any, **kwargs: Any) -> None:
-        if log.isEnabledFor(logging.DEBUG - 5):
-            log.log(logging.DEBUG - 5, "%s", "".join(str(a) for a in args))
-
-
 @dataclass(frozen=True)
 class DialRequest:
     """Everything the stack needs to send one INVITE (one route attempt)."""
@@ -237,7 +167,7 @@ class SipStack:
         self._next_in = -1  # inbound dialogs get negative tokens, outbound ones come from the service (> 0)
         self._tm: Any = None
         self._hops: dict[str, tuple[str, int]] = {}
-        """Call-ID -> the UDP address the dialog came through (see "Transports" in the module docstring)."""
+        """Call-ID -> the UDP address the dialog came through (see "Transports" in :mod:`bridge.sip.transport`)."""
         self.counters = {
             "requests": 0,
             "flood_dropped": 0,
@@ -254,50 +184,13 @@ class SipStack:
     def open(self, done: Callable[[BaseException | None], None]) -> None:
         """Bind the socket and create the transaction manager; ``done(error)`` is called in this thread."""
         try:
-            import socket
-
             from sippy.SipConf import SipConf
-            from sippy.SipTransactionManager import SipTransactionManager
-            from sippy.Udp_server import Udp_server, Udp_server_opts
 
             SipConf.my_uaname = self.user_agent
             SipConf.my_address = self.public_address  # From/Via defaults; process-wide in sippy
             SipConf.my_port = self.port
-            stack = self
-
-            class _UdpOpts(Udp_server_opts):  # type: ignore[misc]
-                # One receiver and one sender thread: datagrams leave in the order sippy produced them
-                # (with sippy's default of 3 senders, the ACK of a 401 can overtake the authenticated INVITE),
-                # and no SO_REUSEPORT, so a port already in use is an error instead of a silent share.
-                nworkers = 1
-                flags = socket.SO_REUSEADDR
-
-            _install_verbatim_record_route()
-
-            class _Tm(SipTransactionManager):  # type: ignore[misc]
-                model_udp_server = (Udp_server, _UdpOpts)
-
-                def newTransaction(self, msg: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 - sippy's API
-                    stack._udp_target(msg)
-                    return super().newTransaction(msg, *args, **kwargs)
-
-                def transmitReq(self, t: Any, msg: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N802
-                    # The ACK of a 2xx is built and sent here, outside newTransaction (sippy sends it over the
-                    # INVITE's UDP socket to the next hop's host:port, whatever transport that hop names).
-                    if args and msg.getMethod() == "ACK" and stack._udp_target(msg):
-                        args = (msg.getTarget()[0], *args[1:])
-                    super().transmitReq(t, msg, *args, **kwargs)
-
-                def handleIncoming(self, data_in: Any, ra: Any, server: Any, rtime: Any) -> None:
-                    try:
-                        screened = stack._screen(data_in, ra, server)
-                        if screened is not None:
-                            super().handleIncoming(screened, ra, server, rtime)
-                    except Exception:  # malformed input must never take the stack down
-                        log.exception("SIP stack: error while handling a datagram from %s", ra)
-
-            gc = {"_sip_address": self.host, "_sip_port": self.port, "_sip_logger": _NullSipLogger()}
-            self._tm = _Tm(gc, self._on_request)
+            gc = {"_sip_address": self.host, "_sip_port": self.port, "_sip_logger": NullSipLogger()}
+            self._tm = transaction_manager(gc, self._on_request, screen=self._screen, udp_target=self._udp_target)
             gc["_sip_tm"] = self._tm
             self._gc = gc
         except BaseException as exc:
@@ -407,7 +300,7 @@ class SipStack:
         except Exception:  # an RFC 2543 INVITE may lack it (RFC 4475 3.4.1), but a dialog needs a remote target
             self.counters["bad_requests"] += 1
             return (req.genResponse(400, "Bad Request - missing Contact"), None, None)
-        calling = _calling_number(req)
+        calling = calling_number(req)
         display = ""
         try:
             display = str(req.getHFBody("from").getUri().name or "")
@@ -446,7 +339,7 @@ class SipStack:
         call_id: str,
         hop: tuple[str, int],
     ) -> Any:
-        """A sippy UA for one dialog; ``hop`` is the UDP address it came through (see "Transports" above)."""
+        """A sippy UA for one dialog; ``hop`` is the UDP address it came through (see :mod:`bridge.sip.transport`)."""
         from sippy.UA import UA
 
         def on_event(event: Any, ua: Any) -> None:
@@ -487,22 +380,22 @@ class SipStack:
             CCEventUpdate,
         )
 
-        _normalize_transport(ua)
+        normalize_transport(ua)
         if isinstance(event, CCEventTry):
             if inbound is None:
                 return
             body = event.getData()[3]
             ua.recvEvent(CCEventRing((180, "Ringing", None)))
             call_id, calling, called, display, source = inbound
-            self.post(Incoming(token, call_id, calling, called, display, source, _body_text(body)))
+            self.post(Incoming(token, call_id, calling, called, display, source, body_text(body)))
         elif isinstance(event, CCEventRing):
             code, _reason, body = event.getData()
-            self.post(Progress(token, int(code), _body_text(body)))
+            self.post(Progress(token, int(code), body_text(body)))
         elif isinstance(event, CCEventConnect | CCEventPreConnect):
             if inbound is not None:
                 return  # the ACK of our 200 (or of a re-INVITE answer): nothing to tell
             code, _reason, body = event.getData()
-            self.post(Connected(token, _body_text(body)))
+            self.post(Connected(token, body_text(body)))
         elif isinstance(event, CCEventFail | CCEventRedirect):
             data = event.getData() or (0, "")
             self.post(Failed(token, int(data[0]) if data[0] else 0, str(data[1]) if len(data) > 1 else ""))
@@ -516,9 +409,9 @@ class SipStack:
             ctype = ""
             if body is not None and body.mtype is not None:
                 ctype = str(body.mtype.name if hasattr(body.mtype, "name") else body.mtype)
-            self.post(Info(token, ctype, _body_text(body)))
+            self.post(Info(token, ctype, body_text(body)))
         elif isinstance(event, CCEventUpdate):
-            self.post(Reoffer(token, _body_text(event.getData())))
+            self.post(Reoffer(token, body_text(event.getData())))
 
     # -- commands from the service (sippy thread) --
 
@@ -539,7 +432,7 @@ class SipStack:
         event = CCEventTry(
             (call_id, request.calling, request.called, MsgBody(request.sdp), None, request.display_name or None)
         )
-        event.extra_headers = tuple(_header(name, value) for name, value in request.extra_headers)
+        event.extra_headers = tuple(exact_header(name, value) for name, value in request.extra_headers)
         ua.recvEvent(event)
 
     def answer(self, token: int, sdp: str) -> None:
@@ -574,7 +467,8 @@ class SipStack:
             ua.disconnect()
         except Exception as exc:
             call_id = str(getattr(ua, "cId", "") or "?")
-            if attempt >= HANGUP_ATTEMPTS:
+            delay = hangup_retry_delay(attempt)
+            if delay is None:
                 self.counters["hangup_failed"] += 1
                 log.error(
                     "SIP stack: dialog %d (Call-ID %s) could not be hung up after %d attempts; the far end may "
@@ -588,7 +482,6 @@ class SipStack:
                 return
             from sippy.Time.Timeout import Timeout
 
-            delay = HANGUP_RETRY_S * 2 ** (attempt - 1)
             self.counters["hangup_retried"] += 1
             log.warning(
                 "SIP stack: hang-up of dialog %d (Call-ID %s) failed (%s); retry %d of %d in %.1f s",
@@ -599,28 +492,13 @@ class SipStack:
                 HANGUP_ATTEMPTS - 1,
                 delay,
             )
-            Timeout(_guarded_callback(self.hangup), delay, 1, token, attempt + 1)
+            Timeout(guarded_callback(self.hangup), delay, 1, token, attempt + 1)
 
     def _udp_target(self, msg: Any) -> bool:
-        """Point a request whose next hop names a transport other than UDP at the dialog's UDP hop (the
-        module docstring says why); True when it did. Raises :class:`SipError` if the dialog has none."""
-        address, transport = msg.getTarget()
-        if str(transport).lower() == "udp":
+        """:func:`bridge.sip.transport.redirect_to_udp` with this stack's hops, counted."""
+        if not redirect_to_udp(msg, self._hops):
             return False
-        call_id = str(msg.getHFBody("call-id"))
-        hop = self._hops.get(call_id)
-        if hop is None:
-            raise SipError(f"{msg.getMethod()} to {address} over {transport}: no UDP hop known for Call-ID {call_id}")
-        msg.setTarget((hop, "udp"))
         self.counters["udp_fallback"] += 1
-        log.debug(
-            "SIP stack: %s for %s: next hop is %s over %s; sent over UDP to %s",
-            msg.getMethod(),
-            call_id,
-            address,
-            transport,
-            hop,
-        )
         return True
 
     def options(self, gateway: str, host: str, port: int, probe: int) -> None:
@@ -653,109 +531,3 @@ class SipStack:
 
     def live_dialogs(self) -> int:
         return len(self._uas)
-
-
-def _guarded_callback(fn: Callable[..., Any]) -> Callable[..., None]:
-    """``fn`` for a sippy timer: exceptions are logged (a timer callback that raises breaks sippy's loop)."""
-
-    def run(*args: Any) -> None:
-        _guarded(fn, *args)
-
-    return run
-
-
-def _install_verbatim_record_route() -> None:
-    """Make sippy keep each Record-Route value as the text it came in (RFC 3261 §12.1.1: responses copy them
-    unchanged, and the route set of our requests is built from them). sippy's parser table is process-wide;
-    only this adapter uses sippy, and it parses exactly as before: only the serialisation of an unmodified
-    value changes. Runs in the sippy thread; idempotent."""
-    from sippy.SipHeader import hf_types
-    from sippy.SipRecordRoute import SipRecordRoute
-
-    if getattr(hf_types.get("record-route"), "verbatim_record_route", False):
-        return
-
-    class VerbatimRecordRoute(SipRecordRoute):  # type: ignore[misc]
-        verbatim_record_route = True
-        text: str | None = None
-        """The value as received (``None`` for one we built); sent as is while the parsed address is unchanged."""
-        parsed_as: str | None = None
-
-        def __init__(self, body: str | None = None, address: Any = None) -> None:
-            super().__init__(body=body, address=address)
-            if body is not None:
-                self.text = body.strip()
-
-        def parse(self) -> None:
-            super().parse()
-            self.parsed_as = str(self.address.localStr())
-
-        def localStr(self, local_addr: Any = None) -> str:  # noqa: N802 - sippy's API
-            if self.text is not None and (not self.parsed or str(self.address.localStr()) == self.parsed_as):
-                return self.text
-            return str(super().localStr(local_addr))
-
-        def getCopy(self) -> Any:  # noqa: N802 - sippy's API
-            copy = super().getCopy()
-            copy.text, copy.parsed_as = self.text, self.parsed_as
-            return copy
-
-    for name in VerbatimRecordRoute.hf_names:
-        hf_types[name] = VerbatimRecordRoute
-
-
-def _header(name: str, value: str) -> Any:
-    """A header for sippy that keeps the spelling of ``name`` on the wire (sippy would send "X-span-channel";
-    names are case-insensitive (RFC 3261 §7.3.1) but gateway configs and SIPp's ereg are not always)."""
-    from sippy.SipGenericHF import SipGenericHF
-    from sippy.SipHeader import SipHeader, hf_types
-
-    if name.lower() in hf_types:
-        return SipHeader(name=name, bodys=value)
-
-    class _ExactName(SipGenericHF):  # type: ignore[misc]
-        hf_names = (name.lower(),)
-
-        def getCanName(self, _name: str, compact: bool = False) -> str:  # noqa: N802 - sippy's API
-            return name
-
-        def getCopy(self) -> Any:
-            return _ExactName(self.body)
-
-    return SipHeader(name=name, body=_ExactName(value))
-
-
-def _normalize_transport(ua: Any) -> None:
-    """Lower-case the transport of the remote target: a Contact with ``;transport=UDP`` (SIPp, some gateways)
-    makes sippy refuse in-dialog requests ("unsupported transport: UDP"); RFC 3261 §19.1.4 says it is
-    case-insensitive."""
-    for attr in ("rAddr", "rAddr0"):
-        value = getattr(ua, attr, None)
-        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str) and value[1] != value[1].lower():
-            setattr(ua, attr, (value[0], value[1].lower()))
-    target = getattr(ua, "rTarget", None)
-    if target is not None and isinstance(getattr(target, "transport", None), str):
-        target.transport = target.transport.lower()
-
-
-def _body_text(body: Any) -> str:
-    if body is None:
-        return ""
-    try:
-        return str(body.localStr()) if not isinstance(body, str) else body
-    except Exception:
-        return str(body)
-
-
-def _calling_number(req: Any) -> str:
-    """Calling party: the user of P-Asserted-Identity (RFC 3325), else of From."""
-    for name in ("p-asserted-identity", "from"):
-        try:
-            bodies = req.getHFBodys(name)
-            if bodies:
-                user = bodies[0].getUrl().username
-                if user:
-                    return str(user)
-        except Exception:
-            continue
-    return ""
