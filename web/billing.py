@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from bridge.billing import BillingError
@@ -65,8 +66,12 @@ def _company_arg() -> Company | None:
 
 @bp.route("/rates")
 @roles_required(*STAFF)
-def rates(report: ImportReport | None = None) -> View:
+def rates() -> View:
     """The plan in force and rating a number on it; the operator's upload form (:func:`rates_upload`)."""
+    return _rates_page(None)
+
+
+def _rates_page(report: ImportReport | None) -> str:
     company = _company_arg()
     row = accounts.plan_row_for(db.session(), company)
     number = request.args.get("number", "").strip()
@@ -84,7 +89,7 @@ def rates_upload() -> View:
     company = _company_arg()
     report = _upload(company)
     if report is not None:
-        return rates(report), 400
+        return _rates_page(report), 400
     return redirect(url_for("billing.rates", company_id=company.id if company else 0))
 
 
@@ -183,6 +188,88 @@ def company_topup(company_id: int) -> View:
     db.session().commit()
     flash(f"{company.name}: +{amount}, balance {format_money(after)}.", "success")
     return redirect(url_for("billing.balances"))
+
+
+@bp.route("/companies/<int:company_id>/settings", methods=["POST"])
+@roles_required(Role.OPERATOR)
+def company_settings(company_id: int) -> View:
+    """Postpaid or not, credit limit (empty: none), legs at once (empty: the config's), calls abroad."""
+    company = get_or_404(Company, company_id)
+    try:
+        limit = _optional(request.form.get("credit_limit", ""), Decimal)
+        legs = _optional(request.form.get("max_legs", ""), int)
+    except (InvalidOperation, ValueError):
+        flash("Settings: the credit limit is an amount, the call limit a whole number (or empty).", "error")
+        return redirect(url_for("billing.balances"))
+    if (limit is not None and (not limit.is_finite() or limit < 0)) or (legs is not None and legs < 0):
+        flash("Settings: limits must not be negative.", "error")
+        return redirect(url_for("billing.balances"))
+    company.postpaid = request.form.get("postpaid", "1") in ("1", "on", "true")
+    company.credit_limit, company.max_legs = limit, legs
+    company.allow_international = request.form.get("allow_international", "") in ("1", "on", "true")
+    payer, key = accounts.payer_for(company, None)
+    accounts.apply_credit_locks(db.session(), company, payer, accounts.ledger_sum(db.session(), key))
+    db.session().commit()
+    flash(f"{company.name}: settings saved.", "success")
+    return redirect(url_for("billing.balances"))
+
+
+@bp.route("/subscribers/<int:sid>/limits", methods=["POST"])
+@roles_required(*STAFF)
+def subscriber_limits(sid: int) -> View:
+    subscriber = get_or_404(Subscriber, sid)
+    try:
+        legs = _optional(request.form.get("max_legs", ""), int)
+    except ValueError:
+        legs = -1
+    if legs is not None and legs < 0:
+        flash("Call limit: a whole number, or empty for the default.", "error")
+        return redirect(url_for("billing.balances"))
+    subscriber.max_legs = legs
+    db.session().commit()
+    flash(f"{subscriber.name}: call limit {'default' if legs is None else legs}.", "success")
+    return redirect(url_for("billing.balances"))
+
+
+def _optional(text: str, kind: Any) -> Any:
+    text = text.strip()
+    return kind(text) if text else None
+
+
+@bp.route("/destinations", methods=["GET", "POST"])
+@roles_required(Role.OPERATOR)
+def destinations() -> View:
+    """The toll-fraud guard's prefixes: operator-wide denies, and per company allows or denies."""
+    from bridge.billing.prefixes import digits
+    from bridge.db.billing import DestinationRule
+
+    session = db.session()
+    if request.method == "POST":
+        rule_id = request.form.get("delete", type=int)
+        if rule_id:
+            rule = session.get(DestinationRule, rule_id)
+            if rule is not None:
+                session.delete(rule)
+        else:
+            try:
+                prefix = digits(request.form.get("prefix", ""))
+            except BillingError as exc:
+                flash(f"Prefix: {exc}", "error")
+                return redirect(url_for("billing.destinations"))
+            company_id = request.form.get("company_id", 0, type=int) or None
+            allow = request.form.get("allow", "") in ("1", "on", "true") and company_id is not None
+            category = request.form.get("category", "").strip()[:40] or ("allowed" if allow else "denied")
+            same = select(DestinationRule).where(DestinationRule.company_id.is_(None) if company_id is None
+                                                 else DestinationRule.company_id == company_id,
+                                                 DestinationRule.prefix == prefix)  # fmt: skip
+            if session.scalars(same).first() is not None:
+                flash(f"Prefix {prefix} already has a rule there.", "error")
+                return redirect(url_for("billing.destinations"))
+            session.add(DestinationRule(company_id=company_id, prefix=prefix, category=category, allow=allow))
+        session.commit()
+        return redirect(url_for("billing.destinations"))
+    rules = session.scalars(select(DestinationRule).order_by(DestinationRule.company_id, DestinationRule.prefix))
+    return render_template("billing/destinations.html", rules=list(rules), companies=_companies())
 
 
 @bp.route("/subscribers/<int:sid>/lock", methods=["POST"])

@@ -96,3 +96,32 @@ def test_active_calls_and_forced_disconnect(client: FlaskClient, auth: Any, worl
     auth.logout()
     auth.login("acmeadmin")
     assert client.post(f"/billing/active/{world.b.live_run_id}/end").status_code == 404
+
+
+def test_company_settings_lock_past_the_credit_limit_and_destination_rules(
+    client: FlaskClient, auth: Any, world: Any
+) -> None:
+    from bridge.db.billing import DestinationRule
+    from bridge.db.models import Company
+
+    cid, sid = world.a.company_id, world.a.subscriber_id
+    with _db(world)() as s:
+        s.execute(update(Subscriber).where(Subscriber.id == sid).values(prepaid=False))
+        s.add(LedgerMovement(company_id=cid, kind="charge", amount=Decimal("-5"), reference="leg 1", by="engine"))
+        s.commit()
+    auth.login("op")
+    form = {"postpaid": "1", "credit_limit": "5", "max_legs": "3", "allow_international": "1"}
+    assert client.post(f"/billing/companies/{cid}/settings", data=form).status_code == 302
+    assert client.post(f"/billing/subscribers/{sid}/limits", data={"max_legs": "2"}).status_code == 302
+    client.post("/billing/destinations", data={"prefix": "+44900", "category": "premium"})
+    assert "already has a rule" in client.post(
+        "/billing/destinations", data={"prefix": "44900"}, follow_redirects=True
+    ).get_data(as_text=True)
+    with _db(world)() as s:
+        company = s.get(Company, cid)
+        sub = s.get(Subscriber, sid)
+        assert company is not None and sub is not None
+        assert (company.credit_limit, company.max_legs, company.allow_international) == (Decimal("5"), 3, True)
+        assert sub.lock_reasons == "credit_limit" and sub.max_legs == 2  # at its limit: auto-locked
+        (rule,) = s.scalars(select(DestinationRule)).all()
+        assert (rule.company_id, rule.prefix, rule.category, rule.allow) == (None, "44900", "premium", False)
