@@ -35,6 +35,9 @@ POOL1 = "+15550101"
 ACTIVATION_PIN = "111111"
 USER_PIN = "222222"
 REPO = Path(__file__).resolve().parents[2]
+MEDIA_PATH = os.environ.get("BRIDGE_TEST_MEDIA_PATH", "batched")
+"""``sip.media_path`` of the appliance under test: ``BRIDGE_TEST_MEDIA_PATH=socket`` runs the IC and room
+tests on the per-socket path (both are run; docs/design/sip-media.md "Batched RTP in the engine")."""
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -408,7 +411,7 @@ class Appliance:
             "[smpp]", f"enabled = {'true' if smpp_port else 'false'}", f"port = {smpp_port or 2775}",
             'password = "secret"', 'short_codes = ["2663"]',
             "[sip]", f'listen = "127.0.0.1:{self.sip_port}"', f'rtp_ports = "{free_rtp_range(80)}"',
-            "rtp_timeout_s = 120",
+            "rtp_timeout_s = 120", f'media_path = "{MEDIA_PATH}"',
             "[[trunk_group]]", 'name = "trunk"', f'gateways = ["127.0.0.1:{trunk_port}"]',
             "calls_per_second = 20",
             "[dnis]", f'common = "{COMMON}"', f'pool = ["{POOL1}-+15550103"]', "digit_timeout_s = 2",
