@@ -36,7 +36,7 @@ from bridge.billing.gate import Allowed, Profile, answered_seconds, check_dial, 
 from bridge.billing.ledger import Deadlines, Payer, deadlines
 from bridge.billing.policy import DialWindow, LockState, Refusal, Usage
 from bridge.billing.ratecsv import load_plan
-from bridge.billing.rating import RatePlan, format_money, price
+from bridge.billing.rating import Direction, RatePlan, format_money, price, rate
 from bridge.conference import accounts
 from bridge.conference.machine import Action, Conference, LegStatus, Play
 from bridge.conference.policy import Launcher
@@ -89,9 +89,40 @@ class BillingGlue:
     _file_plan: RatePlan | None = None
     _told: set[tuple[int, str]] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        if self.enabled:
+            self.records.price_recovered = self.price_recovered
+
     @property
     def enabled(self) -> bool:
         return self.config.billing.enabled
+
+    def price_recovered(self, session: Session, leg: Leg) -> None:
+        """Price a leg a crashed engine left open (its grant died with that process): the plan's rate at its
+        answer, capped at the payer's floor, as :meth:`settle` would have; never free because of a crash."""
+        run = leg.run
+        if run.company_id is None or leg.joined_at is None or leg.disconnected_at is None:
+            return
+        ctx = self._context(session, run.company_id, run.subscriber_id)
+        if ctx is None:
+            return
+        inbound = leg.direction == "in"
+        direction = Direction.INBOUND if inbound else Direction.OUTBOUND
+        try:
+            found = rate(ctx.profile.plan, (leg.dnis or leg.called) if inbound else leg.called, leg.joined_at,
+                         ctx.profile.zone, direction)  # fmt: skip
+        except BillingError:
+            return
+        if found is None:
+            return
+        duration = max(0.0, (leg.disconnected_at - leg.joined_at).total_seconds())
+        result = settle_leg(ctx.profile.payer, Allowed(found, None, Decimal(0)), duration, balance=ctx.balance,
+                            at=self.utc(), reference=f"leg {leg.id} (closed at restart)")  # fmt: skip
+        if result.movement is not None:
+            accounts.record(session, ctx.profile.payer, ctx.key, result.movement, leg_id=leg.id, by="engine")
+        if result.charge is not None:
+            leg.rate_plan, leg.rate_prefix = result.charge.rate.plan[:80], result.charge.rate.prefix
+            leg.billed_s, leg.price = result.charge.billed_seconds, result.charge.amount
 
     # --- the gate -------------------------------------------------------------------------------
 
@@ -296,6 +327,8 @@ class BillingGlue:
         if leg is not None:
             leg.refusal = refusal.cause
         if mobile and (run_id, refusal.cause) not in self._told:
+            if len(self._told) > 10_000:
+                self._told.clear()  # bounded: at worst one more SMS for a long-running conference
             self._told.add((run_id, refusal.cause))
             self._sms(session, mobile, refusal.message)
 
@@ -315,4 +348,3 @@ class BillingGlue:
             yield session
         finally:
             session.close()
-

@@ -143,6 +143,8 @@ class Records:
         self.write_cdr: CdrWriter = write_cdr or _write_cdr
         self.on_cdr = on_cdr
         self.utc = utc
+        self.price_recovered: Callable[[Session, Leg], None] | None = None
+        """Set by the billing glue: prices a leg :meth:`recover` closes (in its transaction, before its CDR)."""
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -363,6 +365,8 @@ class Records:
                 leg.cause = cause
                 leg.disconnected_at = max(t for t in (base, leg.called_at, leg.joined_at) if t is not None)
                 run_ends[leg.run_id] = max(run_ends.get(leg.run_id, base), leg.disconnected_at)
+                if self.price_recovered is not None and leg.joined_at is not None:
+                    self.price_recovered(session, leg)
                 self._cdr(session, leg)
                 count += 1
             for run in session.scalars(select(ConferenceRun).where(ConferenceRun.ended_at.is_(None))):

@@ -221,3 +221,17 @@ def test_dial_in_counts_against_the_limit_and_is_refused_past_it(
     with factory() as s:
         refused = s.scalars(select(Cdr).where(Cdr.cli == "+15559990001")).one()
         assert refused.cause == "subscriber_call_limit"
+
+
+def test_legs_left_open_by_a_crash_are_priced_at_recovery(rig: Rig) -> None:
+    seed(rig.factory, balance="5")
+    rig.service.launch(subscriber_id=1, numbers=[SUB])
+    answer_all(rig)
+    after_crash = Rig(rig.service.config, rig.factory)  # a new engine over the same database
+    assert after_crash.service.records.recover() == 1
+    with rig.factory() as s:
+        cdr = s.scalars(select(Cdr)).one()
+        assert cdr.cause.startswith("system restart") and cdr.rate_prefix == "1555" and cdr.billed_s
+        assert cdr.price == Decimal("0.01") * cdr.billed_s
+        charge = s.scalars(select(LedgerMovement).where(LedgerMovement.kind == "charge")).one()
+        assert charge.amount == -cdr.price and charge.leg_id == cdr.leg_id
