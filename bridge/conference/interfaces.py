@@ -4,8 +4,9 @@
   hang up a :class:`~bridge.sip.leg.SipLeg`, the media endpoint the SIP side opened for a leg (handed over
   explicitly: a signalling leg carries no media), and the trunk group a dial will leave on (dial pacing).
 * :class:`MediaEndpoint` is one leg's media as the media owner uses it: a 20 ms frame in and out, DTMF out,
-  statistics (codec, loss) and close. :class:`bridge.rtp.endpoint.RtpEndpoint` is one; the batched RTP path
-  (:mod:`bridge.rtp.batch`) will hand out another.
+  statistics (codec, loss) and close. :class:`bridge.rtp.endpoint.RtpEndpoint` is one (a socket per leg);
+  :class:`bridge.rtp.sharedleg.BatchedLeg` (legs on shared sockets, ``sip.media_path = "batched"``) is the
+  other -- the media owner reads and writes those in one batch, and calls the rest of this interface.
 * :class:`MediaPort` is :class:`bridge.conference.media.MixerMedia`: participants of the mixer, each bound
   to an endpoint, prompts, mute, recording, and a leg's media quality for its CDR.
 """
