@@ -349,6 +349,47 @@ def _download(body: str | bytes, name: str, mimetype: str) -> Response:
     return Response(body, mimetype=mimetype, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
+# --- priced legs ---------------------------------------------------------------------------------------
+
+PRICED_COLUMNS = (
+    "cdr_id", "leg_id", "company_id", "company_name", "subscriber_id", "service_id", "direction", "destination",
+    "cli", "joined_at", "disconnected_at", "rate_plan", "rate_prefix", "billed_s", "price", "refusal", "cause",
+)  # fmt: skip
+
+
+@bp.route("/legs.csv")
+@roles_required(*STAFF)
+def priced_csv() -> Response:
+    """Every CDR that ended in ``[start, end]`` (dates, UTC) with its rating: the billing feed of the legs.
+    (The CDR file format itself is unchanged; its rows carry the same ids.)"""
+    from bridge.db.models import Cdr
+
+    today = utc_now().date()
+    try:
+        end = dt.date.fromisoformat(request.args.get("end", "")) if request.args.get("end") else today
+        start = dt.date.fromisoformat(request.args.get("start", "")) if request.args.get("start") else end
+    except ValueError:
+        start = end = today
+    since, until = dt.datetime.combine(min(start, end), dt.time()), dt.datetime.combine(max(start, end), dt.time())
+    query = (
+        scoped(Cdr)
+        .where(Cdr.disconnected_at >= since, Cdr.disconnected_at < until + dt.timedelta(days=1))
+        .order_by(Cdr.disconnected_at, Cdr.id)
+    )
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(PRICED_COLUMNS)
+    for c in db.session().scalars(query):
+        writer.writerow([
+            c.id, c.leg_id, c.company_id, c.company_name, c.subscriber_id, c.service_id, c.direction, c.destination,
+            c.cli, c.joined_at.isoformat() if c.joined_at else "",
+            c.disconnected_at.isoformat() if c.disconnected_at else "", c.rate_plan, c.rate_prefix,
+            "" if c.billed_s is None else c.billed_s, "" if c.price is None else f"{Decimal(c.price):.4f}",
+            c.refusal, c.cause,
+        ])  # fmt: skip
+    return _download(out.getvalue(), f"priced-legs-{min(start, end)}-{max(start, end)}.csv", "text/csv")
+
+
 # --- active calls ---------------------------------------------------------------------------------------
 
 

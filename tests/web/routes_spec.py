@@ -48,6 +48,7 @@ ROUTES: dict[str, frozenset[str]] = {
     "billing.disconnect_leg": STAFF,
     "billing.disconnect_run": STAFF,
     "billing.lock": STAFF,
+    "billing.priced_csv": STAFF,
     "billing.rates": STAFF,
     "billing.rates_csv": STAFF,
     "billing.rates_upload": OPERATOR,

@@ -125,3 +125,20 @@ def test_company_settings_lock_past_the_credit_limit_and_destination_rules(
         assert sub.lock_reasons == "credit_limit" and sub.max_legs == 2  # at its limit: auto-locked
         (rule,) = s.scalars(select(DestinationRule)).all()
         assert (rule.company_id, rule.prefix, rule.category, rule.allow) == (None, "44900", "premium", False)
+
+
+def test_priced_legs_csv_is_scoped_and_carries_the_rating(client: FlaskClient, auth: Any, world: Any) -> None:
+    from bridge.db.models import Cdr
+
+    with _db(world)() as s:
+        cdr = s.get(Cdr, world.a.cdr_id)
+        assert cdr is not None and cdr.disconnected_at is not None
+        cdr.rate_plan, cdr.rate_prefix, cdr.billed_s, cdr.price = "default", "1555", 61, Decimal("0.61")
+        day = cdr.disconnected_at.date().isoformat()
+        s.commit()
+    auth.login("acmeadmin")
+    lines = client.get(f"/billing/legs.csv?start={day}&end={day}").get_data(as_text=True).splitlines()
+    assert lines[0].startswith("cdr_id,leg_id,company_id")
+    mine = [line for line in lines[1:] if line.startswith(f"{world.a.cdr_id},")]
+    assert mine and mine[0].split(",")[11:15] == ["default", "1555", "61", "0.6100"]
+    assert not [line for line in lines[1:] if line.startswith(f"{world.b.cdr_id},")]
