@@ -235,3 +235,18 @@ def test_legs_left_open_by_a_crash_are_priced_at_recovery(rig: Rig) -> None:
         assert cdr.price == Decimal("0.01") * cdr.billed_s
         charge = s.scalars(select(LedgerMovement).where(LedgerMovement.kind == "charge")).one()
         assert charge.amount == -cdr.price and charge.leg_id == cdr.leg_id
+
+
+def test_toll_fraud_guard_refuses_abroad_satellite_and_the_hourly_cap(
+    tmp_path: Path, factory: sessionmaker[Session]
+) -> None:
+    rig = Rig(billing_config(tmp_path, legs_per_hour=2), factory)
+    seed(factory, balance="5")
+    run_id = rig.service.launch(subscriber_id=1, numbers=[SUB, "+442079460000", "+881612345678", ALICE, BOB])
+    answer_all(rig)
+    causes = {r.called: r.refusal for r in rig.leg_rows(run_id)}
+    assert causes == {
+        SUB: "", "+442079460000": "international_denied", "+881612345678": "destination_denied",
+        ALICE: "", BOB: "hourly_leg_cap",
+    }  # fmt: skip
+    assert [leg.called for leg in rig.sip.dialled] == [SUB, ALICE]
