@@ -267,9 +267,14 @@ class ConferenceService:
         )  # fmt: skip
         seats = policy.max_participants
         dials = speed_dial_plan(ic.subscriber.mobile, ic.dial_list, max_participants=seats) if ic is not None else []
+        company = launcher.company_id if launcher is not None else room.company_id if room is not None else None
+        grant = self.billing.before_dial_in(company, launcher.subscriber_id if launcher else None, call.route.number)
+        if isinstance(grant, BillingRefusal):
+            return Refused(grant.cause)
         run_id, (leg_id, *_), actions = self._open(
             launcher=launcher, ic=ic, room=room, launched_by="dnis", policy=policy, dials=dials, inbound=inbound
         )
+        self.billing.hold_in(grant, run_id, leg_id)
         self.legs[leg_id].sip = sip_leg
         self._by_sip[str(sip_leg.leg_id)] = leg_id
         self._apply(run_id, actions)

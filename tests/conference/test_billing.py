@@ -250,3 +250,11 @@ def test_toll_fraud_guard_refuses_abroad_satellite_and_the_hourly_cap(
         ALICE: "", BOB: "hourly_leg_cap",
     }  # fmt: skip
     assert [leg.called for leg in rig.sip.dialled] == [SUB, ALICE]
+
+
+def test_speed_dial_caller_is_held_by_billing(rig: Rig) -> None:
+    seed(rig.factory, balance="5")
+    rig.dial_in(POOL1, SUB, "111111")  # the subscriber launches IC1 by calling its number
+    (run_id,) = rig.service.conferences
+    inbound = [r for r in rig.leg_rows(run_id) if r.direction == "in"]
+    assert len(inbound) == 1 and inbound[0].id in rig.service.billing.grants
