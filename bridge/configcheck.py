@@ -229,8 +229,6 @@ def _check_sip(sip: SipConfig) -> None:
     parse_port_range(sip.rtp_ports, "sip.rtp_ports")
     if sip.media_path not in ("batched", "socket"):
         raise ConfigError(f"sip.media_path: {sip.media_path!r} is not 'batched' or 'socket'")
-    if sip.media_path == "batched" and ":" in sip.listen.rpartition(":")[0]:
-        raise ConfigError("sip.media_path: 'batched' needs an IPv4 sip.listen address")
     _at_least(sip, "sip", 1, "antiflood_requests")
     _positive(sip, "sip", "antiflood_window_s", "rtp_timeout_s", "options_interval_s", "invite_timeout_s")
     _not_empty(sip.user_agent, "sip.user_agent")

@@ -93,10 +93,11 @@ class SipConfig:
     """Address written into SDP and Contact headers."""
     rtp_ports: str = "10000-20000"
     """Inclusive range of UDP ports for RTP, one per leg (RTCP uses port + 1)."""
-    media_path: str = "socket"
+    media_path: str = "batched"
     """``batched``: legs share a few RTP sockets of ``rtp_ports`` (told apart by remote address; one
-    ``recvmmsg``/``sendmmsg`` per tick for all of them; IPv4 ``listen`` only); ``socket``: one RTP socket per
-    leg. README "Batched RTP in the engine"."""
+    ``recvmmsg``/``sendmmsg`` per tick for all of them; an IPv6 ``listen`` uses ``socket``); ``socket``: one
+    RTP socket per leg (also for phones behind a NAT that advertise a private address). See "Batched RTP in
+    the engine" in docs/design/sip-media.md."""
     antiflood_requests: int = 30
     """Requests allowed per source IP within ``antiflood_window_s``; more are dropped."""
     antiflood_window_s: float = 2.0

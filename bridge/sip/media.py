@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
@@ -28,6 +29,8 @@ from bridge.sip import PeerError
 
 if TYPE_CHECKING:
     from bridge.sip.leg import SipLeg
+
+log = logging.getLogger(__name__)
 
 MediaEndpoint = RtpEndpoint | BatchedLeg
 """The leg's :class:`bridge.rtp.endpoint.RtpEndpoint` (or :class:`bridge.rtp.sharedleg.BatchedLeg`), handed to
@@ -193,8 +196,12 @@ class BatchedRtpMedia:
 
 
 def batched_media(config: Config) -> BatchedMedia | None:
-    """The engine's shared-socket RTP path when ``sip.media_path = "batched"`` (else None)."""
+    """The engine's shared-socket RTP path when ``sip.media_path = "batched"`` (else None: a socket per leg).
+    The batched path is IPv4 only (:mod:`bridge.rtp.batch`): an IPv6 ``sip.listen`` keeps a socket per leg."""
     if config.sip.media_path != "batched":
+        return None
+    if ":" in config.sip.listen.rpartition(":")[0]:
+        log.warning("sip.media_path = batched needs an IPv4 sip.listen: one RTP socket per leg instead")
         return None
     low, high = parse_port_range(config.sip.rtp_ports, "sip.rtp_ports")
     return BatchedMedia(PortAllocator(low, high), host=config.sip.listen.rpartition(":")[0])
