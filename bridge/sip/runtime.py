@@ -6,15 +6,17 @@ through :meth:`SippyRuntime.call` (``ED2.callFromThread``). See :mod:`bridge.sip
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from bridge.sip import SipError
 
 # The adapter's one logger: bridge.ops.logs filters and traces by this name (SIP_STACK_LOGGER).
 log = logging.getLogger("bridge.sip.stack")
+E = TypeVar("E")
 
 
 class SipThread(Protocol):
@@ -92,3 +94,21 @@ class NullSipLogger:
     def write(self, *args: Any, **kwargs: Any) -> None:
         if log.isEnabledFor(logging.DEBUG - 5):
             log.log(logging.DEBUG - 5, "%s", "".join(str(a) for a in args))
+
+
+def post_to_loop(loop: asyncio.AbstractEventLoop, handler: Callable[[E], None], event: E) -> None:
+    """Called in the SIP thread: hand ``event`` to the loop (dropped if the loop is already closed)."""
+    try:
+        loop.call_soon_threadsafe(handler, event)
+    except RuntimeError:
+        pass
+
+
+def resolve(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def log_task_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("SIP service task failed", exc_info=task.exception())

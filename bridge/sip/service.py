@@ -3,14 +3,8 @@
 The engine sees :class:`SipService` (dial/answer/reject/hangup/status, a leg's media endpoint, a dial's first
 trunk group) and receives :mod:`bridge.sip.events` through ``on_event`` on the loop thread. Decisions live in
 the pure cores: :mod:`bridge.sip.routing` (route plan, E1 ports, gateway health), :mod:`bridge.sip.antiflood`,
-:mod:`bridge.sip.dtmf` and the leg state table in :mod:`bridge.sip.leg`. This module only owns timers, tasks,
-the thread crossing and each leg's media (:mod:`bridge.sip.media`), which it hands over on request.
-
-Outbound call (one :class:`_Attempt` per route): INVITE with From user and P-Asserted-Identity = ``calling``;
-sippy answers 401/407 challenges with the trunk group's credentials; no response at all within
-``sip.invite_timeout_s``, a 408 or a 5xx advances to the next route; ``conference.ring_timeout_s`` without an
-answer cancels the call (``LegFailed("no answer", 487)``). E1 groups send the allocated port as the
-``X-Span-Channel: <span>/<channel>`` header (see README "SIP trunks").
+:mod:`bridge.sip.dtmf`, the leg table (:mod:`bridge.sip.leg`), each attempt's INVITE (:mod:`bridge.sip.calls`).
+This module owns timers, tasks, the thread crossing and each leg's media (:mod:`bridge.sip.media`).
 """
 
 from __future__ import annotations
@@ -22,13 +16,13 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from bridge.config import Config, TrunkGroupConfig, parse_host_port
 from bridge.dnis.served import ServedNumbers
 from bridge.sip import PeerError, SipError
 from bridge.sip.antiflood import Antiflood
+from bridge.sip.calls import SPAN_CHANNEL_HEADER, Attempt, LegRuntime, invite_request
 from bridge.sip.dtmf import parse_info_dtmf
 from bridge.sip.events import (
     IncomingCall,
@@ -41,11 +35,11 @@ from bridge.sip.events import (
     LegRinging,
 )
 from bridge.sip.leg import LegState, SipLeg
-from bridge.sip.media import Media, MediaEndpoint, MediaFactory, open_rtp_media
+from bridge.sip.media import MediaEndpoint, MediaFactory, open_rtp_media
 from bridge.sip.routing import NO_RESPONSE, GatewayHealth, PortMap, RouteAttempt, advances, plan_routes
+from bridge.sip.runtime import log_task_failure, post_to_loop, resolve
 from bridge.sip.stack import (
     Connected,
-    DialRequest,
     Disconnected,
     Failed,
     Incoming,
@@ -60,33 +54,6 @@ from bridge.sip.stack import (
 )
 
 log = logging.getLogger(__name__)
-
-SPAN_CHANNEL_HEADER = "X-Span-Channel"
-"""Header carrying the E1 port of an outbound call to the media gateway: ``X-Span-Channel: 1/5``."""
-
-
-def default_accept_number(config: Config) -> Callable[[str], bool]:
-    """Accept the configured numbers (:class:`bridge.dnis.served.ServedNumbers`), with or without a ``+``."""
-    return ServedNumbers.from_config(config).__contains__
-
-
-@dataclass
-class _Attempt:
-    token: int
-    leg: SipLeg
-    route: RouteAttempt
-    outcome: asyncio.Future[tuple[int, str]]
-    """(status, reason): 200 when connected, NO_RESPONSE when nothing came back, -1 when we gave up."""
-    responded: bool = False
-
-
-@dataclass
-class _LegRuntime:
-    leg: SipLeg
-    token: int = 0
-    media: Media | None = None
-    answer_sdp: str = ""
-    group: TrunkGroupConfig | None = None
 
 
 class SipService:
@@ -113,22 +80,19 @@ class SipService:
         self._stack_factory = stack_factory
         self._thread = sip_thread
         self.on_event = on_event
-        self.accept_number = accept_number or default_accept_number(config)
+        self.accept_number = accept_number or ServedNumbers.from_config(config).__contains__
         self.media_factory: MediaFactory = media or open_rtp_media(config)
         self.host, self.port = parse_host_port(config.sip.listen, "sip.listen")
         self.groups = {g.name: g for g in config.trunk_group}
         self.health = GatewayHealth(
             [gw for g in config.trunk_group for gw in g.gateways], timeout_s=self._options_timeout
         )
-        self.ports = {
-            g.name: PortMap(g.name, spans=g.spans, channels_per_span=g.channels_per_span)
-            for g in config.trunk_group
-            if g.kind == "e1"
-        }
+        e1_groups = [g for g in config.trunk_group if g.kind == "e1"]
+        self.ports = {g.name: PortMap(g.name, spans=g.spans, channels_per_span=g.channels_per_span) for g in e1_groups}
         self._acl = frozenset(parse_host_port(gw, "gateway")[0] for g in config.trunk_group for gw in g.gateways)
-        self._legs: dict[str, _LegRuntime] = {}
-        self._by_token: dict[int, _LegRuntime] = {}
-        self._attempts: dict[int, _Attempt] = {}
+        self._legs: dict[str, LegRuntime] = {}
+        self._by_token: dict[int, LegRuntime] = {}
+        self._attempts: dict[int, Attempt] = {}
         self._tokens = itertools.count(1)
         self._leg_ids = itertools.count(1)
         self._prefix = secrets.token_hex(3)
@@ -156,11 +120,11 @@ class SipService:
             acl=self._acl,
             accept_number=self.accept_number,
             antiflood=Antiflood(limit=self.config.sip.antiflood_requests, window_s=self.config.sip.antiflood_window_s),
-            post=lambda ev: _post(loop, self._on_stack_event, ev),
+            post=lambda ev: post_to_loop(loop, self._on_stack_event, ev),
             flood_gateways=self.config.sip.antiflood_gateways,
         )
         opened: asyncio.Future[BaseException | None] = loop.create_future()
-        self._thread.call(stack.open, lambda err: loop.call_soon_threadsafe(_resolve, opened, err))
+        self._thread.call(stack.open, lambda err: loop.call_soon_threadsafe(resolve, opened, err))
         error = await asyncio.wait_for(opened, 10)
         if error is not None:
             raise SipError(f"cannot listen on {self.config.sip.listen}: {error}") from error
@@ -189,7 +153,7 @@ class SipService:
         assert self._loop is not None
         closed: asyncio.Future[None] = self._loop.create_future()
         loop = self._loop
-        self._thread.call(self._stack.close, lambda: loop.call_soon_threadsafe(_resolve, closed, None))
+        self._thread.call(self._stack.close, lambda: loop.call_soon_threadsafe(resolve, closed, None))
         await asyncio.wait_for(closed, 5)
         self._stack = None
 
@@ -198,7 +162,7 @@ class SipService:
         assert self._loop is not None
         loop = self._loop
         fut: asyncio.Future[Any] = loop.create_future()
-        self._thread.call(lambda: loop.call_soon_threadsafe(_resolve, fut, fn()))
+        self._thread.call(lambda: loop.call_soon_threadsafe(resolve, fut, fn()))
         return await asyncio.wait_for(fut, 5)
 
     # --- public API ---------------------------------------------------------------------------------
@@ -219,7 +183,7 @@ class SipService:
             state=LegState.DIALING,
             display_name=display_name,
         )
-        runtime = _LegRuntime(leg)
+        runtime = LegRuntime(leg)
         self._legs[leg.leg_id] = runtime
         self.counters["dialed"] += 1
         self._spawn(self._run_outbound(runtime, trunk_group))
@@ -294,7 +258,7 @@ class SipService:
 
     # --- outbound -----------------------------------------------------------------------------------
 
-    async def _run_outbound(self, runtime: _LegRuntime, first_group: str | None) -> None:
+    async def _run_outbound(self, runtime: LegRuntime, first_group: str | None) -> None:
         leg = runtime.leg
         if first_group is not None and first_group not in self.groups:
             self._fail(runtime, f"unknown trunk group {first_group!r}", 404)
@@ -356,7 +320,7 @@ class SipService:
 
     async def _attempt(
         self,
-        runtime: _LegRuntime,
+        runtime: LegRuntime,
         group: TrunkGroupConfig,
         route: RouteAttempt,
         extra: list[tuple[str, str]],
@@ -366,9 +330,8 @@ class SipService:
         assert self._stack is not None and runtime.media is not None
         leg = runtime.leg
         loop = asyncio.get_running_loop()
-        host, port = parse_host_port(route.gateway, "gateway")
         token = next(self._tokens)
-        attempt = _Attempt(token, leg, route, loop.create_future())
+        attempt = Attempt(token, leg, route, loop.create_future())
         self._attempts[token] = attempt
         self._by_token[token] = runtime
         runtime.token = token
@@ -377,22 +340,10 @@ class SipService:
         leg.call_id = f"{uuid.uuid4().hex}@{self.config.sip.public_address}"
         if leg.state is LegState.RINGING:
             leg.set_state(LegState.DIALING)
-        pai = f"<sip:{leg.calling}@{self.config.sip.public_address}>"
-        if leg.display_name:
-            pai = f'"{leg.display_name}" {pai}'
-        request = DialRequest(
-            token=token,
-            call_id=leg.call_id,
-            called=leg.called,
-            calling=leg.calling,
-            display_name=leg.display_name,
-            host=host,
-            port=port,
-            sdp=runtime.media.offer(),
-            username=group.username,
-            password=group.password,
-            extra_headers=(("P-Asserted-Identity", pai), *extra),
-        )
+        request = invite_request(
+            leg, group, route, token=token, sdp=runtime.media.offer(), public_address=self.config.sip.public_address,
+            extra=extra,
+        )  # fmt: skip
         self._thread.call(self._stack.dial, request)
         invite_timeout = self.config.sip.invite_timeout_s
         try:
@@ -452,7 +403,7 @@ class SipService:
         elif isinstance(event, Reoffer):
             self._reoffer(runtime, event.sdp)
 
-    def _attempt_event(self, attempt: _Attempt, event: StackEvent) -> None:
+    def _attempt_event(self, attempt: Attempt, event: StackEvent) -> None:
         runtime = self._by_token.get(attempt.token)
         leg = attempt.leg
         if attempt.outcome.done() or runtime is None:
@@ -498,13 +449,13 @@ class SipService:
             gateway=event.source,
             display_name=event.display_name,
         )
-        runtime = _LegRuntime(leg, token=event.token, group=group)
+        runtime = LegRuntime(leg, token=event.token, group=group)
         self._legs[leg.leg_id] = runtime
         self._by_token[event.token] = runtime
         self.counters["incoming"] += 1
         self._spawn(self._offer_incoming(runtime, event.sdp))
 
-    async def _offer_incoming(self, runtime: _LegRuntime, offer: str) -> None:
+    async def _offer_incoming(self, runtime: LegRuntime, offer: str) -> None:
         assert self._stack is not None
         leg = runtime.leg
         try:
@@ -538,7 +489,7 @@ class SipService:
             return
         self._emit(IncomingCall(leg))
 
-    def _reoffer(self, runtime: _LegRuntime, sdp: str) -> None:
+    def _reoffer(self, runtime: LegRuntime, sdp: str) -> None:
         assert self._stack is not None and runtime.media is not None
         leg = runtime.leg
         try:
@@ -553,21 +504,21 @@ class SipService:
 
     # --- helpers ------------------------------------------------------------------------------------
 
-    def _dtmf(self, runtime: _LegRuntime, digit: str, source: str) -> None:
+    def _dtmf(self, runtime: LegRuntime, digit: str, source: str) -> None:
         if runtime.leg.state is LegState.CONNECTED and source in ("rfc4733", "info", "inband"):
             self._emit(LegDtmf(runtime.leg, digit, source))  # type: ignore[arg-type]
 
-    def _media_timeout(self, runtime: _LegRuntime) -> None:
+    def _media_timeout(self, runtime: LegRuntime) -> None:
         if runtime.leg.state is LegState.CONNECTED:
             self.hangup(runtime.leg, "rtp timeout")
 
-    async def _start_media(self, runtime: _LegRuntime, *, announce: bool = True) -> None:
+    async def _start_media(self, runtime: LegRuntime, *, announce: bool = True) -> None:
         if runtime.media is not None:
             await runtime.media.start()
         if announce and runtime.leg.state is LegState.CONNECTED:
             self._emit(LegAnswered(runtime.leg))
 
-    def _fail(self, runtime: _LegRuntime, cause: str, status: int) -> None:
+    def _fail(self, runtime: LegRuntime, cause: str, status: int) -> None:
         leg = runtime.leg
         if leg.is_final:
             return
@@ -576,7 +527,7 @@ class SipService:
         self._emit(LegFailed(leg, cause, status))
         self._finish(runtime)
 
-    def _end(self, runtime: _LegRuntime, cause: str, by: str) -> None:
+    def _end(self, runtime: LegRuntime, cause: str, by: str) -> None:
         leg = runtime.leg
         if leg.is_final:
             return
@@ -585,7 +536,7 @@ class SipService:
         self._emit(LegEnded(leg, cause, by))  # type: ignore[arg-type]
         self._finish(runtime)
 
-    def _finish(self, runtime: _LegRuntime) -> None:
+    def _finish(self, runtime: LegRuntime) -> None:
         self._release_port(runtime)
         if self._loop is not None and not self._loop.is_closed():
             task = self._loop.create_task(self._close_media(runtime))
@@ -593,16 +544,16 @@ class SipService:
             task.add_done_callback(self._tasks.discard)
         self._forget(runtime)
 
-    def _forget(self, runtime: _LegRuntime) -> None:
+    def _forget(self, runtime: LegRuntime) -> None:
         self._legs.pop(runtime.leg.leg_id, None)
         for token in [t for t, r in self._by_token.items() if r is runtime]:
             del self._by_token[token]
 
-    def _release_port(self, runtime: _LegRuntime) -> None:
+    def _release_port(self, runtime: LegRuntime) -> None:
         for ports in self.ports.values():
             ports.release(runtime.leg.leg_id)
 
-    async def _close_media(self, runtime: _LegRuntime) -> None:
+    async def _close_media(self, runtime: LegRuntime) -> None:
         media, runtime.media = runtime.media, None
         if media is not None:
             try:
@@ -621,9 +572,9 @@ class SipService:
         task: asyncio.Task[None] = self._loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(_log_failure)
+        task.add_done_callback(log_task_failure)
 
-    def _runtime(self, leg: SipLeg) -> _LegRuntime:
+    def _runtime(self, leg: SipLeg) -> LegRuntime:
         runtime = self._legs.get(leg.leg_id)
         if runtime is None:
             raise SipError(f"unknown or finished leg {leg.leg_id}")
@@ -647,20 +598,3 @@ class SipService:
                     self._thread.call(self._stack.options, gateway, host, port, probe)
             await asyncio.sleep(min(0.5, interval / 4))
 
-
-def _post(loop: asyncio.AbstractEventLoop, handler: Callable[[StackEvent], None], event: StackEvent) -> None:
-    """Called in the SIP thread: hand ``event`` to the loop (dropped if the loop is already closed)."""
-    try:
-        loop.call_soon_threadsafe(handler, event)
-    except RuntimeError:
-        pass
-
-
-def _resolve(fut: asyncio.Future[Any], value: Any) -> None:
-    if not fut.done():
-        fut.set_result(value)
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("SIP service task failed", exc_info=task.exception())

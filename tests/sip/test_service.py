@@ -300,16 +300,6 @@ def test_unusable_offer_is_refused_before_the_engine_hears_of_it() -> None:
     run(test, media=FakeMedia(bad_offer=True))
 
 
-def test_default_acceptor_serves_dnis_and_rooms_with_or_without_plus() -> None:
-    from bridge.sip.service import default_accept_number
-
-    cfg = from_dict({"dnis": {"common": "+15550100", "pool": ["+15550101-+15550102"]},
-                     "room": [{"number": "1001", "name": "r"}]})  # fmt: skip
-    accept = default_accept_number(cfg)
-    assert all(accept(n) for n in ("+15550100", "15550100", "+15550102", "1001"))
-    assert not any(accept(n) for n in ("+15550103", "1002", ""))
-
-
 def test_rtp_timeout_hangs_up_with_bye() -> None:
     timeouts: list[Callable[[], None]] = []
 
