@@ -10,13 +10,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import os
 import pathlib
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,49 +25,15 @@ from bridge.cdr.writer import complete_run, write_cdr  # noqa: E402
 from bridge.config import from_dict  # noqa: E402
 from bridge.db import make_engine, make_session_factory, upgrade  # noqa: E402
 from tests.cdr.cdr_world import T0, add_cdr, add_run_with_legs, make_tenant  # noqa: E402
+from tests.integration.postgres import throwaway_cluster
 
 pytestmark = pytest.mark.integration
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name) or next(
-        (str(p) for p in sorted(pathlib.Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None
-    )
-    if path is None:
-        pytest.fail(f"PostgreSQL's {name} is missing: install postgresql (make deps)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    if os.geteuid() != 0:
-        pytest.fail("the PostgreSQL peer is started as the postgres user: run as root")
-    initdb, pg_ctl = _tool("initdb"), _tool("pg_ctl")
-    base = pathlib.Path(tempfile.mkdtemp(prefix="cdr-pg-"))
-    shutil.chown(base, "postgres")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    data = base / "data"
-
-    def as_postgres(*args: str) -> None:
-        subprocess.run(["su", "postgres", "-c", " ".join(args)], check=True, capture_output=True, timeout=60)
-
-    as_postgres(initdb, "-D", str(data), "-A", "trust", "-U", "postgres")
-    as_postgres(pg_ctl, "-D", str(data), "-l", str(base / "log"), "-w", "start",
-                "-o", f"'-k {base} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off'")  # fmt: skip
-    try:
-        url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
-        for _ in range(50):
-            try:
-                make_engine(url).connect().close()
-                break
-            except Exception:
-                time.sleep(0.1)
-        yield url
-    finally:
-        as_postgres(pg_ctl, "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(base, ignore_errors=True)
+    with throwaway_cluster("cdr-pg-") as root:
+        yield f"{root}/postgres"
 
 
 class Keep:

@@ -4,12 +4,7 @@ the backup of one restored into the other (empty) reproduces every row. Fails lo
 
 from __future__ import annotations
 
-import os
 import pathlib
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -19,48 +14,21 @@ from bridge.config import from_dict
 from bridge.db.models import Company, EventLog, Subscriber
 from bridge.db.session import make_engine, make_session_factory, upgrade
 from bridge.ops.backup import backup, restore
+from tests.integration.postgres import throwaway_cluster
 
 pytestmark = pytest.mark.integration
 
 
-def _tool(name: str) -> str:
-    path = next((str(p) for p in sorted(pathlib.Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None)
-    path = path or shutil.which(name)
-    if path is None:
-        pytest.fail(f"PostgreSQL's {name} is missing: install postgresql (make deps)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
-    """``postgresql+psycopg2://postgres@127.0.0.1:PORT`` (no database name)."""
-    if os.geteuid() != 0:
-        pytest.fail("the PostgreSQL peer is started as the postgres user: run as root")
-    initdb, pg_ctl = _tool("initdb"), _tool("pg_ctl")
-    base = pathlib.Path(tempfile.mkdtemp(prefix="ops-pg-"))
-    shutil.chown(base, "postgres")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    data = base / "data"
-
-    def as_postgres(*args: str) -> None:
-        subprocess.run(["su", "postgres", "-c", " ".join(args)], check=True, capture_output=True, timeout=60)
-
-    as_postgres(initdb, "-D", str(data), "-A", "trust", "-U", "postgres")
-    as_postgres(pg_ctl, "-D", str(data), "-l", str(base / "log"), "-w", "start",
-                "-o", f"'-k {base} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off'")  # fmt: skip
-    try:
-        root = f"postgresql+psycopg2://postgres@127.0.0.1:{port}"
+    """``postgresql+psycopg2://postgres@127.0.0.1:PORT`` (no database name) with databases node_a and node_b."""
+    with throwaway_cluster("ops-pg-") as root:
         engine = make_engine(f"{root}/postgres", isolation_level="AUTOCOMMIT")
         with engine.connect() as connection:
             connection.execute(text("CREATE DATABASE node_a"))
             connection.execute(text("CREATE DATABASE node_b"))
         engine.dispose()
         yield root
-    finally:
-        as_postgres(pg_ctl, "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _rows(url: str) -> dict[str, list[str]]:
