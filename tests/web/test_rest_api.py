@@ -4,6 +4,7 @@ idempotency keys, rate limit, problems, CDR pages, live conferences, and the Ope
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from bridge.db import make_engine, make_session_factory
+from bridge.db.billing import LedgerMovement
 from bridge.db.models import Account, AuditEntry, Subscriber
 from tests.web.conftest import Clock, make_app
 from tests.web.portal_world import FakeControl, World
@@ -237,3 +239,65 @@ def _rows_tokens(world: World) -> int:
         token_id = int(session.scalar(select(func.max(ApiToken.id))) or 0)
     engine.dispose()
     return token_id
+
+
+def _prepaid(api: FlaskClient, tokens: Tokens, subscriber_id: int) -> None:
+    response = api.patch(
+        f"/api/v1/subscribers/{subscriber_id}", json={"prepaid": True}, headers=bearer(tokens.operator)
+    )
+    assert response.status_code == 200 and response.json["prepaid"] is True
+
+
+def test_a_top_up_changes_the_balance(api: FlaskClient, tokens: Tokens, world: World) -> None:
+    sid = world.a.subscriber_id
+    _prepaid(api, tokens, sid)
+    before = _get(api, tokens.company_a, f"/subscribers/{sid}/balance")
+    assert before.status_code == 200 and before.json["account"] == "subscriber"
+    response = _post(api, tokens.company_a, f"/subscribers/{sid}/topups", {"amount": "10.5", "note": "wire 42"})
+    assert response.status_code == 201, response.json
+    moved = response.json["movement"]
+    assert moved["amount"] == "10.5000" and moved["kind"] == "top_up" and moved["reference"] == "wire 42"
+    assert moved["subscriber_id"] == sid
+    expected = format(Decimal(before.json["balance"]) + Decimal("10.5"), "f")
+    assert response.json["balance"] == expected
+    assert _get(api, tokens.operator, f"/subscribers/{sid}/balance").json["balance"] == expected
+    assert _count(world, LedgerMovement, LedgerMovement.subscriber_id == sid, LedgerMovement.kind == "top_up") == 1
+
+
+def test_a_bad_amount_is_a_400_problem(api: FlaskClient, tokens: Tokens, world: World) -> None:
+    sid = world.a.subscriber_id
+    _prepaid(api, tokens, sid)
+    for amount in ("0", "-5", "1.23456", "ten", "NaN", "Infinity", "1e40", ""):
+        response = _post(api, tokens.company_a, f"/subscribers/{sid}/topups", {"amount": amount})
+        assert response.status_code == 400, amount
+        assert response.mimetype == "application/problem+json" and response.json["field"] == "amount", amount
+    assert _count(world, LedgerMovement, LedgerMovement.subscriber_id == sid) == 0
+
+
+def test_a_postpaid_subscriber_is_topped_up_through_the_company(api: FlaskClient, tokens: Tokens, world: World) -> None:
+    response = _post(api, tokens.company_a, f"/subscribers/{world.a.subscriber_id}/topups", {"amount": "5"})
+    assert response.status_code == 422 and response.mimetype == "application/problem+json"
+    balance = _get(api, tokens.company_a, f"/subscribers/{world.a.subscriber_id}/balance")
+    assert balance.json["account"] == "company"
+
+
+def test_another_companys_subscriber_has_no_balance_to_top_up(api: FlaskClient, tokens: Tokens, world: World) -> None:
+    sid = world.b.subscriber_id
+    _prepaid(api, tokens, sid)
+    assert _post(api, tokens.company_a, f"/subscribers/{sid}/topups", {"amount": "5"}).status_code == 404
+    assert _get(api, tokens.company_a, f"/subscribers/{sid}/balance").status_code == 404
+    own = f"/subscribers/{world.a.subscriber_id}/topups"
+    assert _post(api, tokens.subscriber_a, own, {"amount": "5"}).status_code == 403
+    assert _count(world, LedgerMovement, LedgerMovement.subscriber_id == sid) == 0
+
+
+def test_a_top_up_with_the_same_idempotency_key_is_one_movement(api: FlaskClient, tokens: Tokens, world: World) -> None:
+    sid = world.a.subscriber_id
+    _prepaid(api, tokens, sid)
+    path, body = f"/subscribers/{sid}/topups", {"amount": "7.25"}
+    first = _post(api, tokens.company_a, path, body, **{"Idempotency-Key": "topup-1"})
+    second = _post(api, tokens.company_a, path, body, **{"Idempotency-Key": "topup-1"})
+    assert first.status_code == second.status_code == 201
+    assert first.json == second.json and second.headers["Idempotent-Replayed"] == "true"
+    assert _count(world, LedgerMovement, LedgerMovement.subscriber_id == sid) == 1
+    assert _get(api, tokens.company_a, f"/subscribers/{sid}/balance").json["balance"] == first.json["balance"]

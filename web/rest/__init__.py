@@ -149,7 +149,7 @@ def is_api_path(path: str) -> bool:
 def init_app(app: Flask) -> None:
     """Register the API (its modules add their routes on import), exempt it from CSRF (no cookies used)."""
     from web import csrf
-    from web.rest import conferences, directory, usage  # noqa: F401  (routes)
+    from web.rest import billing, conferences, directory, usage  # noqa: F401  (routes)
 
     config: Any = app.config["BRIDGE"]
     app.extensions["rest_buckets"] = KeyedBuckets(rate=config.api.rest_rate_per_s, burst=config.api.rest_burst)
