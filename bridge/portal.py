@@ -39,28 +39,29 @@ def command(engine_pid: int, bridge_args: list[str]) -> list[str]:
     return [sys.executable, "-m", MODULE, str(engine_pid), *bridge_args]
 
 
-def start(data_dir: Path, bridge_args: list[str]) -> subprocess.Popen[bytes]:
-    """Start the portal and record its pid. Call it from the thread that lives as long as the engine: the
-    kernel sends the death signal when the *thread* that forked the child ends."""
+def start(data_dir: Path, bridge_args: list[str], *, pid_file: str = PID_FILE) -> subprocess.Popen[bytes]:
+    """Start the portal (or another child of the engine run through this launcher, e.g. ``api serve``) and record
+    its pid in ``<data_dir>/<pid_file>``. Call it from the thread that lives as long as the engine: the kernel
+    sends the death signal when the *thread* that forked the child ends."""
     proc = subprocess.Popen(command(os.getpid(), bridge_args))
     data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / PID_FILE).write_text(f"{proc.pid}\n")
+    (data_dir / pid_file).write_text(f"{proc.pid}\n")
     return proc
 
 
-def stop(proc: subprocess.Popen[bytes], data_dir: Path) -> None:
+def stop(proc: subprocess.Popen[bytes], data_dir: Path, *, pid_file: str = PID_FILE) -> None:
     proc.terminate()
     try:
         proc.wait(STOP_WAIT_S)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    _forget(data_dir, proc.pid)
+    _forget(data_dir / pid_file, proc.pid)
 
 
-def stop_stale(data_dir: Path) -> int | None:
-    """Stop the portal a previous engine left running (pid file + ``/proc`` check); returns its pid, if any."""
-    path = data_dir / PID_FILE
+def stop_stale(data_dir: Path, *, pid_file: str = PID_FILE) -> int | None:
+    """Stop the child a previous engine left running (pid file + ``/proc`` check); returns its pid, if any."""
+    path = data_dir / pid_file
     try:
         pid = int(path.read_text().strip())
     except (FileNotFoundError, ValueError):
@@ -104,8 +105,7 @@ def describe(proc: subprocess.Popen[bytes], key: str, address: tuple[str, int]) 
     return f"exited with code {code} (pid {proc.pid})"
 
 
-def _forget(data_dir: Path, pid: int) -> None:
-    path = data_dir / PID_FILE
+def _forget(path: Path, pid: int) -> None:
     try:
         if int(path.read_text().strip()) == pid:
             path.unlink()
