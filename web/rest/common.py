@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from flask import request
-from sqlalchemy import Select
+from sqlalchemy import Select, literal, tuple_
 
 from bridge.config import Config
 from bridge.db.models import Role
@@ -29,6 +30,17 @@ CURSOR_PARAMS: list[Schema] = [
     },
     {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string", "pattern": "^[0-9]{1,12}$"}},
 ]
+TIME_CURSOR_PARAMS: list[Schema] = [
+    CURSOR_PARAMS[0],
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "pattern": "^[0-9]{1,18}-[0-9]{1,12}$"},
+    },
+]
+EPOCH = dt.datetime(1, 1, 1)
+MICROSECOND = dt.timedelta(microseconds=1)
 
 
 def page_of(item: Schema) -> Schema:
@@ -59,13 +71,25 @@ def int_arg(name: str, default: int | None = None, *, minimum: int = 1, maximum:
     return value
 
 
+def _limit() -> int:
+    return int_arg("limit", PAGE_DEFAULT, maximum=PAGE_MAX) or PAGE_DEFAULT
+
+
+def _digits(text: str, most: int) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= most
+
+
+def _not_ours() -> ApiProblem:
+    return ApiProblem(400, "cursor: not one of ours", field="cursor")
+
+
 def _cursor() -> int:
     """The last id of the previous page (opaque to clients: pass ``next_cursor`` back as it came)."""
     text = request.args.get("cursor", "")
     if not text:
         return 0
-    if not (text.isascii() and text.isdigit() and len(text) <= 12):
-        raise ApiProblem(400, "cursor: not one of ours", field="cursor")
+    if not _digits(text, 12):
+        raise _not_ours()
     return int(text)
 
 
@@ -75,11 +99,56 @@ def encode_cursor(last_id: int) -> str:
 
 def page(stmt: Select[Any], id_column: Any, render: Callable[[Any], Schema]) -> dict[str, Any]:
     """One page of ``stmt`` in id order after the cursor: ``{"items": [...], "next_cursor": ...}``."""
-    limit = int_arg("limit", PAGE_DEFAULT, maximum=PAGE_MAX) or PAGE_DEFAULT
+    limit = _limit()
     rows = list(db.session().scalars(stmt.where(id_column > _cursor()).order_by(id_column).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     return {"items": [render(r) for r in rows], "next_cursor": encode_cursor(rows[-1].id) if more and rows else None}
+
+
+def encode_time_cursor(when: dt.datetime, last_id: int) -> str:
+    """``<microseconds since 0001-01-01>-<id>`` of the last row of a page in (time, id) order."""
+    return f"{(when - EPOCH) // MICROSECOND}-{last_id}"
+
+
+def _time_cursor() -> tuple[dt.datetime, int] | None:
+    text = request.args.get("cursor", "")
+    if not text:
+        return None
+    when, dash, last = text.partition("-")
+    if not (dash and _digits(when, 18) and _digits(last, 12)):
+        raise _not_ours()
+    try:
+        return EPOCH + int(when) * MICROSECOND, int(last)
+    except OverflowError:
+        raise _not_ours() from None
+
+
+def time_page(
+    stmt: Select[Any], time_column: Any, id_column: Any, render: Callable[[Any], Schema], since: dt.datetime | None
+) -> dict[str, Any]:
+    """One page of ``stmt`` with ``time_column >= since`` in (time, id) order after the cursor.
+
+    Keyset: one index range scan whatever the page's depth, given an index that starts with the filter's
+    equality columns followed by (time, id). The page's lower bound is the later of ``since`` and the
+    cursor's time, as one plain comparison: SQLite seeks on a scalar bound, and left with both would seek
+    on ``since`` and walk every earlier page's rows.
+    """
+    limit = _limit()
+    after = _time_cursor()
+    lower = since if after is None or (since is not None and since > after[0]) else after[0]
+    if lower is not None:
+        stmt = stmt.where(time_column >= lower)
+    if after is not None:
+        stmt = stmt.where(tuple_(time_column, id_column) > tuple_(literal(after[0], time_column.type), after[1]))
+    rows = db.session().execute(stmt.order_by(time_column, id_column).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1]._mapping if more and rows else None
+    return {
+        "items": [render(r) for r in rows],
+        "next_cursor": encode_time_cursor(last[time_column.key], last[id_column.key]) if last is not None else None,
+    }
 
 
 def require(*roles: Role) -> None:

@@ -11,7 +11,7 @@ from flask import Response, request
 
 from bridge.db.models import Cdr
 from web.rest import registry
-from web.rest.common import CURSOR_PARAMS, int_arg, page, page_of
+from web.rest.common import TIME_CURSOR_PARAMS, int_arg, page_of, time_page
 from web.rest.directory import COMPANY_FILTER, STR, SUBSCRIBER_FILTER
 from web.rest.spec import ApiProblem, Schema
 from web.tenancy import scoped
@@ -40,7 +40,11 @@ TIME_PARAMS: list[Schema] = [
 ]
 
 
-def cdr_json(cdr: Cdr) -> dict[str, Any]:
+COLUMNS = tuple(getattr(Cdr, name) for name in FIELDS)
+
+
+def cdr_json(cdr: Any) -> dict[str, Any]:
+    """A CDR (or a row of :data:`COLUMNS`) as the API shows it."""
     row: dict[str, Any] = {}
     for name in FIELDS:
         value = getattr(cdr, name)
@@ -66,21 +70,19 @@ def _time(name: str) -> dt.datetime | None:
 
 
 @registry.route(
-    "/cdrs", summary="CDRs (created_at in [from, to), oldest first)", tag="cdrs", response=page_of(CDR),
-    query=[*CURSOR_PARAMS, COMPANY_FILTER, SUBSCRIBER_FILTER, *TIME_PARAMS], csv=True,
+    "/cdrs", summary="CDRs (created_at in [from, to), in (created_at, id) order)", tag="cdrs",
+    response=page_of(CDR), query=[*TIME_CURSOR_PARAMS, COMPANY_FILTER, SUBSCRIBER_FILTER, *TIME_PARAMS], csv=True,
 )  # fmt: skip
 def cdrs() -> Any:
-    stmt = scoped(Cdr)
+    stmt = scoped(Cdr).with_only_columns(*COLUMNS)  # the tenant filter, only the columns shown
     for name, column in (("company_id", Cdr.company_id), ("subscriber_id", Cdr.subscriber_id)):
         value = int_arg(name)
         if value is not None:
             stmt = stmt.where(column == value)
     start, end = _time("from"), _time("to")
-    if start is not None:
-        stmt = stmt.where(Cdr.created_at >= start)
     if end is not None:
         stmt = stmt.where(Cdr.created_at < end)
-    result = page(stmt, Cdr.id, cdr_json)
+    result = time_page(stmt, Cdr.created_at, Cdr.id, cdr_json, since=start)
     if request.args.get("format", "json") == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=FIELDS)
