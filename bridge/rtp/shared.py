@@ -71,6 +71,7 @@ MAX_CONCEALED = 3
 DELAY_FRAMES = 2  # 40 ms, the per-leg jitter buffer's start depth
 LEGS_PER_SOCKET = 500
 HOUSEKEEPING_S = 1.0
+HOUSEKEEPING_TICKS = 25  # a second's sweep is spread over this many ticks (2,000 legs at once stalled a tick)
 F64 = npt.NDArray[np.float64]
 _HEADER = np.dtype([("first", np.uint8), ("second", np.uint8), ("seq", ">u2"), ("ts", ">u4"), ("ssrc", ">u4")])
 
@@ -290,6 +291,8 @@ class BatchedMedia:
         self._pid_slot: I64 = np.full(0, -1, dtype=np.int64)
         self._inband: list[BatchedLeg] = []
         self._next_housekeeping = 0.0
+        self._sweep: list[BatchedLeg] = []  # legs still due in this second's housekeeping sweep
+        self._sweep_step = 1
         self.side_packets = 0
         self.receive_errors = 0
         self.last_out: U8 = np.zeros((0, FRAME), dtype=np.uint8)
@@ -407,7 +410,7 @@ class BatchedMedia:
     # --- the tick --------------------------------------------------------------------------------
 
     def receive(self, now: float) -> int:
-        """Read every group (RTP batches, then RTCP); housekeeping once a second. Returns packets taken."""
+        """Read every group (RTP batches, then RTCP), then a share of the housekeeping. Returns packets taken."""
         taken = 0
         for group in self.groups:
             try:
@@ -416,11 +419,21 @@ class BatchedMedia:
                 self.receive_errors += 1
                 log.debug("RTP receive on port %d: %s", group.port, exc)
             self._receive_rtcp(group, now)
-        if now >= self._next_housekeeping:
-            self._next_housekeeping = now + HOUSEKEEPING_S
-            for leg in list(self._legs.values()):
-                leg.housekeeping(now)
+        self._housekeeping(now)
         return taken
+
+    def _housekeeping(self, now: float) -> None:
+        """Every leg's housekeeping (RTCP report when due, RTP timeout) once a second, a slice of the legs per
+        tick over the first ``HOUSEKEEPING_TICKS`` ticks of the second, so no tick does all of it."""
+        if not self._sweep:
+            if now < self._next_housekeeping:
+                return
+            self._next_housekeeping = now + HOUSEKEEPING_S
+            self._sweep = list(self._legs.values())
+            self._sweep_step = max(1, -(-len(self._sweep) // HOUSEKEEPING_TICKS))
+        due, self._sweep = self._sweep[-self._sweep_step :], self._sweep[: -self._sweep_step]
+        for leg in due:
+            leg.housekeeping(now)  # a leg closed since the sweep began returns at once
 
     def _receive_group(self, group: SocketGroup, now: float) -> int:
         io = group.rtp

@@ -16,6 +16,12 @@ from bridge.sip import SipError
 
 # The adapter's one logger: bridge.ops.logs filters and traces by this name (SIP_STACK_LOGGER).
 log = logging.getLogger("bridge.sip.stack")
+
+#: Timer resolution of sippy's reactor (its default is 100 Hz). Packets and calls from other threads wake it at
+#: once (``callFromThread`` signals it); only timers (retransmissions from T1 = 500 ms up, session timers) wait
+#: for the next beat, at most 40 ms late. Each beat costs Python work: 25 Hz instead of 100 takes about 1.3 % of a
+#: core off an idle node (bench/conference_load.py's idle baseline).
+REACTOR_HZ = 25.0
 E = TypeVar("E")
 
 
@@ -54,7 +60,7 @@ class SippyRuntime:
                 ready.set()
                 while True:  # ED2.loop returns only on breakLoop, which we never call
                     try:
-                        ED2.loop()
+                        ED2.loop(freq=REACTOR_HZ)
                     except Exception:  # pragma: no cover - sippy already logs per-callback errors
                         log.exception("sippy loop crashed; restarting it")
 

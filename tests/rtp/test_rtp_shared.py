@@ -196,3 +196,24 @@ def test_an_endpoint_handed_from_lobby_to_conference_stays_bound(batched: Batche
     assert loud(b.drain()) > 20
     talk(room, [(b, leg_b.local_port)])
     assert loud(a.drain()) > 20
+
+
+def test_housekeeping_is_spread_over_ticks_and_times_out_every_silent_leg(batched: BatchedMedia) -> None:
+    from bridge.rtp.shared import HOUSEKEEPING_TICKS
+
+    now = 1000.0
+    timed_out: list[int] = []
+    legs = []
+    for i in range(4 * HOUSEKEEPING_TICKS):  # nobody ever sends: every leg must time out
+        leg = BatchedLeg.open(batched, now=now, on_dtmf=lambda d: None, on_timeout=lambda i=i: timed_out.append(i),
+                              rtp_timeout_s=5.0)  # fmt: skip
+        leg.start(describe(20000 + 2 * i), now)
+        legs.append(leg)
+    per_tick: list[int] = []
+    for _ in range(int(7.0 / 0.02)):
+        now += 0.02
+        before = len(timed_out)
+        batched.receive(now)
+        per_tick.append(len(timed_out) - before)
+    assert sorted(timed_out) == list(range(len(legs)))  # each leg once
+    assert max(per_tick) == 4  # a slice per tick, never the whole sweep in one tick
