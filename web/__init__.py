@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,38 +22,29 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response
 
 from bridge import config as config_module
+from bridge.api import role as ha_role
 from bridge.config import Config
 
 csrf = CSRFProtect()
 
-HA_STATE_TTL_S = 1.0
-"""How long the portal trusts the engine's HA role before asking again (one control request a second at most)."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _ha_state(app: Flask) -> dict[str, Any]:
-    """The engine's ``ha`` block (``/status``), cached; an engine that does not answer counts as read-only."""
-    cache: dict[str, Any] = app.extensions.setdefault("ha_state", {"at": -1e9, "ha": {}})
-    now = time.monotonic()
-    if now - cache["at"] >= HA_STATE_TTL_S:
-        try:
-            ha = app.extensions["control"].status().get("ha") or {}
-        except Exception as exc:  # the gate must not take the portal down with the engine
-            ha = {"read_only": True, "active_node": None, "error": f"the engine does not answer ({exc})"}
-        cache.update(at=now, ha=ha)
-    ha_state: dict[str, Any] = cache["ha"]
-    return ha_state
-
-
 def _standby_gate(app: Flask) -> None:
-    """On the standby of an HA pair the portal is read-only: a banner on every page, every POST refused."""
+    """On the standby of an HA pair the portal is read-only: a banner on every page, every POST refused.
+
+    The role is the engine's (:class:`bridge.api.role.HaRole`, shared with the REST API, which answers its
+    own paths with a problem document instead of this page)."""
+    from web.rest import is_api_path
 
     @app.before_request
     def _read_only_on_standby() -> tuple[str, int] | None:
-        ha = _ha_state(app)
+        ha = app.extensions["ha_role"].state()
         g.ha_read_only = bool(ha.get("read_only", True))
         g.ha_active_node = ha.get("active_node")
         if not g.ha_read_only or request.method in SAFE_METHODS or request.endpoint == "auth.logout":
+            return None
+        if is_api_path(request.path):
             return None
         active = g.ha_active_node
         where = f"the active node, {active}" if active else "the active node (none is active right now)"
@@ -118,6 +108,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     auth.init_app(app)
     live.init_app(app, config)
+    app.extensions["ha_role"] = ha_role.for_config(config, app.extensions["control"].status)
     api.init_app(app)
     app.register_blueprint(auth.bp)
     app.register_blueprint(subscriber_bp)

@@ -32,10 +32,15 @@ def control_token(config: Config) -> str:
     return shared(config)
 
 
+def engine_client(config: Config) -> Control:
+    """The engine's control API for a child process (the portal, the CRM API)."""
+    return _LazyTokenClient(config)
+
+
 def init_app(app: Flask, config: Config) -> None:
     client = app.config.get("CONTROL_CLIENT")
     if client is None:
-        client = _LazyTokenClient(config)
+        client = engine_client(config)
     app.extensions["control"] = client
 
 

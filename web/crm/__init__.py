@@ -8,7 +8,8 @@ the transaction id (a repeat gets the stored answer, :mod:`bridge.api.idempotenc
 (:mod:`.operations`) whose change, audit line and answer are committed together before the answer leaves.
 
 Settings: ``BRIDGE`` (the config), ``DATABASE_URL``, ``CLOCK`` (naive UTC ``datetime``), ``ROLE`` (an object
-with ``is_active()`` and ``active_node()``; default :mod:`bridge.api.role`).
+with ``is_active()`` and ``active_node()``; default: the engine's HA role, :func:`bridge.api.role.for_config`
+over the control API), ``CONTROL_CLIENT`` (as the portal's, for that role).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from web import db
 from web.clock import utc_now
 from web.crm import documents, operations
 from web.crm.documents import DocumentError
+from web.live import engine_client
 
 log = logging.getLogger(__name__)
 XML = "application/xml; charset=utf-8"
@@ -96,7 +98,7 @@ def provision() -> Response:
         crm_request = documents.parse_request(body)
     except DocumentError as exc:
         return _nack(exc.code, exc.message, transaction=exc.transaction)
-    ha = current_app.config.get("ROLE") or role
+    ha = current_app.config.get("ROLE") or current_app.extensions["ha_role"]
     if not ha.is_active():
         return _nack(
             documents.NOT_ACTIVE, "this node is the standby", transaction=crm_request.transaction,
@@ -142,6 +144,8 @@ def create_crm_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(BRIDGE=config, DATABASE_URL=config.database_url, MAX_CONTENT_LENGTH=None)
     app.config.update(settings)
     db.init_app(app, app.config["DATABASE_URL"])
+    control = app.config.get("CONTROL_CLIENT") or engine_client(config)
+    app.extensions["ha_role"] = role.for_config(config, control.status)
 
     @app.post("/crm")
     def _provision() -> Response:

@@ -5,9 +5,10 @@ rules, RFC 7807 problems, ``Idempotency-Key`` on POST, a token bucket per token,
 Per request (``before_request``): the bearer token (:mod:`bridge.api.tokens`) sets the tenant scope that
 :func:`web.tenancy.current_scope` returns, so every query goes through the portal's one tenant filter and
 another company's object is a 404; then the rate limit (429 + ``Retry-After``); a write on the HA standby
-is a 503 naming the active node (:mod:`bridge.api.role`); a POST repeating an ``Idempotency-Key`` of this
-token gets the stored answer. Views flush and never commit: ``after_request`` commits a successful write
-together with its stored answer, and rolls back anything else.
+is a 503 problem naming the active node in ``active_node`` (empty while none is known) with
+``Retry-After: 1`` (:mod:`bridge.api.role`: the engine's role; reads are served on both nodes); a POST
+repeating an ``Idempotency-Key`` of this token gets the stored answer. Views flush and never commit:
+``after_request`` commits a successful write together with its stored answer, and rolls back anything else.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from bridge.api import idempotency, role, tokens
+from bridge.api import idempotency, tokens
 from bridge.db.models import ApiToken, Role, TokenScope
 from bridge.ratelimit import KeyedBuckets
 from web import db
@@ -79,6 +80,15 @@ def _digest() -> str:
     )
 
 
+def _active_node_only() -> None:
+    """A write on the standby of an HA pair: 503 naming the active node (``Retry-After``: the VIP moves to it)."""
+    ha = current_app.config.get("ROLE") or current_app.extensions["ha_role"]  # tests inject a fake role
+    if not ha.is_active():
+        active = ha.active_node()
+        where = f"make changes on the active node, {active}" if active else "no node is known to be active right now"
+        raise ApiProblem(503, f"this node is the standby: {where}", active_node=active, headers={"Retry-After": "1"})
+
+
 @bp.before_request
 def _authenticate() -> Response | None:
     if request.endpoint == "rest.openapi_document":
@@ -89,9 +99,8 @@ def _authenticate() -> Response | None:
         raise ApiProblem(401, "a valid bearer token is required", headers={"WWW-Authenticate": 'Bearer realm="api"'})
     g.api_token, g.api_scope = token, scope_of(token)
     _rate_limited(token)
-    ha = current_app.config.get("ROLE") or role  # tests inject a standby
-    if request.method in WRITES and not ha.is_active():
-        raise ApiProblem(503, "this node is the standby", active_node=ha.active_node())
+    if request.method in WRITES:
+        _active_node_only()
     key = _idempotency_key()
     if key is not None:
         stored = idempotency.lookup(db.session(), idempotency.REST, key, _digest())
