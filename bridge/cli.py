@@ -478,10 +478,11 @@ def _log_setup(ctx: click.Context) -> None:
 
 
 @main.command("run")
-@click.option("--no-web", is_flag=True, help="Do not start the portal subprocess.")
+@click.option("--no-web", is_flag=True, help="Do not start the portal subprocess (the CRM API still starts).")
+@click.option("--no-api", is_flag=True, help="Do not start the CRM XML API subprocess even when `api.enabled`.")
 @click.pass_context
-def run_command(ctx: click.Context, no_web: bool) -> None:
-    """Run the appliance: SMPP, SIP/RTP, mixer, conferences, CDR jobs, control API, portal."""
+def run_command(ctx: click.Context, no_web: bool, no_api: bool) -> None:
+    """Run the appliance: SMPP, SIP/RTP, mixer, conferences, CDR jobs, control API, portal, CRM API."""
     import asyncio
 
     from bridge.engine import Engine  # imported here so the other commands stay light
@@ -490,8 +491,9 @@ def run_command(ctx: click.Context, no_web: bool) -> None:
     config: Config = ctx.obj
     _log_setup(ctx)
     config_path = ctx.find_root().params.get("config_path")
-    portal_args = None if no_web else [*(["--config", config_path] if config_path else []), "web"]
-    engine = Engine(config, portal_args=portal_args)
+    base = ["--config", config_path] if config_path else []
+    portal_args = None if no_web else [*base, "web"]
+    engine = Engine(config, portal_args=portal_args, api_args=None if no_api else [*base, "api", "serve"])
     try:
         asyncio.run(engine.run())
     except StartError as exc:  # a listener cannot bind: one line naming the key and address, exit 1

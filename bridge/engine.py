@@ -122,11 +122,12 @@ class Engine:
     """``await Engine(config).start()`` ... ``await engine.stop()``; or ``await engine.run()`` until a signal."""
 
     def __init__(
-        self, config: Config, *, portal_args: Sequence[str] | None = None,
+        self, config: Config, *, portal_args: Sequence[str] | None = None, api_args: Sequence[str] | None = None,
         utc: Callable[[], dt.datetime] = utcnow, alive_interval_s: float = ALIVE_INTERVAL_S,
     ) -> None:  # fmt: skip
-        """``portal_args``: the ``bridge`` command-line arguments that run the portal as a child process (the CLI
-        that starts the engine knows them; the engine does not import the CLI); ``None``: no portal."""
+        """``portal_args``/``api_args``: the ``bridge`` command-line arguments that run the portal / the CRM XML API
+        as child processes (the CLI that starts the engine knows them; the engine does not import the CLI);
+        ``None``: no such child (the API also needs ``api.enabled``)."""
         self.config = config
         self.utc = utc
         """The wall clock of database stamps (naive UTC): alive stamps, leg and run times."""
@@ -152,8 +153,8 @@ class Engine:
         self.ha: HaNode | None = None
         """The HA pair (``bridge.ha.node``): starts and stops the services below on takeover and step-down."""
         self.portal: subprocess.Popen[bytes] | None = None
-        self.api_args = list(portal_args) if portal_args is not None else None
-        """The CRM XML API child (``bridge.api.child``, when ``api.enabled``) is started from the same arguments."""
+        self.api_args = list(api_args) if api_args is not None else None
+        """The CRM XML API child (``bridge.api.child``, when ``api.enabled``), independent of the portal's."""
         self.api: subprocess.Popen[bytes] | None = None
         self.states: dict[str, str] = {}
         self.started_at = time.monotonic()

@@ -19,20 +19,16 @@ PID_FILE = "api.pid"
 log = logging.getLogger(__name__)
 
 
-def bridge_args(portal_args: list[str]) -> list[str]:
-    """``[--config X] api serve`` from the portal's ``[--config X] web``."""
-    return [*portal_args[:-1], "api", "serve"]
-
-
 def stop(proc: subprocess.Popen[bytes], data_dir: Path) -> None:
     launcher.stop(proc, data_dir, pid_file=PID_FILE)
 
 
 def start_if_enabled(
-    enabled: bool, listen: str, data_dir: Path, portal_args: list[str] | None
+    enabled: bool, listen: str, data_dir: Path, api_args: list[str] | None
 ) -> subprocess.Popen[bytes] | None:
-    """The engine's one call at start: the API child when ``api.enabled`` (and the CLI gave its arguments)."""
-    if not enabled or portal_args is None:
+    """The engine's one call at start: the API child when ``api.enabled`` and the CLI gave its arguments
+    (``[--config X] api serve``; ``bridge run --no-api`` gives none). Independent of the portal's child."""
+    if not enabled or api_args is None:
         return None
     stale = launcher.stop_stale(data_dir, pid_file=PID_FILE)
     if stale is not None:
@@ -44,7 +40,7 @@ def start_if_enabled(
         log.error("CRM API not started: %s", error)
         return None
     try:
-        return launcher.start(data_dir, bridge_args(portal_args), pid_file=PID_FILE)
+        return launcher.start(data_dir, api_args, pid_file=PID_FILE)
     except OSError as exc:
         log.error("CRM API failed to start: %s", exc)
         return None

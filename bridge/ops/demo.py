@@ -149,7 +149,8 @@ class Demo:
             config = config_module.load(config_path)
             for line in await asyncio.to_thread(prepare_database, config):
                 self.say(line)
-            engine = Engine(config, portal_args=["--config", str(config_path), "web"])
+            base = ["--config", str(config_path)]
+            engine = Engine(config, portal_args=[*base, "web"], api_args=[*base, "api", "serve"])
             self._signals()
             await engine.start()
             self.announce(config)

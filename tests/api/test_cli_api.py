@@ -59,3 +59,45 @@ def test_tokens_create_list_revoke(config_file: Path, db_url: str) -> None:
         session.expire_all()
         assert authenticate(session, secret, NOW) is None
     engine.dispose()
+
+
+class _Engine:
+    """Stands in for bridge.engine.Engine: records what ``bridge run`` asks for the children."""
+
+    made: list[dict[str, object]] = []
+
+    def __init__(self, config: object, **children: object) -> None:
+        _Engine.made.append(children)
+
+    async def run(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("flags", "portal", "api"),
+    [
+        ((), ["web"], ["api", "serve"]),
+        (("--no-web",), None, ["api", "serve"]),  # the CRM API does not depend on the portal
+        (("--no-api",), ["web"], None),
+        (("--no-web", "--no-api"), None, None),
+    ],
+)
+def test_run_starts_the_portal_and_the_crm_api_independently(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, flags: tuple[str, ...], portal: object, api: object
+) -> None:
+    import bridge.engine
+
+    monkeypatch.setattr(bridge.engine, "Engine", _Engine)
+    _Engine.made.clear()
+    result = run(config_file, "run", *flags)
+    assert result.exit_code == 0, result.output
+    base = ["--config", str(config_file)]
+    expected = {name: None if rest is None else [*base, *rest] for name, rest in (("portal", portal), ("api", api))}
+    assert _Engine.made == [{"portal_args": expected["portal"], "api_args": expected["api"]}]
+
+
+def test_the_api_child_needs_its_arguments_and_api_enabled(tmp_path: Path) -> None:
+    from bridge.api import child
+
+    assert child.start_if_enabled(True, "127.0.0.1:1", tmp_path, None) is None  # bridge run --no-api
+    assert child.start_if_enabled(False, "127.0.0.1:1", tmp_path, ["api", "serve"]) is None  # api.enabled = false
