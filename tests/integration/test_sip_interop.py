@@ -16,7 +16,10 @@ Record-Route) serve the whole module. For each row:
 * ``bridge run`` behind each Kamailio: a TLS-only baresip joins an open room (a UDP phone keeps the room open)
   and is kicked through the control API; it receives the BYE, over TLS as it has no other transport.
 
-linphone (``linphonec``) is not in the matrix: see README "SIP over TCP and TLS: Kamailio in front".
+* linphone (``linphonec``, tests/integration/linphone.py) as the caller, direct over UDP and through Kamailio
+  over UDP (double RR), TCP (single RR) and TLS (both): answered, audio both ways by FFT (its file player and
+  recorder), an RFC 4733 and a SIP INFO digit, pause/resume (hold), BYE from either side, and linphone's own
+  log shows that BYE on the row's transport.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ from bridge.sip.events import IncomingCall, LegDtmf, LegEnded, LegEvent, LegHold
 from bridge.sip.leg import LegState, SipLeg
 from bridge.sip.service import SipService
 from tests.integration.kamailio import Kamailio
+from tests.integration.linphone import Linphone
 from tests.integration.rtp_peers import free_udp_port, lin2ulaw, ulaw2lin
 from tests.integration.rtp_peers import stop as stop_process
 from tests.integration.sip_peers import (
@@ -484,6 +489,84 @@ def test_baresip_over_tls_through_kamailio(edge: dict[str, Any], tmp_path: Path,
             assert stack_counter("udp_fallback") > fallback_before
     finally:
         stop_process(phone.proc)
+
+
+# --- linphone (linphonec) as the caller ----------------------------------------------------------------------
+
+LINPHONE_ROWS = [
+    ("direct", "udp"),
+    ("double", "udp"),
+    ("single", "tcp"),
+    ("double", "tls"),
+    ("single", "tls"),
+]
+
+
+@pytest.mark.parametrize("bye_by", ["phone", "bridge"])
+@pytest.mark.parametrize(("path", "transport"), LINPHONE_ROWS, ids=[f"{p}-{t}" for p, t in LINPHONE_ROWS])
+def test_linphone_caller(edge: dict[str, Any], tmp_path: Path, path: str, transport: str, bye_by: str) -> None:
+    """linphonec calls the room: answered, audio both ways (its file player and recorder, by FFT), an RFC 4733
+    digit and a SIP INFO digit reach the bridge, pause (hold) and resume, then a BYE from either side that the
+    other end sees."""
+    bridge: Bridge = edge["bridge"]
+    proxy: Kamailio | None = None if path == "direct" else edge[path]
+    if proxy is None:
+        uri = f"sip:{ROOM}@{HOST}:{bridge.port}"
+    else:
+        uri = f"sip:{ROOM}@{HOST}:{proxy.port_for(transport)};transport={transport}"
+    phone = Linphone(tmp_path, "linphone", CALLER_TONE, ca=proxy.ca if proxy is not None else None)
+    started = len(bridge.recorder.events)
+    mine = bridge.events_since(started)
+
+    def wait(predicate: Callable[[], bool], what: str, timeout: float = 15) -> None:
+        try:
+            bridge.run(bridge.recorder.wait_for(predicate, timeout))
+        except TimeoutError:
+            raise AssertionError(f"{what}: {mine()}\n" + "\n".join(phone.lines[-20:])) from None
+
+    def digits() -> list[tuple[str, str]]:
+        return [(e.digit, e.source) for e in mine() if isinstance(e, LegDtmf)]
+
+    def holds() -> list[bool]:
+        return [e.on for e in mine() if isinstance(e, LegHold)]
+
+    try:
+        phone.send(f"call {uri}")
+        after = phone.wait_for(r"^Call \d+ with .* connected\.", 20)
+        wait(lambda: any(isinstance(e, IncomingCall) for e in mine()), "no call offered")
+        (incoming,) = [e for e in mine() if isinstance(e, IncomingCall)]
+        time.sleep(1.0)  # a second of audio each way
+        phone.dtmf("1", "rfc4733")
+        wait(lambda: ("1", "rfc4733") in digits(), "no RFC 4733 digit")
+        phone.dtmf("5", "info")
+        wait(lambda: ("5", "info") in digits(), "no INFO digit")
+        # linphone starts no re-INVITE while its INFO transaction is open; linphonec takes up to a second (its
+        # stdin poll) to read the bridge's 200, so wait until it has
+        phone.wait_log(r"\[INFO\] transaction .* to \[COMPLETED\]", 1, 10)
+        phone.send("pause")
+        after = phone.wait_for(r"is now paused\.", 10, after=after)
+        wait(lambda: holds() == [True], "no hold")
+        phone.send("resume")
+        wait(lambda: holds() == [True, False], "no resume")
+        time.sleep(0.6)
+        if bye_by == "bridge":
+            bridge.loop.call_soon_threadsafe(bridge.service.hangup, incoming.leg, "kicked")
+        else:
+            phone.send("terminate")
+        phone.wait_for(r"^Call \d+ with .* ended", 15, after=after)
+        wait(lambda: any(isinstance(e, LegEnded) for e in mine()), "the bridge never saw the call end")
+        phone.close()  # the recording is complete once linphonec has quit
+        (ended,) = [e for e in mine() if isinstance(e, LegEnded)]
+        assert ended.by == ("local" if bye_by == "bridge" else "remote")
+        assert sorted(set(digits())) == [("1", "rfc4733"), ("5", "info")], digits()
+        assert abs(_freq(bridge.heard[incoming.leg.leg_id]) - CALLER_TONE) < 15  # the bridge heard linphone
+        heard = phone.recording()
+        assert abs(dominant_freq(heard[len(heard) // 4 :])[0] - BRIDGE_TONE) < 15  # linphone heard the bridge
+        # the BYE crossed the phone's side of the path on the row's transport (the bridge's one: received so)
+        wire = r"new bytes from \[{t}://[^\]]+\]:\nBYE " if bye_by == "bridge" else r"sent to \[{t}://[^\]]+\].*\nBYE "
+        assert phone.log_count(wire.format(t=transport.upper())) == 1, f"no BYE over {transport}: {phone.dir}/log"
+    finally:
+        phone.close()
 
 
 # --- a TLS phone in a room, kicked through the engine's control API --------------------------------------------

@@ -8,6 +8,7 @@ command -v sipp >/dev/null || need+=(sip-tester)
 command -v baresip >/dev/null || need+=(baresip-core)
 command -v kamailio >/dev/null || need+=(kamailio)  # the SIP edge proxy of tests/integration/test_sip_interop.py
 compgen -G "/usr/lib/*/kamailio/modules/tls.so" >/dev/null || need+=(kamailio-tls-modules)
+command -v linphonec >/dev/null || need+=(linphone-cli)  # a caller of the interop matrix (tests/integration/linphone.py)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v sox >/dev/null || need+=(sox)
 command -v rsync >/dev/null || need+=(rsync)
