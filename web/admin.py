@@ -25,11 +25,13 @@ from bridge.db.models import (
     Subscriber,
 )
 from bridge.provisioning import ProvisioningError
+from bridge.provisioning.audit import snapshot_account, snapshot_company
 from web import charts, db, reports
 from web.clock import utc_now
 from web.company import _cdr_conditions, _range, daily, stream_cdr_csv
 from web.forms import AccountForm, CompanyForm, DnisForm, refuse
 from web.live import control
+from web.portal_audit import audit
 from web.security import roles_required
 from web.tenancy import get_or_404, scoped
 
@@ -108,6 +110,7 @@ def company_edit(company_id: int) -> View:
 
 def _save_company(form: CompanyForm, company: Company | None) -> Company | None:
     session = db.session()
+    before = snapshot_company(company)
     try:
         saved = provisioning.save_company(
             session, name=form.name.data or "", timezone=form.timezone.data or "UTC", company=company
@@ -115,6 +118,7 @@ def _save_company(form: CompanyForm, company: Company | None) -> Company | None:
     except ProvisioningError as exc:
         refuse(form, exc)
         return None
+    audit("modify" if company else "create", "company", saved.id, before, snapshot_company(saved))
     session.commit()
     return saved
 
@@ -130,7 +134,9 @@ def company_delete(company_id: int) -> Response:
     try:
         with session.begin_nested():
             for account in session.scalars(select(Account).where(Account.company_id == company.id)):
+                audit("delete", "account", account.id, snapshot_account(account), None)
                 session.delete(account)
+            audit("delete", "company", company.id, snapshot_company(company), None)
             session.delete(company)
         session.commit()
     except IntegrityError:
@@ -191,6 +197,7 @@ def _save_account(form: AccountForm, account: Account | None) -> Account | None:
     """Username, password and company rules from the core; unlocking is the operator's own act."""
     session = db.session()
     role = Role(form.role.data)
+    before = snapshot_account(account)
     try:
         saved = provisioning.save_account(
             session,
@@ -207,6 +214,10 @@ def _save_account(form: AccountForm, account: Account | None) -> Account | None:
     if form.unlock.data:
         saved.locked_until = None
         saved.failed_logins = 0
+    after = snapshot_account(saved)
+    if form.password.data and after is not None:
+        after["password"] = "changed"  # never the password itself
+    audit("modify" if account else "create", "account", saved.id, before, after)
     session.commit()
     return saved
 
@@ -216,6 +227,7 @@ def _save_account(form: AccountForm, account: Account | None) -> Account | None:
 def account_delete(account_id: int) -> Response:
     account = get_or_404(Account, account_id)
     session = db.session()
+    audit("delete", "account", account.id, snapshot_account(account), None)
     session.delete(account)
     session.commit()
     flash(f"Account {account.username} deleted.", "info")
@@ -262,6 +274,8 @@ def dnis() -> View:
 def dnis_load() -> Response:
     session = db.session()
     added = provisioning.load_configured_dnis(session, _config())
+    if added:
+        audit("load", "dnis", None, None, {"added": added})
     session.commit()
     flash(f"{added} configured numbers added to the pool.", "info")
     return redirect(url_for("admin.dnis"))

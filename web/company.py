@@ -32,9 +32,11 @@ from bridge.cdr import reports as cdr_reports
 from bridge.config import Config
 from bridge.db.models import Account, Cdr, Company, Role, Subscriber, SubscriberStatus
 from bridge.provisioning import ProvisioningError
+from bridge.provisioning.audit import snapshot_subscriber
 from web import charts, db, reports
 from web.clock import utc_now
 from web.forms import RangeForm, SubscriberForm, refuse
+from web.portal_audit import audit
 from web.security import STAFF, roles_required
 from web.tenancy import current_scope, get_or_404, report_scope, scoped
 
@@ -252,8 +254,9 @@ def _save_subscriber(form: SubscriberForm, subscriber: Subscriber | None) -> boo
     if form.company_id.data not in allowed:  # the tenant scope: only the user's companies are choices
         form.company_id.errors.append("choose a company")
         return False
+    before = snapshot_subscriber(session, subscriber)
     try:
-        provisioning.save_subscriber(
+        saved, _login = provisioning.save_subscriber(
             session,
             company_id=form.company_id.data,
             name=form.name.data or "",
@@ -268,6 +271,10 @@ def _save_subscriber(form: SubscriberForm, subscriber: Subscriber | None) -> boo
     except ProvisioningError as exc:
         refuse(form, exc)
         return False
+    after = snapshot_subscriber(session, saved)
+    if form.password.data and after is not None:
+        after["password"] = "changed"  # never the password itself
+    audit("modify" if subscriber else "create", "subscriber", saved.id, before, after)
     session.commit()
     return True
 
@@ -278,10 +285,12 @@ def subscriber_delete(sid: int) -> Response:
     subscriber = get_or_404(Subscriber, sid)
     name = subscriber.name
     session = db.session()
+    before = snapshot_subscriber(session, subscriber)
     try:
         provisioning.delete_subscriber(session, subscriber, utc_now())
     except ProvisioningError:
         abort(404)  # already deleted: gone for the portal too
+    audit("delete", "subscriber", sid, before, None)
     session.commit()
     flash(f"Subscriber {name} deleted.", "info")
     return redirect(url_for("company.subscribers"))

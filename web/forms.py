@@ -26,8 +26,10 @@ from bridge.config import Config
 from bridge.db.models import Contact, Group, InstantConference
 from bridge.phone import PhoneError, to_e164
 from bridge.provisioning import Member, ProvisioningError
+from bridge.provisioning.audit import snapshot_contact, snapshot_group, snapshot_ic
 from bridge.provisioning.names import check_name
 from web import db
+from web.portal_audit import audit
 
 
 class NameRule:
@@ -108,6 +110,7 @@ class ContactForm(FlaskForm):  # type: ignore[misc]
 
     def save(self, config: Config, subscriber_id: int, contact: Contact | None) -> Contact | None:
         """Create or update the contact through the core and commit; ``None`` (rolled back) when refused."""
+        before = snapshot_contact(contact)
         try:
             saved, _changes = provisioning.save_contact(
                 db.session(),
@@ -122,6 +125,7 @@ class ContactForm(FlaskForm):  # type: ignore[misc]
         except ProvisioningError as exc:
             refuse(self, exc)
             return None
+        audit("modify" if contact else "create", "contact", saved.id, before, snapshot_contact(saved))
         db.session().commit()
         return saved
 
@@ -138,6 +142,7 @@ class GroupForm(FlaskForm):  # type: ignore[misc]
         except ValueError as exc:
             self.numbers.errors.append(str(exc))
             return None
+        before = snapshot_group(group)
         members: list[Member] = []
         if group is not None:  # nested groups come from SMS (GC); the form keeps them
             members += [gm.member_group for gm in group.members if gm.member_group is not None]
@@ -150,6 +155,7 @@ class GroupForm(FlaskForm):  # type: ignore[misc]
         except ProvisioningError as exc:
             refuse(self, exc)
             return None
+        audit("modify" if group else "create", "group", saved.id, before, snapshot_group(saved))
         db.session().commit()
         return saved
 
@@ -172,6 +178,7 @@ class IcForm(FlaskForm):  # type: ignore[misc]
         members = chosen(Contact, self.contacts.data, self.contacts.choices)
         members += chosen(Group, self.groups.data, self.groups.choices)
         members += phones
+        before = snapshot_ic(ic)
         try:
             provisioning.update_ic(
                 db.session(),
@@ -184,6 +191,8 @@ class IcForm(FlaskForm):  # type: ignore[misc]
         except ProvisioningError as exc:
             refuse(self, exc)
             return False
+        db.session().flush()
+        audit("modify", "instant_conference", ic.id, before, snapshot_ic(ic))
         db.session().commit()
         return True
 

@@ -36,11 +36,13 @@ from bridge.db.models import (
 )
 from bridge.phone import PhoneError, to_e164
 from bridge.provisioning import ProvisioningError
+from bridge.provisioning.audit import snapshot_contact, snapshot_group, snapshot_ic
 from web import charts, db, reports
 from web.clock import utc_now
 from web.company import daily
 from web.forms import ContactForm, DialForm, GroupForm, IcForm
 from web.live import control
+from web.portal_audit import audit
 from web.security import ALL_ROLES, login_required, roles_required
 from web.tenancy import get_or_404, scoped, visible_ids
 
@@ -132,6 +134,7 @@ def user_delete(contact_id: int) -> View:
     contact = get_or_404(Contact, contact_id)
     sid = contact.subscriber_id
     session = db.session()
+    audit("delete", "contact", contact.id, snapshot_contact(contact), None)
     provisioning.delete_contact(session, contact)
     session.commit()
     flash(f"User {contact.nickname} deleted.", "info")
@@ -201,6 +204,7 @@ def group_delete(group_id: int) -> View:
     group = get_or_404(Group, group_id)
     sid = group.subscriber_id
     session = db.session()
+    audit("delete", "group", group.id, snapshot_group(group), None)
     provisioning.delete_group(session, group)
     session.commit()
     flash(f"Group {group.name} deleted.", "info")
@@ -253,6 +257,7 @@ def ic_new(sid: int) -> View:
             session.rollback()
             flash(exc.message, "error")
             return render_template("form.html", form=form, title="New Instant Conference", subscriber=subscriber), 409
+        audit("create", "instant_conference", ic.id, None, snapshot_ic(ic))  # committed (or not) with its members
         if form.save(_config(), ic):
             flash(f"Instant Conference {ic.slot} created.", "info")
             return redirect(url_for("subscriber.ic_detail", ic_id=ic.id))
@@ -290,6 +295,7 @@ def ic_delete(ic_id: int) -> View:
     ic = get_or_404(InstantConference, ic_id)
     sid = ic.subscriber_id
     session = db.session()
+    audit("delete", "instant_conference", ic.id, snapshot_ic(ic), None)
     session.delete(ic)
     try:
         session.commit()
@@ -312,6 +318,7 @@ def ic_regenerate(ic_id: int) -> View:
         session.rollback()
         flash(exc.message, "error")
     else:
+        audit("regenerate_pins", "instant_conference", ic.id, None, {"pins": "regenerated"})
         session.commit()
         flash("New PINs generated.", "info")
     return redirect(url_for("subscriber.ic_detail", ic_id=ic_id))
