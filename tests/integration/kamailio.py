@@ -107,6 +107,9 @@ class Kamailio:
         self.tls_port = free_tcp_port()
         self.internal_port = free_udp_port()
         self.ca: Path | None = None
+        # a short path of its own (a unix socket path has at most 107 bytes; pytest's tmp dirs can be long)
+        self.ctl_path = Path(f"/tmp/kamctl-{uuid.uuid4().hex[:12]}.sock")
+        self.ctl_socket = f"unix:{self.ctl_path}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -135,6 +138,7 @@ class Kamailio:
                     f'#!substdef "!INTERNAL_IP!{HOST}!g"',
                     f'#!substdef "!INTERNAL_PORT!{self.internal_port}!g"',
                     f'#!substdef "!CFG_DIR!{cfg}!g"',
+                    f'#!substdef "!CTL_SOCKET!{self.ctl_socket}!g"',
                     f"#!define DOUBLE_RR {1 if self.double_rr else 0}",
                     f"#!define CHILDREN {self.children}",
                     "",
@@ -187,6 +191,15 @@ class Kamailio:
             except OSError:
                 return False
 
+    def kamcmd(self, *command: str) -> str:
+        """Run ``kamcmd`` against this Kamailio's ctl socket; its output. Raises on a failed command (kamcmd
+        exits 0 on an RPC error and prints ``error: <code> - <reason>``)."""
+        binary = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
+        done = subprocess.run([binary, "-s", self.ctl_socket, *command], capture_output=True, text=True, timeout=10)
+        if done.returncode != 0 or done.stdout.startswith("error:"):
+            raise RuntimeError(f"kamcmd {' '.join(command)}: {done.returncode} {done.stdout}{done.stderr}")
+        return done.stdout
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if hasattr(self, "log_path") else ""
 
@@ -195,14 +208,14 @@ class Kamailio:
         import signal
 
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)  # the group this class created (start_new_session)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # the group this class created (start_new_session)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        self.ctl_path.unlink(missing_ok=True)
 
     def __enter__(self) -> Kamailio:
         return self.start()

@@ -636,3 +636,35 @@ def test_tls_phone_in_a_room_is_kicked_over_the_control_api(tmp_path: Path, mode
                 stop_process(peer.proc)
         proxy.stop()
         appliance.stop()
+
+
+# --- the ctl module: kamcmd against the running proxy ----------------------------------------------------------
+
+
+def test_kamcmd_lists_and_reloads_the_dispatcher(tmp_path: Path) -> None:
+    """The shipped config loads ``ctl`` on a local unix socket, so the operator guide's ``kamcmd
+    dispatcher.reload`` works: a second bridge node added to dispatcher.list appears in ``dispatcher.list``
+    after the reload, and is gone again after the next one."""
+    first, second = free_udp_port(), free_udp_port()
+    proxy = Kamailio(tmp_path / "kamailio", bridge_port=first, children=1)
+    proxy.dir.mkdir()
+    with proxy:
+        listed = proxy.kamcmd("dispatcher.list")
+        assert f"sip:{HOST}:{first}" in listed and f"sip:{HOST}:{second}" not in listed, listed
+        nodes = proxy.dir / "etc" / "dispatcher.list"
+        one = nodes.read_text()
+        nodes.write_text(one + f"1 sip:{HOST}:{second} 0 0 duid=bridge-two\n")
+        proxy.kamcmd("dispatcher.reload")
+        listed = proxy.kamcmd("dispatcher.list")
+        assert f"sip:{HOST}:{first}" in listed and f"sip:{HOST}:{second}" in listed, listed
+        nodes.write_text(one)
+        # the dispatcher refuses a reload within reload_delta (5 s) of the last one: kamcmd says so and fails
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                proxy.kamcmd("dispatcher.reload")
+                break
+            except RuntimeError as refused:
+                assert "ongoing reload" in str(refused).lower() and time.monotonic() < deadline, refused
+                time.sleep(0.5)
+        assert f"sip:{HOST}:{second}" not in proxy.kamcmd("dispatcher.list")
