@@ -201,32 +201,36 @@ class BatchSocket:
     def send(
         self,
         packets: U8,
-        destinations: U64,
+        destinations: U64 | I64,
         lengths: int | I64 | None = None,
         *,
         source_hosts: npt.NDArray[np.uint32] | None = None,
+        rows: I64 | None = None,
     ) -> int:
         """Send row ``i`` of ``packets`` (C-contiguous uint8, ``lengths[i]`` bytes, default the row) to
-        ``destinations[i]`` (keys); returns how many left. When the socket buffer is full the rest of the
-        batch is dropped (counted in ``send_dropped``), as a congested network would; a datagram the kernel
-        refuses is skipped and counted in ``send_errors``.
+        ``destinations[i]`` (keys, unsigned or not); returns how many left. With ``rows``, datagram ``i`` is
+        row ``rows[i]`` instead, sent where it lies (no gather into a new array). When the socket buffer is
+        full the rest of the batch is dropped (counted in ``send_dropped``), as a congested network would; a
+        datagram the kernel refuses is skipped and counted in ``send_errors``.
 
         ``source_hosts`` (IPv4 addresses as integers) picks each datagram's source address on a socket
         bound to the wildcard address (``IP_PKTINFO``), e.g. a load generator playing many callers."""
         n = len(destinations)
-        if packets.dtype != np.uint8 or packets.ndim != 2 or len(packets) < n or not packets.flags.c_contiguous:
+        if packets.dtype != np.uint8 or packets.ndim != 2 or not packets.flags.c_contiguous:
             raise RtpError("send needs a C-contiguous uint8 (n, size) array")
+        if (len(packets) if rows is None else len(rows)) < n:
+            raise RtpError("send: fewer packets than destinations")
         if n == 0:
             return 0
         if len(self._smsg) < n:
             self._grow_send(n)
-        keys = np.asarray(destinations, dtype=np.uint64)
+        keys = np.asarray(destinations).astype(np.uint64, copy=False)
         names = self._snames[:n]
         names["addr"] = keys >> np.uint64(16)
         names["port"] = keys & np.uint64(0xFFFF)
         iov = self._siov[:n]
-        stride = packets.strides[0]
-        iov["base"] = packets.ctypes.data + np.arange(n, dtype=np.uint64) * np.uint64(stride)
+        index = np.arange(n, dtype=np.uint64) if rows is None else rows.astype(np.uint64)
+        iov["base"] = packets.ctypes.data + index * np.uint64(packets.strides[0])
         iov["len"] = packets.shape[1] if lengths is None else lengths
         msgs = self._smsg[:n]
         if source_hosts is None:
@@ -367,17 +371,30 @@ class FrameRing:
         self.silence: U8 = np.full(legs, silence, dtype=np.uint8)
         self.out: U8 = np.zeros((legs, frame), dtype=np.uint8)
         self.late_run: I64 = np.zeros(legs, dtype=np.int64)
+        self._late_runs = 0  # legs whose late_run is not 0 (none: the steady push skips the late checks)
+        self._row_base: I64 = np.arange(legs, dtype=np.int64) * depth
+        self.played: I64 = self._row_base.copy()
         self.late = 0
         self.resyncs = 0
 
     def __len__(self) -> int:
         return len(self.next_seq)
 
+    def resized(self, legs: int) -> FrameRing:
+        """A ring for ``legs`` legs (more than now) holding what this one holds."""
+        ring = FrameRing(legs, depth=self.depth, delay=self.delay, frame=self.frame)
+        old = len(self)
+        ring.frames[:old], ring.slot_seq[:old], ring.next_seq[:old] = self.frames, self.slot_seq, self.next_seq
+        ring.silence[:old], ring.late_run[:old], ring.out[:old] = self.silence, self.late_run, self.out
+        ring.late, ring.resyncs, ring._late_runs = self.late, self.resyncs, self._late_runs
+        return ring
+
     def reset(self, legs: I64 | int, *, silence: int | None = None) -> None:
         """Forget what ``legs`` had (a new call on a reused leg slot)."""
         self.slot_seq[legs] = -1
         self.next_seq[legs] = -1
         self.late_run[legs] = 0
+        self._late_runs = int(np.count_nonzero(self.late_run))
         if silence is not None:
             self.silence[legs] = silence
 
@@ -408,11 +425,17 @@ class FrameRing:
         """:meth:`push` for packets of distinct legs."""
         next_seq = self.next_seq[legs]
         ahead = (seq - next_seq) % SEQ_MOD
+        if self._late_runs == 0 and ((ahead < self.depth) & (next_seq >= 0)).all():  # the steady case
+            slots = seq % self.depth
+            self.frames[legs, slots] = payloads[:, : self.frame]
+            self.slot_seq[legs, slots] = seq
+            return
         behind = (next_seq - seq) % SEQ_MOD
         late = (next_seq >= 0) & (behind > 0) & (behind <= self.depth)
         stuck = late & (self.late_run[legs] >= LATE_RESTART - 1)
         late &= ~stuck
         self.late_run[legs] = np.where(late, self.late_run[legs] + 1, 0)
+        self._late_runs = int(np.count_nonzero(self.late_run))
         restart = (next_seq < 0) | stuck | (~late & (ahead >= self.depth))
         if restart.any():
             restarted = legs[restart]
@@ -427,20 +450,20 @@ class FrameRing:
         self.slot_seq[legs, slots] = seq
 
     def pop(self) -> tuple[U8, BoolArray]:
-        """This tick's frame for every leg (``out``, reused) and whether it is a received one."""
+        """This tick's frame for every leg (``out``, reused) and whether it is a received one. ``played``
+        then holds, per leg, the index into ``frames.reshape(-1, frame)`` of the slot it played."""
         started = self.next_seq >= 0
-        rows = np.arange(len(self.next_seq))
-        slots = self.next_seq % self.depth
-        hit = started & (self.slot_seq[rows, slots] == self.next_seq)
+        played = self._row_base + self.next_seq % self.depth
+        slot_seq = self.slot_seq.reshape(-1)
+        hit = started & (slot_seq[played] == self.next_seq)
         out = self.out
-        if hit.all():
-            np.take(self.frames.reshape(-1, self.frame), rows * self.depth + slots, axis=0, out=out)
-            self.slot_seq[rows, slots] = -1
-        else:
-            out[:] = self.silence[:, None]
-            out[hit] = self.frames[rows[hit], slots[hit]]
-            self.slot_seq[rows[hit], slots[hit]] = -1
-        self.next_seq[started] = (self.next_seq[started] + 1) % SEQ_MOD
+        np.take(self.frames.reshape(-1, self.frame), played, axis=0, out=out)
+        slot_seq[played] = -1  # the slot to play holds this frame or nothing (a later one would have restarted)
+        if not hit.all():
+            np.copyto(out, self.silence[:, None], where=~hit[:, None])
+        self.next_seq += started
+        self.next_seq[self.next_seq == SEQ_MOD] = 0
+        self.played = played
         return out, hit
 
 

@@ -42,38 +42,23 @@ import socket
 from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from bridge.mixer.g711 import DECODE_TABLES, ENCODE_TABLES
-from bridge.rtp.batch import (
-    I64,
-    RTP_HEADER_SIZE,
-    U8,
-    U64,
-    BatchSocket,
-    BoolArray,
-    FrameRing,
-    address_key,
-    parse_rtp,
-    size_buffers,
-)
+from bridge.rtp.batch import I64, U8, U64, BatchSocket, BoolArray, address_key, size_buffers
 from bridge.rtp.errors import PortsExhausted
+from bridge.rtp.legtables import DELAY_FRAMES, FRAME, PACKET, LegTables
 from bridge.rtp.ports import PortAllocator
 from bridge.rtp.session import MediaSession
 
-__all__ = ["BatchedMedia", "SocketGroup"]
+__all__ = ["DELAY_FRAMES", "FRAME", "BatchedMedia", "SocketGroup"]
 
 log = logging.getLogger(__name__)
 
-FRAME = 160
-PACKET = RTP_HEADER_SIZE + FRAME
 MAX_CONCEALED = 3
-DELAY_FRAMES = 2  # 40 ms, the per-leg jitter buffer's start depth
 LEGS_PER_SOCKET = 500
+RTCP_EVERY_TICKS = 10  # RTCP (every ~5 s per leg) is read every 200 ms, not every tick
 HOUSEKEEPING_S = 1.0
 HOUSEKEEPING_TICKS = 25  # a second's sweep is spread over this many ticks (2,000 legs at once stalled a tick)
-F64 = npt.NDArray[np.float64]
-_HEADER = np.dtype([("first", np.uint8), ("second", np.uint8), ("seq", ">u2"), ("ts", ">u4"), ("ssrc", ">u4")])
 
 
 def _halve(codec: str) -> U8:
@@ -83,6 +68,11 @@ def _halve(codec: str) -> U8:
 
 _HALVE = np.stack([_halve("PCMU"), _halve("PCMA")])  # row 0: PCMU, row 1: PCMA
 _SILENCE = np.array([0xFF, 0xD5], dtype=np.uint8)
+
+
+def _receive_header(datagram: int) -> np.dtype[np.void]:
+    fields = [("first", "u1"), ("second", "u1"), ("seq", ">u2"), ("ts", ">u4"), ("ssrc", ">u4")]
+    return np.dtype([*fields, ("rest", f"V{datagram - 12}")])
 
 
 class BatchedLeg(Protocol):
@@ -113,6 +103,8 @@ class SocketGroup:
     def __init__(self, rtp: BatchSocket, rtcp: socket.socket, port: int, *, shared: bool) -> None:
         self.rtp = rtp
         self.rtcp = rtcp
+        self.words = rtp.data.view("<u4")  # each received datagram as 32-bit words: the steady-path check
+        self.heads = rtp.data.view(_receive_header(rtp.datagram))[:, 0]  # ... and its RTP header fields
         self.port = port
         self.shared = shared
         self.legs: dict[int, BatchedLeg] = {}  # slot -> leg
@@ -150,121 +142,6 @@ class SocketGroup:
         self.rtcp.close()
 
 
-class _Tables:
-    """Per-slot numpy state of every leg (index = slot); grows by doubling."""
-
-    audio_pt: I64
-    ssrc_in: I64
-    remote_key: I64
-    seq_out: I64
-    ts_out: I64
-    ssrc_out: I64
-    codec: I64
-    pid: I64
-    group: I64
-    base_seq: I64
-    max_seq: I64
-    cycles: I64
-    received: I64
-    packets_in: I64
-    bytes_in: I64
-    packets_out: I64
-    bytes_out: I64
-    concealed: I64
-    run: I64
-    ts_last_sent: I64
-    last_rx: F64
-    jitter: F64
-    transit: F64
-    last_send_time: F64
-    sending: BoolArray
-    slow_rx: BoolArray
-    slow_tx: BoolArray
-    marker: BoolArray
-    have_transit: BoolArray
-    active: BoolArray
-
-    INT_FIELDS = (
-        "audio_pt", "ssrc_in", "remote_key", "seq_out", "ts_out", "ssrc_out", "codec", "pid", "group",
-        "base_seq", "max_seq", "cycles", "received", "packets_in", "bytes_in", "packets_out", "bytes_out",
-        "concealed", "run", "ts_last_sent",
-    )  # fmt: skip
-    FLOAT_FIELDS = ("last_rx", "jitter", "transit", "last_send_time")
-    BOOL_FIELDS = ("sending", "slow_rx", "slow_tx", "marker", "have_transit", "active")
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = 0
-        self.ring = FrameRing(0, depth=8, delay=DELAY_FRAMES, frame=FRAME)
-        self.last: U8 = np.zeros((0, FRAME), dtype=np.uint8)
-        for name in self.INT_FIELDS:
-            setattr(self, name, np.zeros(0, dtype=np.int64))
-        for name in self.FLOAT_FIELDS:
-            setattr(self, name, np.zeros(0, dtype=np.float64))
-        for name in self.BOOL_FIELDS:
-            setattr(self, name, np.zeros(0, dtype=np.bool_))
-        self.grow(capacity)
-
-    def grow(self, capacity: int) -> None:
-        old = self.capacity
-        for name in (*self.INT_FIELDS, *self.FLOAT_FIELDS, *self.BOOL_FIELDS):
-            array = getattr(self, name)
-            bigger = np.zeros(capacity, dtype=array.dtype)
-            bigger[:old] = array
-            setattr(self, name, bigger)
-        self.pid[old:] = -1
-        self.ssrc_in[old:] = -1
-        ring = FrameRing(capacity, depth=8, delay=DELAY_FRAMES, frame=FRAME)
-        ring.frames[:old], ring.slot_seq[:old] = self.ring.frames, self.ring.slot_seq
-        ring.next_seq[:old] = self.ring.next_seq
-        ring.silence[:old], ring.late, ring.resyncs = self.ring.silence, self.ring.late, self.ring.resyncs
-        ring.late_run[:old] = self.ring.late_run
-        self.ring = ring
-        last = np.full((capacity, FRAME), 0xFF, dtype=np.uint8)
-        last[:old] = self.last
-        self.last = last
-        self.capacity = capacity
-
-    def clear(self, slot: int) -> None:
-        for name in (*self.INT_FIELDS, *self.FLOAT_FIELDS, *self.BOOL_FIELDS):
-            getattr(self, name)[slot] = 0
-        self.pid[slot] = -1
-        self.ssrc_in[slot] = -1
-        self.ring.reset(slot)
-
-    def reset_source(self, slot: int, ssrc: int, seq: int) -> None:
-        """A new remote SSRC: statistics and play-out start again (as MediaSession does)."""
-        self.ssrc_in[slot] = ssrc
-        self.base_seq[slot] = self.max_seq[slot] = seq
-        self.cycles[slot] = self.received[slot] = 0
-        self.jitter[slot] = 0.0
-        self.have_transit[slot] = False
-        self.ring.reset(slot)
-
-    def account(self, slots: I64, seq: I64, ts: I64, sizes: I64, now: float) -> None:
-        """RFC 3550 A.1 (extended highest sequence, without probation) and A.8 (jitter) for packets of
-        distinct ``slots``, plus the packet and byte counters."""
-        max_seq = self.max_seq[slots]
-        udelta = (seq - max_seq) & 0xFFFF
-        forward = udelta < 3000
-        jump = ~forward & (udelta <= (1 << 16) - 100)
-        self.cycles[slots] += np.where(forward & (seq < max_seq), 1 << 16, 0)
-        self.max_seq[slots] = np.where(forward | jump, seq, max_seq)
-        if jump.any():  # a restarted source (MediaSession waits for a second packet; we start at once)
-            restarted = slots[jump]
-            self.base_seq[restarted], self.cycles[restarted], self.received[restarted] = seq[jump], 0, 0
-        self.received[slots] += 1
-        transit = now * 8000.0 - ts
-        d = np.abs(transit - self.transit[slots])
-        update = self.have_transit[slots] & (d < 0x40000000)
-        jitter = self.jitter[slots]
-        self.jitter[slots] = np.where(update, jitter + (d - jitter) / 16.0, jitter)
-        self.transit[slots] = transit
-        self.have_transit[slots] = True
-        self.packets_in[slots] += 1
-        self.bytes_in[slots] += sizes
-        self.last_rx[slots] = now
-
-
 def _rounds(slots: I64) -> list[I64]:
     """Indexes of ``slots`` split into rounds of distinct slots, each in arrival order."""
     if len(slots) < 2 or np.bincount(slots).max() == 1:
@@ -285,12 +162,13 @@ class BatchedMedia:
         self.host = host
         self.legs_per_socket = legs_per_socket
         self.groups: list[SocketGroup] = []
-        self.tables = _Tables(64)
+        self.tables = LegTables(64)
         self._free: list[int] = list(range(63, -1, -1))
         self._legs: dict[int, BatchedLeg] = {}
         self._pid_slot: I64 = np.full(0, -1, dtype=np.int64)
         self._inband: list[BatchedLeg] = []
         self._next_housekeeping = 0.0
+        self._ticks = 0
         self._sweep: list[BatchedLeg] = []  # legs still due in this second's housekeeping sweep
         self._sweep_step = 1
         self.side_packets = 0
@@ -391,11 +269,14 @@ class BatchedMedia:
     def bind(self, leg: BatchedLeg, pid: int) -> None:
         """The mixer participant ``pid`` is fed by / feeds ``leg`` (MixerMedia.attach)."""
         if pid >= len(self._pid_slot):
-            bigger = np.full(max(pid + 1, 2 * len(self._pid_slot), 64), -1, dtype=np.int64)
-            bigger[: len(self._pid_slot)] = self._pid_slot
-            self._pid_slot = bigger
+            self._grow_pids(pid + 1)
         self._pid_slot[pid] = leg.slot
         self.tables.pid[leg.slot] = pid
+
+    def _grow_pids(self, size: int) -> None:
+        bigger = np.full(max(size, 2 * len(self._pid_slot), 64), -1, dtype=np.int64)
+        bigger[: len(self._pid_slot)] = self._pid_slot
+        self._pid_slot = bigger
 
     def unbind(self, leg: BatchedLeg, pid: int | None = None) -> None:
         """``pid`` (default: the leg's current one) no longer feeds the leg. The same endpoint may be bound
@@ -412,13 +293,16 @@ class BatchedMedia:
     def receive(self, now: float) -> int:
         """Read every group (RTP batches, then RTCP), then a share of the housekeeping. Returns packets taken."""
         taken = 0
+        self._ticks += 1
+        rtcp_due = self._ticks % RTCP_EVERY_TICKS == 1
         for group in self.groups:
             try:
                 taken += self._receive_group(group, now)
             except OSError as exc:
                 self.receive_errors += 1
                 log.debug("RTP receive on port %d: %s", group.port, exc)
-            self._receive_rtcp(group, now)
+            if rtcp_due:
+                self._receive_rtcp(group, now)
         self._housekeeping(now)
         return taken
 
@@ -442,23 +326,21 @@ class BatchedMedia:
         while (n := io.recv()) > 0:
             if group.dirty:
                 group.rebuild()
-            heads = parse_rtp(io.data[:n], io.lengths[:n])
             sources = io.sources[:n]
             keys = group.fast_keys
             if len(keys):
                 pos = np.minimum(np.searchsorted(keys, sources), len(keys) - 1)
-                known = keys[pos] == sources
                 slots = group.fast_slots[pos]
+                known = keys[pos] == sources
+                fast = known & (io.lengths[:n] == PACKET)
+                fast &= (group.words[:n, 0] & 0xFFFF) == tables.expect_sig[slots]  # version 2, plain, audio type
+                fast &= group.words[:n, 2] == tables.expect_ssrc[slots]
+                rows = np.nonzero(fast)[0]
             else:
-                known = np.zeros(n, dtype=np.bool_)
-                slots = np.zeros(n, dtype=np.int64)
-            fast = known & heads.valid & (heads.payload_offset == RTP_HEADER_SIZE) & (heads.payload_length == FRAME)
-            fast &= (heads.payload_type == tables.audio_pt[slots]) & (heads.ssrc == tables.ssrc_in[slots])
-            fast &= ~tables.slow_rx[slots]
-            rows = np.nonzero(fast)[0]
+                known = fast = np.zeros(n, dtype=np.bool_)
+                rows = np.zeros(0, dtype=np.int64)
             if len(rows):
-                self._take(slots[rows], heads.seq[rows], heads.timestamp[rows], io.lengths[rows],
-                           io.data[rows, RTP_HEADER_SIZE:PACKET], now)  # fmt: skip
+                self._take(group, slots[rows], rows, now)
                 taken += len(rows)
             if len(rows) < n:
                 self._side(group, ~fast & ~known, ~fast & known, sources, io, now)
@@ -466,10 +348,15 @@ class BatchedMedia:
                 break
         return taken
 
-    def _take(self, slots: I64, seq: I64, ts: I64, sizes: I64, payloads: U8, now: float) -> None:
-        for pick in _rounds(slots):
-            self.tables.account(slots[pick], seq[pick], ts[pick], sizes[pick], now)
-        self.tables.ring.push(slots, (ts // FRAME) % (1 << 16), payloads)
+    def _take(self, group: SocketGroup, slots: I64, rows: I64, now: float) -> None:
+        """The steady packets ``rows`` of the group's last batch, of the legs ``slots``."""
+        tables = self.tables
+        heads = group.heads[rows]
+        seq, ts = heads["seq"].astype(np.int64), heads["ts"].astype(np.int64)
+        for pick in _rounds(slots):  # a leg's k-th packet of the batch in round k (a += per slot counts once)
+            tables.account(slots[pick], seq[pick], ts[pick], now)
+            tables.fast_in[slots[pick]] += 1
+        tables.ring.push(slots, (ts // FRAME) & 0xFFFF, group.rtp.data[rows, PACKET - FRAME : PACKET])
 
     def _side(self, group: SocketGroup, unknown: np.ndarray, known: np.ndarray, sources: U64,
               io: BatchSocket, now: float) -> None:  # fmt: skip
@@ -524,16 +411,14 @@ class BatchedMedia:
     def pop(self, now: float) -> tuple[I64, U8]:
         """This tick's frame of every bound leg that has one: (pids, rows); lost frames concealed."""
         tables = self.tables
-        out, hit = tables.ring.pop()
-        started = tables.ring.next_seq >= 0
+        ring = tables.ring
+        out, hit = ring.pop()
+        started = ring.next_seq >= 0
         miss = started & ~hit & (tables.run < MAX_CONCEALED) & tables.active
         tables.run[hit] = 0
         if miss.any():
-            out[miss] = _HALVE[tables.codec[miss, None], tables.last[miss]]
-            tables.run[miss] += 1
-            tables.concealed[miss] += 1
+            self._conceal(np.nonzero(miss)[0], out)
         produced = hit | miss
-        tables.last[produced] = out[produced]
         tables.active[hit] = True
         tables.active[started & ~produced] = False  # concealment ran out: silence until audio resumes
         if self._inband:
@@ -543,54 +428,63 @@ class BatchedMedia:
         rows = np.nonzero(produced & (tables.pid >= 0))[0]
         return tables.pid[rows], out[rows]
 
+    def _conceal(self, legs: I64, out: U8) -> None:
+        """The frame before, 6 dB quieter, for ``legs`` that missed this tick's frame. The frame before is
+        still in its ring slot; the concealed one is written into the missed slot for the next miss."""
+        tables = self.tables
+        ring = tables.ring
+        played = ring.played[legs]
+        before = played - played % ring.depth + (played - 1) % ring.depth
+        frames = ring.frames.reshape(-1, FRAME)
+        concealed = _HALVE[tables.codec[legs, None], frames[before]]
+        out[legs] = concealed
+        frames[played] = concealed
+        tables.run[legs] += 1
+        tables.concealed[legs] += 1
+
     def send(self, pids: I64, frames: U8, now: float) -> None:
         """Send ``frames[i]`` to the leg bound to ``pids[i]`` (pids of other endpoints are skipped)."""
         if not len(pids) or not self._legs:
             return
-        lookup = self._pid_slot
         pids = np.asarray(pids, dtype=np.int64)
-        inside = pids < len(lookup)
-        slots = np.where(inside, lookup[np.minimum(pids, len(lookup) - 1)], -1)
+        if pids.max() >= len(self._pid_slot):
+            self._grow_pids(int(pids.max()) + 1)
+        slots = self._pid_slot[pids]
         tables = self.tables
-        ok = slots >= 0
-        ok[ok] &= tables.sending[slots[ok]]
-        if not ok.any():
-            return
-        rows = np.nonzero(ok)[0]
-        slots = slots[rows]
-        slow = tables.slow_tx[slots]
+        ok = (slots >= 0) & tables.sending[slots]
+        slow = ok & tables.slow_tx[slots]
         if slow.any():
-            for slot, row in zip(slots[slow].tolist(), rows[slow].tolist(), strict=True):
+            for slot, row in zip(slots[slow].tolist(), np.nonzero(slow)[0].tolist(), strict=True):
                 self._legs[slot].python_send(frames[row].tobytes(), now)
-            rows, slots = rows[~slow], slots[~slow]
-        if len(slots):
-            self._send_audio(slots, frames[rows], now)
+            ok &= ~slow
+        rows = np.nonzero(ok)[0]
+        if len(rows):
+            self._send_audio(slots[rows], frames[rows], now)
 
     def _send_audio(self, slots: I64, payloads: U8, now: float) -> None:
+        """Steady audio: the payloads into each leg's packet, the packets sent where they lie, the sequence
+        number and timestamp advanced in place (see :mod:`bridge.rtp.legtables`)."""
         tables = self.tables
-        n = len(slots)
-        packets = np.empty((n, PACKET), dtype=np.uint8)
-        header = packets[:, :RTP_HEADER_SIZE].view(_HEADER)[:, 0]  # a view: writes land in packets
-        header["first"] = 0x80
-        header["second"] = tables.audio_pt[slots] | np.where(tables.marker[slots], 0x80, 0)
-        header["seq"] = tables.seq_out[slots]
-        header["ts"] = tables.ts_out[slots]
-        header["ssrc"] = tables.ssrc_out[slots]
-        packets[:, RTP_HEADER_SIZE:] = payloads
-        destinations = tables.remote_key[slots].astype(np.uint64)
-        groups = tables.group[slots]
+        packets = tables.packets
+        packets[slots, PACKET - FRAME :] = payloads
+        marked = tables.marker[slots]
+        marked_slots = slots[marked] if marked.any() else None
+        if marked_slots is not None:
+            packets[marked_slots, 1] |= 0x80
+        destinations = tables.remote_key[slots]
         if len(self.groups) == 1:
-            self.groups[0].rtp.send(packets, destinations)
+            self.groups[0].rtp.send(packets, destinations, rows=slots)
         else:
+            groups = tables.group[slots]
             for index in np.unique(groups).tolist():
                 pick = groups == index
-                self.groups[index].rtp.send(np.ascontiguousarray(packets[pick]), destinations[pick])
-        tables.ts_last_sent[slots] = tables.ts_out[slots]
-        tables.seq_out[slots] = (tables.seq_out[slots] + 1) & 0xFFFF
-        tables.ts_out[slots] = (tables.ts_out[slots] + FRAME) & 0xFFFFFFFF
-        tables.marker[slots] = False
-        tables.packets_out[slots] += 1
-        tables.bytes_out[slots] += PACKET
+                self.groups[index].rtp.send(packets, destinations[pick], rows=slots[pick])
+        if marked_slots is not None:
+            packets[marked_slots, 1] &= 0x7F
+            tables.marker[marked_slots] = False
+        tables.seq_out[slots] += 1  # uint16 and uint32 in the packets: RTP's wrap-around
+        tables.ts_out[slots] += FRAME
+        tables.fast_out[slots] += 1
         tables.last_send_time[slots] = now
 
     def close(self) -> None:

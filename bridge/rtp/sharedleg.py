@@ -22,11 +22,12 @@ import numpy as np
 
 from bridge.rtp.batch import address_key, key_address
 from bridge.rtp.errors import EndpointError, PacketError
+from bridge.rtp.legtables import FRAME
 from bridge.rtp.packet import RtpPacket
 from bridge.rtp.rtcp import ReceptionStats
 from bridge.rtp.sdp import MediaDescription
 from bridge.rtp.session import MediaSession
-from bridge.rtp.shared import DELAY_FRAMES, FRAME, BatchedMedia, SocketGroup
+from bridge.rtp.shared import BatchedMedia, SocketGroup
 
 __all__ = ["BatchedLeg"]
 
@@ -58,6 +59,7 @@ class BatchedLeg:
         self._timed_out = False
         self._next_rtcp = now + RTCP_INTERVAL_S
         self._stats = ReceptionStats(0, 0)
+        self._seen_in = 0  # steady packets counted at the last housekeeping (their arrival time is not kept)
         self.foreign = self.ignored = self.malformed = self.python_packets = 0
         self.slot = owner.new_slot(self)
         tables = owner.tables
@@ -104,7 +106,7 @@ class BatchedLeg:
         session = self.session
         session.start(media, now)
         tables, slot = self.owner.tables, self.slot
-        tables.audio_pt[slot] = media.payload_type
+        tables.set_audio_pt(slot, media.payload_type)
         tables.codec[slot] = 1 if media.codec == "PCMA" else 0
         tables.ring.silence[slot] = 0xD5 if media.codec == "PCMA" else 0xFF
         tables.marker[slot] = True
@@ -143,14 +145,14 @@ class BatchedLeg:
         stats = self.session.stats()
         tables, slot = self.owner.tables, self.slot
         source = self._sync_stats()
+        (packets_in, bytes_in), (packets_out, bytes_out) = tables.stats_in(slot), tables.stats_out(slot)
         stats.update(
             remote=None if self.remote_key < 0 and self.sdp_key < 0 else "{}:{}".format(*key_address(self._dest())),
-            packets_in=int(tables.packets_in[slot]), bytes_in=int(tables.bytes_in[slot]),
-            packets_out=int(tables.packets_out[slot]), bytes_out=int(tables.bytes_out[slot]),
+            packets_in=packets_in, bytes_in=bytes_in, packets_out=packets_out, bytes_out=bytes_out,
             lost=max(0, source.lost) if source.received else 0,
             loss_fraction=round(source.loss_fraction, 4) if source.received else 0.0,
             jitter_ms=round(source.jitter_ms, 2), concealed=int(tables.concealed[slot]),
-            jitter_buffer_ms=DELAY_FRAMES * 20, foreign=self.foreign, ignored=self.ignored,
+            jitter_buffer_ms=tables.ring.delay * 20, foreign=self.foreign, ignored=self.ignored,
             malformed=self.malformed, local_port=self.group.port if self.group else None,
             media_path="batched" if self.group is None or self.group.shared else "private",
         )  # fmt: skip
@@ -203,7 +205,10 @@ class BatchedLeg:
             tables.reset_source(slot, ssrc, seq)
             session.digits.extend(session._dtmf_rx.flush())
         one = np.array([slot], dtype=np.int64)
-        tables.account(one, np.array([seq]), np.array([ts]), np.array([len(data)]), now)
+        tables.account(one, np.array([seq]), np.array([ts]), now)
+        tables.packets_in[slot] += 1
+        tables.bytes_in[slot] += len(data)
+        tables.last_rx[slot] = now
         if pt == media.payload_type:
             if session._dtmf_rx.pending:
                 session.digits.extend(session._dtmf_rx.audio(ts))
@@ -215,7 +220,9 @@ class BatchedLeg:
         else:
             session._inband_active = False  # RFC 4733 from the peer: in-band tones would be reported twice
             session.digits.extend(session._dtmf_rx.feed(ssrc, ts, payload))
-        tables.slow_rx[slot] = session._dtmf_rx.pending
+        if tables.slow_rx[slot] != session._dtmf_rx.pending:
+            tables.slow_rx[slot] = session._dtmf_rx.pending
+            tables.refresh(slot)
         self._deliver_digits()
 
     def _latch(self, key: int) -> bool:
@@ -258,7 +265,6 @@ class BatchedLeg:
         tables.packets_out[slot] += session.packets_out
         tables.bytes_out[slot] += session.bytes_out
         session.packets_out = session.bytes_out = 0
-        tables.ts_last_sent[slot] = session.rtcp.last_rtp_timestamp
         tables.last_send_time[slot] = now
         tables.slow_tx[slot] = not session.dtmf_idle
 
@@ -285,9 +291,9 @@ class BatchedLeg:
         if now >= self._next_rtcp:
             self._next_rtcp = now + RTCP_INTERVAL_S * random.uniform(0.5, 1.5)
             rtcp = session.rtcp
-            rtcp.packets_sent = int(tables.packets_out[slot])
+            rtcp.packets_sent = tables.stats_out(slot)[0]
             rtcp.octets_sent = rtcp.packets_sent * FRAME
-            rtcp.last_rtp_timestamp = int(tables.ts_last_sent[slot])
+            rtcp.last_rtp_timestamp = (int(tables.ts_out[slot]) - FRAME) & 0xFFFFFFFF
             rtcp.last_send_time = float(tables.last_send_time[slot])
             rtcp.source = self._sync_stats() if tables.received[slot] else None
             if session.remote_rtcp is not None:
@@ -295,7 +301,11 @@ class BatchedLeg:
                     group.rtcp.sendto(rtcp.build_report(now), session.remote_rtcp)
                 except OSError:
                     pass
-        session.last_received = float(tables.last_rx[slot]) if tables.packets_in[slot] else None
+        fast_in = int(tables.fast_in[slot])
+        if fast_in != self._seen_in:
+            self._seen_in = fast_in
+            tables.last_rx[slot] = now
+        session.last_received = float(tables.last_rx[slot]) if tables.stats_in(slot)[0] else None
         if not self._timed_out and session.timed_out(now, self.rtp_timeout_s):
             self._timed_out = True
             log.info("RTP timeout on port %d after %.0f s without packets", group.port, self.rtp_timeout_s)

@@ -217,3 +217,28 @@ def test_housekeeping_is_spread_over_ticks_and_times_out_every_silent_leg(batche
         per_tick.append(len(timed_out) - before)
     assert sorted(timed_out) == list(range(len(legs)))  # each leg once
     assert max(per_tick) == 4  # a slice per tick, never the whole sweep in one tick
+
+
+def test_a_lost_frame_is_concealed_quieter_and_a_silent_caller_fades_out(batched: BatchedMedia) -> None:
+    from bridge.mixer.g711 import DECODE_TABLES
+
+    def level(packet: bytes) -> float:
+        return float(np.abs(DECODE_TABLES["PCMU"][np.frombuffer(packet[12:], np.uint8)].astype(np.float64)).mean())
+
+    room = Room(batched)
+    a, b = Phone(), Phone()
+    leg_a, _ = room.join(a.port), room.join(b.port)
+    talk(room, [(a, leg_a.local_port)], ticks=20)
+    a.seq, a.ts = a.seq + 1, a.ts + 160  # one packet lost on the way
+    talk(room, [(a, leg_a.local_port)], ticks=10)
+    for _ in range(10):  # then the caller goes quiet for good
+        room.tick()
+    levels = [level(p) for p in b.drain() if len(p) == 172]
+    full = max(levels)
+    steps = [round(x / full, 2) for x in levels]
+    gap = steps.index(0.5)  # the lost frame: the one before, 6 dB quieter, instead of a hole
+    assert steps[gap - 1] == 1.0 and steps[gap + 1] == 1.0
+    tail = steps[steps.index(1.0, gap + 1) :]
+    fade = tail[tail.index(0.5) - 1 :][:5]
+    assert fade == pytest.approx([1.0, 0.5, 0.25, 0.125, 0.0], abs=0.02)  # 3 concealed frames, then silence
+    assert leg_a.stats()["concealed"] == 4
