@@ -1,7 +1,12 @@
 """The CRM XML API against a real `bridge run`: a CRM client (requests, client certificate) runs every operation;
 the subscriber it creates texts a command over the SMSC simulator and signs in to the portal; clients without a
 certificate, with another CA's or an expired one fail the handshake; malicious documents get the right negative
-acknowledgement while the API process's memory stays flat."""
+acknowledgement while the API process's memory stays flat.
+
+One `bridge run` serves the whole module (starting one takes most of a test's time): the tests share no
+state that one could leave for another -- transaction ids and names are their own, the handshake and
+malicious-document tests create nothing -- and each checks afterwards that the engine and its API child
+are still the ones it started with (a test that crashed them fails itself, not the next one)."""
 
 from __future__ import annotations
 
@@ -96,8 +101,9 @@ allowed_subjects = ["crm-1", "crm-old"]
     return path
 
 
-@pytest.fixture
-def crm(tmp_path: Path) -> Iterator[Crm]:
+@pytest.fixture(scope="module")
+def crm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crm]:
+    tmp_path = tmp_path_factory.mktemp("crm")
     smsc = Smsc(tmp_path)
     smsc.start()
     now = _now()
@@ -125,6 +131,7 @@ def crm(tmp_path: Path) -> Iterator[Crm]:
         wait_for(lambda: proc.poll() is None and smsc.bound() == 1, timeout=60, what="bridge run to bind SMPP")
         wait_for(lambda: _answers(state), timeout=60, what="the CRM API to answer")
         state.smsc = smsc  # type: ignore[attr-defined]
+        state.proc = proc  # type: ignore[attr-defined]
         yield state
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -136,6 +143,17 @@ def crm(tmp_path: Path) -> Iterator[Crm]:
         log.close()
         smsc.stop()
         print((tmp_path / "bridge.log").read_text()[-4000:])
+
+
+@pytest.fixture(autouse=True)
+def _same_bridge_after_each_test(crm: Crm) -> Iterator[None]:
+    """The shared engine and API child survive every test (same pids): nothing restarted behind our back."""
+    proc: subprocess.Popen[bytes] = crm.proc  # type: ignore[attr-defined]
+    api_pid = (crm.data / "api.pid").read_text()
+    yield
+    assert proc.poll() is None, "bridge run died during the test"
+    assert (crm.data / "api.pid").read_text() == api_pid and Path(f"/proc/{int(api_pid)}").exists()
+    assert _answers(crm), "the CRM API stopped answering during the test"
 
 
 def _answers(crm: Crm) -> bool:
