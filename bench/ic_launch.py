@@ -96,6 +96,9 @@ def configure(bridge: Appliance, *, cps: float, media_path: str, legs: int) -> N
     text = re.sub(r"calls_per_second = [0-9.]+", f"calls_per_second = {cps}", text)
     text = re.sub(r'media_path = "\w+"', f'media_path = "{media_path}"', text)
     text = re.sub(r'rtp_ports = "[0-9-]+"', f'rtp_ports = "{free_rtp_range(2 * legs + 20)}"', text)
+    # The phones (a SIPp UAS scenario) answer INVITEs only: OPTIONS keepalives would mark the trunk down while
+    # the bench waits for the CPU lock.
+    text = text.replace("[sip]\n", "[sip]\noptions_interval_s = 86400\n", 1)
     bridge.config_path.write_text(text)
 
 
