@@ -83,7 +83,11 @@ class _Engine:
     ],
 )
 def test_run_starts_the_portal_and_the_crm_api_independently(
-    config_file: Path, monkeypatch: pytest.MonkeyPatch, flags: tuple[str, ...], portal: object, api: object
+    config_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flags: tuple[str, ...],
+    portal: list[str] | None,
+    api: list[str] | None,
 ) -> None:
     import bridge.engine
 
