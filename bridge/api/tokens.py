@@ -75,8 +75,11 @@ def create_token(
     return token, secret
 
 
-def authenticate(session: Session, secret: str, now: dt.datetime) -> ApiToken | None:
-    """The live token with this secret, or None (unknown, revoked, or its subscriber gone)."""
+def authenticate(session: Session, secret: str, now: dt.datetime, *, touch: bool = True) -> ApiToken | None:
+    """The live token with this secret, or None (unknown, revoked, or its subscriber gone).
+
+    ``touch``: note ``last_used_at`` (at most once a ``TOUCH_EVERY``, committed); off on an HA standby, whose
+    database is a read-only replica."""
     if not secret.startswith(PREFIX):
         return None
     token = session.scalars(select(ApiToken).where(ApiToken.secret_sha256 == secret_hash(secret))).first()
@@ -86,7 +89,7 @@ def authenticate(session: Session, secret: str, now: dt.datetime) -> ApiToken | 
         subscriber = session.get(Subscriber, token.subscriber_id) if token.subscriber_id else None
         if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE:
             return None
-    if token.last_used_at is None or now - token.last_used_at >= TOUCH_EVERY:
+    if touch and (token.last_used_at is None or now - token.last_used_at >= TOUCH_EVERY):
         token.last_used_at = now
         session.commit()
     return token

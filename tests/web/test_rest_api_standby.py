@@ -1,6 +1,6 @@
 """REST on the standby of an HA pair, with the engine's real role seam (bridge.api.role over the control API's
-GET /status): writes are a 503 problem naming the active node with Retry-After, reads are served; the portal's
-own pages keep their read-only page."""
+GET /status): writes are a 503 problem naming the active node with Retry-After, reads are served and write
+nothing (the standby's database is a read-only replica)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from bridge.config import from_dict
+from bridge.db import make_engine, make_session_factory
+from bridge.db.models import ApiToken
 from tests.api.test_role import HA, STANDBY
 from tests.web.conftest import Clock, make_app
 from tests.web.portal_world import FakeControl, World
@@ -56,3 +59,23 @@ def test_the_active_node_takes_writes(tmp_path: Path, world: World, clock: Clock
     secret = make_tokens(world).operator
     client = _client(tmp_path, world, clock, {**STANDBY, "role": "active", "read_only": False})
     assert client.post("/api/v1/companies", json={"name": "New"}, headers=bearer(secret)).status_code == 201
+
+
+def _last_used(world: World) -> list[object]:
+    engine = make_engine(world.url)
+    with make_session_factory(engine)() as session:
+        stamps = list(session.scalars(select(ApiToken.last_used_at).order_by(ApiToken.id)))
+    engine.dispose()
+    return stamps
+
+
+def test_reads_on_the_standby_write_nothing(tmp_path: Path, world: World, clock: Clock) -> None:
+    """Its database is a read-only replica: a token's last-used stamp (a write) is left to the active node."""
+    secret = make_tokens(world).operator
+    assert all(stamp is None for stamp in _last_used(world))
+    standby = _client(tmp_path, world, clock, STANDBY)
+    assert standby.get("/api/v1/companies", headers=bearer(secret)).status_code == 200
+    assert all(stamp is None for stamp in _last_used(world))
+    active = _client(tmp_path, world, clock, {**STANDBY, "role": "active", "read_only": False})
+    assert active.get("/api/v1/companies", headers=bearer(secret)).status_code == 200
+    assert sum(stamp is not None for stamp in _last_used(world)) == 1

@@ -21,7 +21,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from bridge.api import idempotency, tokens
+from bridge.api import idempotency, role, tokens
 from bridge.db.models import ApiToken, Role, TokenScope
 from bridge.ratelimit import KeyedBuckets
 from web import db
@@ -80,9 +80,14 @@ def _digest() -> str:
     )
 
 
+def _role() -> role.Role:
+    ha: role.Role = current_app.config.get("ROLE") or current_app.extensions["ha_role"]  # tests inject a fake
+    return ha
+
+
 def _active_node_only() -> None:
     """A write on the standby of an HA pair: 503 naming the active node (``Retry-After``: the VIP moves to it)."""
-    ha = current_app.config.get("ROLE") or current_app.extensions["ha_role"]  # tests inject a fake role
+    ha = _role()
     if not ha.is_active():
         active = ha.active_node()
         where = f"make changes on the active node, {active}" if active else "no node is known to be active right now"
@@ -94,7 +99,10 @@ def _authenticate() -> Response | None:
     if request.endpoint == "rest.openapi_document":
         return None
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
-    token = tokens.authenticate(db.session(), secret.strip(), utc_now()) if scheme.lower() == "bearer" else None
+    active = _role().is_active()  # the standby's database is a read-only replica: no last-used stamp there
+    token = None
+    if scheme.lower() == "bearer":
+        token = tokens.authenticate(db.session(), secret.strip(), utc_now(), touch=active)
     if token is None:
         raise ApiProblem(401, "a valid bearer token is required", headers={"WWW-Authenticate": 'Bearer realm="api"'})
     g.api_token, g.api_scope = token, scope_of(token)
