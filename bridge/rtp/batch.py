@@ -55,6 +55,7 @@ MSG_DONTWAIT: Final = 0x40
 MSG_TRUNC: Final = 0x20
 SEQ_MOD: Final = 1 << 16
 LATE_RESTART: Final = 3
+CALM_POPS: Final = 500  # 10 s of frames without a late packet: an adaptive FrameRing's delay shrinks a frame
 """Consecutive late packets after which a :class:`FrameRing` leg restarts behind the latest one."""
 
 # struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; } on x86-64 / aarch64 Linux: 64 bytes.
@@ -357,13 +358,26 @@ class FrameRing:
       did not advance in real time, e.g. across RFC 4733 events), so the leg restarts behind that packet;
     - anything further off either way (a sequence jump after a re-INVITE, a sender resuming after
       silence suppression, a clock running fast) restarts the leg ``delay`` frames behind that packet.
+
+    With ``adapt=(low, high)`` each leg's delay (``delays``) follows its network, as
+    :class:`~bridge.rtp.jitterbuffer.JitterBuffer` does: a late packet grows it by one frame (up to ``high``;
+    the play-out point steps back one frame, so a packet one frame late is then played), ``CALM_POPS``
+    frames played without a late packet shrink it by one (down to ``low``; one queued frame is skipped).
     """
 
-    def __init__(self, legs: int, *, depth: int = 8, delay: int = 2, frame: int = 160, silence: int = 0xFF) -> None:
-        if not 0 <= delay < depth:
-            raise RtpError("FrameRing needs 0 <= delay < depth")
+    def __init__(
+        self, legs: int, *, depth: int = 8, delay: int = 2, frame: int = 160, silence: int = 0xFF,
+        adapt: tuple[int, int] | None = None,
+    ) -> None:  # fmt: skip
+        low, high = adapt or (delay, delay)
+        if not 0 <= low <= delay <= high < depth:
+            raise RtpError("FrameRing needs 0 <= low <= delay <= high < depth")
         self.depth = depth
         self.delay = delay
+        self.adapt = adapt
+        self.low, self.high = low, high
+        self.delays: I64 = np.full(legs, delay, dtype=np.int64)
+        self.calm: I64 = np.zeros(legs, dtype=np.int64)
         self.frame = frame
         self.frames: U8 = np.zeros((legs, depth, frame), dtype=np.uint8)
         self.slot_seq: I64 = np.full((legs, depth), -1, dtype=np.int64)
@@ -382,8 +396,9 @@ class FrameRing:
 
     def resized(self, legs: int) -> FrameRing:
         """A ring for ``legs`` legs (more than now) holding what this one holds."""
-        ring = FrameRing(legs, depth=self.depth, delay=self.delay, frame=self.frame)
+        ring = FrameRing(legs, depth=self.depth, delay=self.delay, frame=self.frame, adapt=self.adapt)
         old = len(self)
+        ring.delays[:old], ring.calm[:old] = self.delays, self.calm
         ring.frames[:old], ring.slot_seq[:old], ring.next_seq[:old] = self.frames, self.slot_seq, self.next_seq
         ring.silence[:old], ring.late_run[:old], ring.out[:old] = self.silence, self.late_run, self.out
         ring.late, ring.resyncs, ring._late_runs = self.late, self.resyncs, self._late_runs
@@ -395,6 +410,7 @@ class FrameRing:
         self.next_seq[legs] = -1
         self.late_run[legs] = 0
         self._late_runs = int(np.count_nonzero(self.late_run))
+        self.delays[legs], self.calm[legs] = self.delay, 0
         if silence is not None:
             self.silence[legs] = silence
 
@@ -434,12 +450,17 @@ class FrameRing:
         late = (next_seq >= 0) & (behind > 0) & (behind <= self.depth)
         stuck = late & (self.late_run[legs] >= LATE_RESTART - 1)
         late &= ~stuck
+        stepped_back = self._grow(legs, late, behind) if self.adapt is not None and late.any() else None
+        if stepped_back is not None:
+            late &= ~stepped_back
         self.late_run[legs] = np.where(late, self.late_run[legs] + 1, 0)
         self._late_runs = int(np.count_nonzero(self.late_run))
         restart = (next_seq < 0) | stuck | (~late & (ahead >= self.depth))
+        if stepped_back is not None:
+            restart &= ~stepped_back
         if restart.any():
             restarted = legs[restart]
-            self.next_seq[restarted] = (seq[restart] - self.delay) % SEQ_MOD
+            self.next_seq[restarted] = (seq[restart] - self.delays[restarted]) % SEQ_MOD
             self.slot_seq[restarted] = -1
             self.resyncs += len(restarted)
         self.late += int(np.count_nonzero(late))
@@ -464,7 +485,31 @@ class FrameRing:
         self.next_seq += started
         self.next_seq[self.next_seq == SEQ_MOD] = 0
         self.played = played
+        if self.adapt is not None:
+            self.calm += hit
+            if (self.calm >= CALM_POPS).any():
+                self._shrink(np.nonzero(self.calm >= CALM_POPS)[0])
         return out, hit
+
+    def _grow(self, legs: I64, late: BoolArray, behind: I64) -> BoolArray:
+        """Late packets of ``legs``: one frame more delay where allowed; returns which packets are now in
+        time (one frame late: the frame the play-out point stepped back to)."""
+        grow = late & (self.delays[legs] < self.high)
+        self.calm[legs[late]] = 0
+        grown = legs[grow]
+        self.delays[grown] += 1
+        self.next_seq[grown] = (self.next_seq[grown] - 1) % SEQ_MOD
+        stepped_back: BoolArray = grow & (behind == 1)
+        return stepped_back
+
+    def _shrink(self, legs: I64) -> None:
+        """``legs`` played ``CALM_POPS`` frames without a late packet: one frame less delay (the frame due
+        next is skipped)."""
+        self.calm[legs] = 0
+        legs = legs[(self.delays[legs] > self.low) & (self.next_seq[legs] >= 0)]
+        self.delays[legs] -= 1
+        self.slot_seq[legs, self.next_seq[legs] % self.depth] = -1
+        self.next_seq[legs] = (self.next_seq[legs] + 1) % SEQ_MOD
 
 
 class LegTable:

@@ -27,7 +27,8 @@ __all__ = ["DELAY_FRAMES", "FRAME", "PACKET", "LegTables", "swap32"]
 
 FRAME = 160
 PACKET = RTP_HEADER_SIZE + FRAME
-DELAY_FRAMES = 2  # 40 ms, the per-leg jitter buffer's start depth
+DELAY_FRAMES = 2  # 40 ms, the per-leg jitter buffer's start depth...
+ADAPT = (1, 4)  # ...and how far it adapts (20-80 ms), as bridge.rtp.jitterbuffer's
 RING_DEPTH = 8
 F64 = npt.NDArray[np.float64]
 U32 = npt.NDArray[np.uint32]
@@ -84,7 +85,7 @@ class LegTables:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = 0
-        self.ring = FrameRing(0, depth=RING_DEPTH, delay=DELAY_FRAMES, frame=FRAME)
+        self.ring = FrameRing(0, depth=RING_DEPTH, delay=DELAY_FRAMES, frame=FRAME, adapt=ADAPT)
         self.packets: U8 = np.zeros((0, PACKET), dtype=np.uint8)
         self._views()
         for names, dtype in self._columns():

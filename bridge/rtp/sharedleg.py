@@ -152,7 +152,7 @@ class BatchedLeg:
             lost=max(0, source.lost) if source.received else 0,
             loss_fraction=round(source.loss_fraction, 4) if source.received else 0.0,
             jitter_ms=round(source.jitter_ms, 2), concealed=int(tables.concealed[slot]),
-            jitter_buffer_ms=tables.ring.delay * 20, foreign=self.foreign, ignored=self.ignored,
+            jitter_buffer_ms=int(tables.ring.delays[slot]) * 20, foreign=self.foreign, ignored=self.ignored,
             malformed=self.malformed, local_port=self.group.port if self.group else None,
             media_path="batched" if self.group is None or self.group.shared else "private",
         )  # fmt: skip

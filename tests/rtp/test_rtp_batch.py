@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.rtp.batch import (
+    CALM_POPS,
     LATE_RESTART,
     SEQ_MOD,
     BatchSocket,
@@ -179,6 +180,28 @@ def test_frame_ring_restarts_after_a_sequence_jump_and_drops_late_packets() -> N
     ring.reset(0)  # a new call on this leg slot: nothing from the old one plays
     out, hit = ring.pop()
     assert not hit[0] and out[0, 0] == 0xFF
+
+
+def test_an_adaptive_frame_ring_grows_on_a_late_packet_and_shrinks_when_calm() -> None:
+    ring = FrameRing(1, depth=8, delay=2, frame=1, adapt=(1, 4))
+    leg = np.zeros(1, np.int64)
+
+    def tick(*seqs: int) -> int | None:
+        for seq in seqs:
+            ring.push(leg, np.array([seq]), np.array([[seq % 256]], np.uint8))
+        out, hit = ring.pop()
+        return int(out[0, 0]) if hit[0] else None
+
+    played = [tick(seq) for seq in range(10)]
+    assert played[2:] == list(range(8)) and ring.delays[0] == 2  # two frames behind
+    assert [tick(), tick(11), tick(12)] == [8, 9, None]  # 10 is not there when it is due
+    assert tick(10, 13) == 10  # 10 arrives one frame late: the play-out point steps back and plays it
+    assert ring.delays[0] == 3 and ring.late == 0
+    played = [tick(seq) for seq in range(14, 14 + CALM_POPS + 2)]
+    assert ring.delays[0] == 2  # CALM_POPS frames without a late one: one frame less delay
+    assert played[:3] == [11, 12, 13]
+    steps = [(b - a) % 256 for a, b in zip(played, played[1:], strict=False)]  # payload = seq % 256
+    assert steps.count(1) == len(steps) - 1 and steps.count(2) == 1  # in order, one frame skipped
 
 
 def test_frame_ring_rejects_a_delay_outside_the_ring() -> None:
