@@ -96,10 +96,14 @@ def make_test_ca(directory: Path) -> Path:
 class Kamailio:
     """Kamailio in front of one bridge node at ``bridge_port`` (UDP on HOST). ``double_rr=False`` runs the
     rr module with ``enable_double_rr=0``: the bridge then sees a single Record-Route that names the caller's
-    transport. Use as a context manager or call :meth:`start` / :meth:`stop`."""
+    transport. ``registrar=True`` defines WITH_REGISTRAR: phones may REGISTER, and calls from the bridge go to
+    the registered phone. Use as a context manager or call :meth:`start` / :meth:`stop`."""
 
-    def __init__(self, workdir: Path, *, bridge_port: int, double_rr: bool = True, children: int = 4) -> None:
+    def __init__(
+        self, workdir: Path, *, bridge_port: int, double_rr: bool = True, children: int = 4, registrar: bool = False
+    ) -> None:
         self.dir = workdir
+        self.registrar = registrar
         self.bridge_port = bridge_port
         self.double_rr = double_rr
         self.children = children
@@ -141,6 +145,7 @@ class Kamailio:
                     f'#!substdef "!CTL_SOCKET!{self.ctl_socket}!g"',
                     f"#!define DOUBLE_RR {1 if self.double_rr else 0}",
                     f"#!define CHILDREN {self.children}",
+                    *(["#!define WITH_REGISTRAR"] if self.registrar else []),
                     "",
                 ]
             )

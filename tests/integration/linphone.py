@@ -91,6 +91,22 @@ class Linphone:
                     raise AssertionError(f"linphonec never printed /{pattern}/:\n" + "\n".join(self.lines[-30:]))
                 self._cond.wait(min(left, 0.2))
 
+    def register(self, user: str, proxy: str) -> None:
+        """Register ``sip:<user>@127.0.0.1`` at ``proxy`` (a SIP URI, e.g. ``sip:127.0.0.1:5061;transport=tls``)
+        and answer incoming calls by itself; returns once the registrar said 200."""
+        self.send("autoanswer enable")
+        self.send(f"register sip:{user}@127.0.0.1 {proxy}")
+        deadline = time.monotonic() + 15
+        after = len(self.lines)
+        while True:  # linphonec prints nothing when the registration completes: ask it
+            self.send("status register")
+            try:
+                self.wait_for(r"^registered, identity=", 0.5, after=after)
+                return
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+
     def log_count(self, pattern: str) -> int:
         """How many lines of linphone's own log match ``pattern`` (what it did on the wire)."""
         path = self.dir / "log"

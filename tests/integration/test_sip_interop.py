@@ -34,10 +34,10 @@ from typing import Any
 
 import pytest
 
-from bridge.sip.events import IncomingCall, LegDtmf, LegEnded, LegEvent, LegHold
+from bridge.sip.events import IncomingCall, LegAnswered, LegDtmf, LegEnded, LegEvent, LegHold
 from bridge.sip.leg import LegState, SipLeg
 from bridge.sip.service import SipService
-from tests.integration.kamailio import Kamailio
+from tests.integration.kamailio import Kamailio, free_udp_tcp_port
 from tests.integration.linphone import Linphone
 from tests.integration.rtp_peers import free_udp_port, lin2ulaw, ulaw2lin
 from tests.integration.rtp_peers import stop as stop_process
@@ -67,7 +67,7 @@ class Bridge:
     """The SIP service on a background event loop; ``run(coro)`` runs a test coroutine there. The test engine
     answers every call, sends BRIDGE_TONE and keeps what each leg sends (PCMU payloads) for the FFT."""
 
-    def __init__(self, port: int, gateways: list[str]) -> None:
+    def __init__(self, port: int, gateways: list[str], groups: dict[str, list[str]] | None = None) -> None:
         self.port = port
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="bridge-loop", daemon=True)
@@ -75,7 +75,9 @@ class Bridge:
         self.recorder = Recorder()
         self.heard: dict[str, list[bytes]] = {}
         self.media_tasks: set[asyncio.Task[None]] = set()
-        config = make_config(sip_port=port, trunk_groups=[{"name": "edge", "gateways": gateways}])
+        trunks = [{"name": "edge", "gateways": gateways}]
+        trunks += [{"name": name, "gateways": via} for name, via in (groups or {}).items()]
+        config = make_config(sip_port=port, trunk_groups=trunks)
 
         async def start() -> SipService:
             self.recorder = Recorder()  # its asyncio.Event belongs to this loop
@@ -91,12 +93,16 @@ class Bridge:
     def _on_event(self, event: LegEvent) -> None:
         self.recorder(event)
         if isinstance(event, IncomingCall):
+            self.start_media(event.leg)
             # Answer a moment after the 180: Kamailio relays the bridge's 180 and 200 from different worker
             # processes, and a 200 sent at once can overtake the 180 on the TCP side (SIPp then aborts).
             self.loop.call_later(0.1, self._answer, event.leg)
-            task = self.loop.create_task(self._media(event.leg))
-            self.media_tasks.add(task)
-            task.add_done_callback(self.media_tasks.discard)
+
+    def start_media(self, leg: SipLeg) -> None:
+        """Play and hear ``leg`` until it ends (call on the loop)."""
+        task = self.loop.create_task(self._media(leg))
+        self.media_tasks.add(task)
+        task.add_done_callback(self.media_tasks.discard)
 
     def _answer(self, leg: SipLeg) -> None:
         if leg.state is LegState.OFFERED:
@@ -139,16 +145,25 @@ class Bridge:
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """One bridge and two Kamailios (double and single Record-Route) for the whole module."""
+    """One bridge and two Kamailios (double and single Record-Route, both with the registrar on) for the whole
+    module. Besides "edge" (both proxies), the bridge has a trunk group per proxy ("via-double", "via-single")
+    for its dial-outs."""
     workdir = tmp_path_factory.mktemp("edge")
     bridge_port = free_udp_port()
     proxies = {
-        "double": Kamailio(workdir / "kamailio-double", bridge_port=bridge_port, double_rr=True, children=2),
-        "single": Kamailio(workdir / "kamailio-single", bridge_port=bridge_port, double_rr=False, children=2),
+        mode: Kamailio(
+            workdir / f"kamailio-{mode}",
+            bridge_port=bridge_port,
+            double_rr=mode == "double",
+            children=2,
+            registrar=True,
+        )
+        for mode in ("double", "single")
     }
     for proxy in proxies.values():
         proxy.dir.mkdir()
-    bridge = Bridge(bridge_port, [p.internal for p in proxies.values()])
+    groups = {f"via-{mode}": [proxy.internal] for mode, proxy in proxies.items()}
+    bridge = Bridge(bridge_port, [p.internal for p in proxies.values()], groups)
     try:
         for proxy in proxies.values():
             proxy.start()
@@ -414,7 +429,10 @@ def tls_baresip(tmp_path: Path, name: str, proxy: Kamailio) -> Baresip:
     assert proxy.ca is not None
     cert = phone.dir / "cert.pem"
     cert.write_bytes((proxy.ca.parent / "server.pem").read_bytes() + (proxy.ca.parent / "server.key").read_bytes())
-    config = (phone.dir / "config").read_text()
+    # its TLS listener takes the SIP port over TCP: pick one free for TCP as well (the UDP-only pick can collide)
+    port = free_udp_tcp_port()
+    config = (phone.dir / "config").read_text().replace(f"127.0.0.1:{phone.sip_port}", f"127.0.0.1:{port}")
+    phone.sip_port = port
     # TLS only: the bridge's BYE can reach this phone in no other way than over its TLS connection
     config += f"sip_certificate   {cert}\nsip_cafile        {proxy.ca}\nsip_verify_server no\nsip_transports    tls\n"
     (phone.dir / "config").write_text(config)
@@ -636,6 +654,53 @@ def test_tls_phone_in_a_room_is_kicked_over_the_control_api(tmp_path: Path, mode
                 stop_process(peer.proc)
         proxy.stop()
         appliance.stop()
+
+
+# --- the bridge dials out through Kamailio to a phone registered over TCP or TLS -------------------------------
+
+OUTBOUND_ROWS = [("double", "tls"), ("single", "tls"), ("single", "tcp")]
+
+
+@pytest.mark.parametrize(("path", "transport"), OUTBOUND_ROWS, ids=[f"{p}-{t}" for p, t in OUTBOUND_ROWS])
+def test_bridge_dials_a_phone_registered_behind_kamailio(
+    edge: dict[str, Any], tmp_path: Path, path: str, transport: str
+) -> None:
+    """A dial-out (what an IC's or a room's dial-a-participant does: SipService.dial on a trunk group) via the
+    trunk group whose gateway is Kamailio, to a linphone registered there over TCP or TLS (and reachable only
+    through its own connection: it has no server certificate): the INVITE reaches the phone on that transport,
+    it answers, audio both ways by FFT, and the bridge's BYE arrives over the same transport."""
+    bridge: Bridge = edge["bridge"]
+    proxy: Kamailio = edge[path]
+    user = f"55512{OUTBOUND_ROWS.index((path, transport)):02d}"  # one user per row: registrations outlive a test
+    phone = Linphone(tmp_path, "callee", CALLER_TONE, ca=proxy.ca)
+    try:
+        phone.register(user, f"sip:{HOST}:{proxy.port_for(transport)};transport={transport}")
+
+        async def dial() -> SipLeg:
+            leg = bridge.service.dial(called=user, calling=ROOM, trunk_group=f"via-{path}")
+            bridge.start_media(leg)
+            return leg
+
+        leg: SipLeg = bridge.run(dial())
+
+        def mine() -> list[Any]:
+            return [e for e in bridge.recorder.events if e.leg is leg]
+
+        bridge.run(bridge.recorder.wait_for(lambda: any(isinstance(e, LegAnswered) for e in mine()), 20))
+        after = phone.wait_for(r"^Call \d+ with .* connected\.", 10)
+        time.sleep(1.5)  # audio both ways
+        bridge.loop.call_soon_threadsafe(bridge.service.hangup, leg, "normal")
+        phone.wait_for(r"^Call \d+ with .* ended", 15, after=after)
+        bridge.run(bridge.recorder.wait_for(lambda: any(isinstance(e, LegEnded) for e in mine()), 10))
+        phone.close()
+        wire = transport.upper()
+        assert phone.log_count(rf"new bytes from \[{wire}://[^\]]+\]:\nINVITE sip:{user}@") == 1, phone.dir
+        assert phone.log_count(rf"new bytes from \[{wire}://[^\]]+\]:\nBYE ") == 1, phone.dir
+        assert abs(_freq(bridge.heard[leg.leg_id]) - CALLER_TONE) < 15  # the bridge heard the phone
+        heard = phone.recording()
+        assert abs(dominant_freq(heard[len(heard) // 4 :])[0] - BRIDGE_TONE) < 15  # the phone heard the bridge
+    finally:
+        phone.close()
 
 
 # --- the ctl module: kamcmd against the running proxy ----------------------------------------------------------
