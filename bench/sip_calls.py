@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
+import os
 import resource
 import shutil
 import sys
@@ -38,6 +40,7 @@ from tests.integration.sip_peers import (  # noqa: E402 - test helpers live with
 )
 
 SIPP = shutil.which("sipp") or "sipp"
+LOCK = Path(tempfile.gettempdir()) / "bridge-conference-load.lock"  # shared with bench/conference_load.py
 
 from bridge.sip.events import IncomingCall, LegAnswered, LegEnded, LegEvent, LegFailed  # noqa: E402
 
@@ -330,6 +333,14 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--no-proxy", action="store_true", help="skip the Kamailio comparison")
     args = parser.parse_args()
+    with open(LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one heavy benchmark window at a time (bench/conference_load.py's lock)
+        print(f"load before: {os.getloadavg()}")
+        await _runs(args)
+        print(f"load after: {os.getloadavg()}")
+
+
+async def _runs(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="sip-bench-") as tmp:
         workdir = Path(tmp)
         b_wall, b_cpu, b_failed = await bridge_run(workdir, args.calls, args.concurrency)
