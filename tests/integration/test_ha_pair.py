@@ -78,10 +78,15 @@ def test_the_standby_refuses_service(pair: Pair) -> None:
     assert code == 409 and "not the active node" in body["error"]
     code, status = pair.control("b", "GET", "/status")
     assert code == 200 and status["role"] == "standby" and status["ha"]["term"] == ha["term"]
+    made = pair.lab.exec("a", *pair._bridge_cmd("a"), "api", "token", "create", "probe", "--scope", "operator")
+    token = made.stdout.strip().rsplit(" ", 1)[-1]  # made on the active node, replicated to the standby
     portal = pair.lab.exec("b", sys.executable, str(Path(__file__).with_name("ha_portal_probe.py")),
-                           str(pair.config_path("b")), check=False)  # fmt: skip
+                           str(pair.config_path("b")), token, check=False)  # fmt: skip
     assert portal.returncode == 0, portal.stdout + portal.stderr
     assert "GET 200 banner names a" in portal.stdout and "POST 503 read-only" in portal.stdout
+    assert "REST GET 200" in portal.stdout  # reads served, nothing written to the replica
+    assert "REST POST 503 application/problem+json active_node a" in portal.stdout
+    assert "CRM 503 NOT_ACTIVE activeNode a" in portal.stdout
 
 
 def test_kill_9_of_the_active_engine_loses_no_acknowledged_row(pair: Pair) -> None:
