@@ -38,7 +38,7 @@ from bridge.api.server import make_server
 from bridge.api.tokens import create_token
 from bridge.config import Config, from_dict
 from bridge.db import make_engine, make_session_factory
-from bridge.db.models import Account, Base, Cdr, Company, Role, Subscriber, TokenScope
+from bridge.db.models import Account, Base, Cdr, Company, Contact, Role, Subscriber, TokenScope
 from bridge.provisioning import load_configured_dnis
 from web import create_app
 from web.crm import create_crm_app
@@ -136,7 +136,7 @@ def bench_xml(directory: Path, creates: int) -> None:
 
 
 def _seed(url: str, subscribers: int, cdrs: int) -> tuple[int, int]:
-    """100 companies; subscribers round-robin over them, each with a portal login; CDRs 20 s apart."""
+    """100 companies; subscribers round-robin over them, each with a portal login and 5 contacts; CDRs 20 s apart."""
     engine = make_engine(url)
     t0 = time.perf_counter()
     with engine.begin() as connection:
@@ -153,6 +153,11 @@ def _seed(url: str, subscribers: int, cdrs: int) -> tuple[int, int]:
                  "subscriber_id": 1 + i, "active": True, "failed_logins": 0, "created_at": dt.datetime(2026, 1, 1)}
                 for i in chunk
             ])  # fmt: skip
+            connection.execute(insert(Contact), [
+                {"subscriber_id": 1 + i, "nickname": f"c{i}x{k}", "phone": f"+2{i:09d}{k}", "first_name": "",
+                 "last_name": ""}
+                for i in chunk for k in range(CONTACTS_EACH)
+            ])  # fmt: skip
         for start in range(0, cdrs, 100_000):
             connection.execute(insert(Cdr), [
                 {"created_at": BASE + dt.timedelta(seconds=20 * i), "company_id": 1 + i % 100, "company_name": "x",
@@ -161,10 +166,14 @@ def _seed(url: str, subscribers: int, cdrs: int) -> tuple[int, int]:
                 for i in range(start, min(cdrs, start + 100_000))
             ])  # fmt: skip
     engine.dispose()
-    print(f"seeded {subscribers:,} subscribers (with logins) and {cdrs:,} CDRs in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"seeded {subscribers:,} subscribers (with logins, {CONTACTS_EACH * subscribers:,} contacts) and {cdrs:,} CDRs"
+        f" in {time.perf_counter() - t0:.1f} s"
+    )
     return subscribers, cdrs
 
 
+CONTACTS_EACH = 5
 BASE = dt.datetime(2026, 1, 1)
 WEEK = (dt.datetime(2026, 3, 1), dt.datetime(2026, 3, 8))
 COMPANY = 7
@@ -178,7 +187,7 @@ class Case:
     query: str
     token: str
     where: list[Any]  # the page's filters, for the cursor rows and the bare SQL
-    kind: str  # "subscribers" (id keyset) | "cdrs" ((created_at, id) keyset)
+    model: Any  # Subscriber, Contact (id keyset) or Cdr ((created_at, id) keyset)
     since: dt.datetime | None = None  # ``from``
 
 
@@ -187,15 +196,18 @@ def _cases(operator: str, company: str) -> list[Case]:
     before = [Cdr.created_at < WEEK[1]]
     live = [Subscriber.status != "deleted"]
     return [
-        Case("/subscribers", "/subscribers?", operator, live, "subscribers"),
+        Case("/subscribers", "/subscribers?", operator, live, Subscriber),
         Case("/subscribers (company token)", "/subscribers?", company, [*live, Subscriber.company_id == COMPANY],
-             "subscribers"),
-        Case("/cdrs", "/cdrs?", operator, [], "cdrs"),
+             Subscriber),
+        Case("/contacts", "/contacts?", operator, [], Contact),
+        Case("/contacts (company token)", "/contacts?", company, [Contact.subscriber_id.in_(
+            select(Subscriber.id).where(Subscriber.company_id == COMPANY))], Contact),
+        Case("/cdrs", "/cdrs?", operator, [], Cdr),
         Case(f"/cdrs?company_id={COMPANY}", f"/cdrs?company_id={COMPANY}&", operator, [Cdr.company_id == COMPANY],
-             "cdrs"),
-        Case("/cdrs (company token)", "/cdrs?", company, [Cdr.company_id == COMPANY], "cdrs"),
-        Case("/cdrs?from=..&to=.. (1 week)", f"/cdrs?{week}", operator, before, "cdrs", WEEK[0]),
-        Case("/cdrs 1 week, company token", f"/cdrs?{week}", company, [Cdr.company_id == COMPANY, *before], "cdrs",
+             Cdr),
+        Case("/cdrs (company token)", "/cdrs?", company, [Cdr.company_id == COMPANY], Cdr),
+        Case("/cdrs?from=..&to=.. (1 week)", f"/cdrs?{week}", operator, before, Cdr, WEEK[0]),
+        Case("/cdrs 1 week, company token", f"/cdrs?{week}", company, [Cdr.company_id == COMPANY, *before], Cdr,
              WEEK[0]),
     ]  # fmt: skip
 
@@ -223,13 +235,13 @@ def bench_rest(directory: Path, subscribers: int, cdrs: int, pages: int) -> None
 
 def _cursor_rows(session: Any, case: Case, pages: int, rng: random.Random) -> list[tuple[Any, int]]:
     """``pages`` random rows the case's filters match: each page starts after one of them."""
-    model = Subscriber if case.kind == "subscribers" else Cdr
+    model = case.model
     since = [Cdr.created_at >= case.since] if case.since else []
     ids = list(session.scalars(select(model.id).where(*case.where, *since)))
     if not ids:
         return []
     chosen = [rng.choice(ids) for _ in range(pages)]
-    if model is Subscriber:
+    if model is not Cdr:
         return [(None, i) for i in chosen]
     times = dict(session.execute(select(Cdr.id, Cdr.created_at).where(Cdr.id.in_(set(chosen)))).all())
     return [(times[i], i) for i in chosen]
@@ -251,7 +263,7 @@ def bench_case(client: Any, session: Any, case: Case, pages: int, rng: random.Ra
     def raw_page(i: int) -> None:
         when, last = after[i]
         if when is None:
-            stmt = select(Subscriber).where(*case.where, Subscriber.id > last).order_by(Subscriber.id)
+            stmt = select(case.model).where(*case.where, case.model.id > last).order_by(case.model.id)
             session.scalars(stmt.limit(101)).all()
         else:
             keyset = tuple_(Cdr.created_at, Cdr.id) > tuple_(literal(when, Cdr.created_at.type), last)
