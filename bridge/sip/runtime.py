@@ -17,11 +17,11 @@ from bridge.sip import SipError
 # The adapter's one logger: bridge.ops.logs filters and traces by this name (SIP_STACK_LOGGER).
 log = logging.getLogger("bridge.sip.stack")
 
-#: Timer resolution of sippy's reactor (its default is 100 Hz). Packets and calls from other threads wake it at
-#: once (``callFromThread`` signals it); only timers (retransmissions from T1 = 500 ms up, session timers) wait
-#: for the next beat, at most 40 ms late. Each beat costs Python work: 25 Hz instead of 100 takes about 1.3 % of a
-#: core off an idle node (bench/conference_load.py's idle baseline).
-REACTOR_HZ = 25.0
+#: Beat of sippy's reactor (its default). A call handed to it from another thread (``callFromThread``: every
+#: response and request the asyncio service sends) runs at its next beat, so the beat bounds the latency the
+#: reactor adds to each one: 10 ms here. 25 Hz took ~1.3 % of a core off an idle node but put up to 40 ms on
+#: every answer (docs/bench/sip-calls.md); the latency is worth more.
+REACTOR_HZ = 100.0
 E = TypeVar("E")
 
 
