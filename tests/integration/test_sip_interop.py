@@ -20,6 +20,9 @@ Record-Route) serve the whole module. For each row:
   over UDP (double RR), TCP (single RR) and TLS (both): answered, audio both ways by FFT (its file player and
   recorder), an RFC 4733 and a SIP INFO digit, pause/resume (hold), BYE from either side, and linphone's own
   log shows that BYE on the row's transport.
+* The bridge dials out (SipService.dial on a trunk group whose gateway is one Kamailio) to a linphone
+  registered at that Kamailio over TLS (both RR modes) or TCP: answered, audio both ways, its BYE over TCP/TLS.
+* ``kamcmd dispatcher.list`` / ``dispatcher.reload`` against a running proxy (the ctl module).
 """
 
 from __future__ import annotations
