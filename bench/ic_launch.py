@@ -156,10 +156,17 @@ def one_launch(
         assert bridge.proc is not None
         spy = profile(bridge.proc.pid, spy_out)
         time.sleep(1.0)  # py-spy attached
+    assert bridge.proc is not None
+    cpu = cpu_seconds(bridge.proc.pid)
     since = time.time()
     smsc.mo(text, source=SUB)
+    deadline = time.monotonic() + 60
+    while invites_since(capture, since) < calls:  # polled finely: the engine's CPU up to the last INVITE
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{calls} INVITEs of {text} did not all leave within 60 s")
+        time.sleep(0.005)
+    cpu = cpu_seconds(bridge.proc.pid) - cpu
     if spy is not None:
-        wait_for(lambda: invites_since(capture, since) >= calls, 60, f"{calls} INVITEs")
         spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
         spy.wait(30)
 
@@ -175,7 +182,14 @@ def one_launch(
     if result is None or len(result["invites"]) < calls:
         raise SystemExit(f"capture missed the MO or INVITEs of {text}: {result}")
     time.sleep(0.5)  # the phones' BYE answers and the CDR writes settle before the next launch
+    result["cpu"] = cpu
     return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of every thread of ``pid`` (s)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def profile(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -236,6 +250,7 @@ def report(label: str, runs: list[dict[str, Any]]) -> None:
     print(
         f"  {label:>22}  {calls:>5}  {first[0]:8.1f} {first[1]:8.1f}  {last[0]:8.1f} {last[1]:8.1f} {last[2]:8.1f}"
         f"  {reply[0]:8.1f}  {1000 * statistics.median(r['invites'][-1] - r['invites'][0] for r in runs):8.1f}"
+        f"  {1000 * statistics.median(r['cpu'] for r in runs):8.0f}"
     )
 
 
@@ -306,14 +321,15 @@ def main() -> None:
     )
     print(
         f"  {'':>22}  {'calls':>5}  {'MO->first INVITE ms':>17}  {'MO->last INVITE ms':>26}  {'MO->reply':>8}"
-        f"  {'spread':>8}"
+        f"  {'spread':>8}  {'CPU ms':>8}"
     )
     print(
         f"  {'':>22}  {'':>5}  {'median':>8} {'p95':>8}  {'median':>8} {'p95':>8} {'max':>8}  {'median':>8}"
-        f"  {'median':>8}"
+        f"  {'median':>8}  {'median':>8}"
     )
     report(f"IC of {args.members} members", results["big"])
     report("baseline: IC of 1", results["baseline"])
+    print("  spread: first to last INVITE; CPU ms: the engine's CPU time (all threads) from the MO to the last INVITE")
     if args.profile is not None:
         print(
             f"\nengine frames with the most samples from 1 s before the MO to the last INVITE, inclusive and"

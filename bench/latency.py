@@ -455,6 +455,7 @@ class Condition:
     delays: list[ClickDelay]
     sender_jitter_p95_ms: float
     lost_out: int
+    sent_clicks: int = 0
 
 
 def streams(packets: list[Packet], *, sent_from: int, received_at: int) -> tuple[Stream, Stream]:
@@ -466,15 +467,16 @@ def streams(packets: list[Packet], *, sent_from: int, received_at: int) -> tuple
 def analyse(label: str, jitter_ms: float, runs: list[tuple[Stream, Stream]]) -> Condition:
     delays: list[ClickDelay] = []
     late: list[float] = []
-    lost = 0
+    lost = sent_clicks = 0
     template = click()
     for sent, received in runs:
         delays += click_delays(sent, received, template)
+        sent_clicks += len(find_clicks(sent.pcm, template))
         if len(sent.times):
             n = np.arange(len(sent.times))
             late += list((sent.times - n * PTIME - schedule_origin(sent))[~np.isnan(sent.times)] * 1000)
         lost += int(np.isnan(received.times).sum())
-    return Condition(label, jitter_ms, delays, quantile(late, 0.95) if late else float("nan"), lost)
+    return Condition(label, jitter_ms, delays, quantile(late, 0.95) if late else float("nan"), lost, sent_clicks)
 
 
 def run_bridge_condition(work: Path, bridge: Bridge, pcap: Path, silence: Path, args: argparse.Namespace,
@@ -503,7 +505,7 @@ def run_bridge_condition(work: Path, bridge: Bridge, pcap: Path, silence: Path, 
                 packets = capture.stop()
                 clicker.stop()
             runs.append(streams(packets, sent_from=clicker.media_port, received_at=listeners[0].media_port))
-            print(f"    call {call + 1}: {len(click_delays(*runs[-1], click()))} clicks matched", flush=True)
+            print(f"    call {call + 1}: {call_line(click_delays(*runs[-1], click()))}", flush=True)
     finally:
         for listener in listeners:
             listener.stop()
@@ -511,6 +513,15 @@ def run_bridge_condition(work: Path, bridge: Bridge, pcap: Path, silence: Path, 
     while bridge.participants() and time.monotonic() < deadline:
         time.sleep(0.5)
     return analyse(label, jitter_ms, runs)
+
+
+def call_line(delays: list[ClickDelay]) -> str:
+    if not delays:
+        return "no clicks matched"
+    ticks = Counter(d.ticks for d in delays)
+    return (f"{len(delays)} clicks, added delay median {1000 * quantile([d.added for d in delays], 0.5):.1f} ms,"
+            f" phase median {1000 * quantile([d.phase for d in delays], 0.5):.1f} ms,"
+            f" ticks {' '.join(f'{k}:{v}' for k, v in sorted(ticks.items()))}")  # fmt: skip
 
 
 def run_echo_condition(work: Path, pcap: Path, args: argparse.Namespace) -> Condition:
@@ -543,16 +554,17 @@ def summary(c: Condition) -> str:
     phase = [d.phase for d in c.delays]
     ticks = Counter(d.ticks for d in c.delays)
     spread = " ".join(f"{k}:{v}" for k, v in sorted(ticks.items()))
-    return (f"  {c.label:>26}  {len(c.delays):>4}  {ms(added, 0.5):6.1f} {ms(added, 0.95):6.1f} {ms(added, 0):6.1f}"
+    matched = f"{len(c.delays)}/{c.sent_clicks}"
+    return (f"  {c.label:>26}  {matched:>7}  {ms(added, 0.5):6.1f} {ms(added, 0.95):6.1f} {ms(added, 0):6.1f}"
             f" {ms(added, 1):6.1f}  {ms(scheduled, 0.5):6.1f} {ms(scheduled, 0.95):6.1f}  {ms(phase, 0.5):5.1f}"
             f" {ms(phase, 0):4.1f}-{ms(phase, 1):4.1f}  {spread:<14} {c.sender_jitter_p95_ms:6.1f}"
             f" {c.lost_out:>4}")  # fmt: skip
 
 
 def header() -> str:
-    return (f"  {'':>26}  {'n':>4}  {'added delay ms':^27}  {'from schedule':^13}  {'phase ms':^15}  "
+    return (f"  {'':>26}  {'clicks':>7}  {'added delay ms':^27}  {'from schedule':^13}  {'phase ms':^15}  "
             f"{'ticks':<14} {'send':>6} {'lost':>4}\n"
-            f"  {'':>26}  {'':>4}  {'median':>6} {'p95':>6} {'min':>6} {'max':>6}  {'median':>6} {'p95':>6}  "
+            f"  {'':>26}  {'matched':>7}  {'median':>6} {'p95':>6} {'min':>6} {'max':>6}  {'median':>6} {'p95':>6}  "
             f"{'med':>5} {'range':>9}  {'(n:clicks)':<14} {'p95 ms':>6} {'pkts':>4}")  # fmt: skip
 
 
