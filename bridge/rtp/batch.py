@@ -56,6 +56,7 @@ MSG_TRUNC: Final = 0x20
 SEQ_MOD: Final = 1 << 16
 LATE_RESTART: Final = 3
 CALM_POPS: Final = 500  # 10 s of frames without a late packet: an adaptive FrameRing's delay shrinks a frame
+DRAIN_SLACK: Final = 2  # an adaptive FrameRing holding more than delay + this many frames skips one a packet
 """Consecutive late packets after which a :class:`FrameRing` leg restarts behind the latest one."""
 
 # struct mmsghdr { struct msghdr msg_hdr; unsigned int msg_len; } on x86-64 / aarch64 Linux: 64 bytes.
@@ -362,7 +363,8 @@ class FrameRing:
     With ``adapt=(low, high)`` each leg's delay (``delays``) follows its network, as
     :class:`~bridge.rtp.jitterbuffer.JitterBuffer` does: a late packet grows it by one frame (up to ``high``;
     the play-out point steps back one frame, so a packet one frame late is then played), ``CALM_POPS``
-    frames played without a late packet shrink it by one (down to ``low``; one queued frame is skipped).
+    frames played without a late packet shrink it by one (down to ``low``; one queued frame is skipped), and a
+    leg holding more than ``DRAIN_SLACK`` frames beyond its delay (a burst after a stall) skips one per packet.
     """
 
     def __init__(
@@ -445,6 +447,10 @@ class FrameRing:
             slots = seq % self.depth
             self.frames[legs, slots] = payloads[:, : self.frame]
             self.slot_seq[legs, slots] = seq
+            if self.adapt is not None:
+                deep = ahead > self.delays[legs] + DRAIN_SLACK
+                if deep.any():  # a burst after a stall left frames queued beyond the delay: play one less
+                    self._skip(legs[deep])
             return
         behind = (next_seq - seq) % SEQ_MOD
         late = (next_seq >= 0) & (behind > 0) & (behind <= self.depth)
@@ -508,6 +514,10 @@ class FrameRing:
         self.calm[legs] = 0
         legs = legs[(self.delays[legs] > self.low) & (self.next_seq[legs] >= 0)]
         self.delays[legs] -= 1
+        self._skip(legs)
+
+    def _skip(self, legs: I64) -> None:
+        """Drop the frame ``legs`` would play next (one frame less delay now)."""
         self.slot_seq[legs, self.next_seq[legs] % self.depth] = -1
         self.next_seq[legs] = (self.next_seq[legs] + 1) % SEQ_MOD
 

@@ -27,8 +27,10 @@ __all__ = ["DELAY_FRAMES", "FRAME", "PACKET", "LegTables", "swap32"]
 
 FRAME = 160
 PACKET = RTP_HEADER_SIZE + FRAME
-DELAY_FRAMES = 2  # 40 ms, the per-leg jitter buffer's start depth...
-ADAPT = (1, 4)  # ...and how far it adapts (20-80 ms), as bridge.rtp.jitterbuffer's
+#: Frames a leg's play-out starts behind its newest packet, and how far that adapts: the same depths as
+#: bridge.rtp.jitterbuffer's (start 2, 1-4 frames queued counting the one played: 1 behind, 0-3).
+DELAY_FRAMES = 1
+ADAPT = (0, 3)
 RING_DEPTH = 8
 F64 = npt.NDArray[np.float64]
 U32 = npt.NDArray[np.uint32]

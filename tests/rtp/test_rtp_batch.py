@@ -204,6 +204,22 @@ def test_an_adaptive_frame_ring_grows_on_a_late_packet_and_shrinks_when_calm() -
     assert steps.count(1) == len(steps) - 1 and steps.count(2) == 1  # in order, one frame skipped
 
 
+def test_an_adaptive_frame_ring_drains_a_burst_back_to_its_delay() -> None:
+    ring = FrameRing(1, depth=8, delay=1, frame=1, adapt=(0, 3))
+    leg = np.zeros(1, np.int64)
+
+    def tick(*seqs: int) -> int | None:
+        for seq in seqs:
+            ring.push(leg, np.array([seq]), np.array([[seq]], np.uint8))
+        out, hit = ring.pop()
+        return int(out[0, 0]) if hit[0] else None
+
+    assert [tick(seq) for seq in range(5)] == [None, 0, 1, 2, 3]  # one frame behind
+    assert tick(5, 6, 7, 8, 9) == 6  # a burst of early frames: beyond delay + 2 queued, 4 and 5 are skipped
+    assert [tick(10), tick(11)] == [7, 8]  # 2 frames of slack kept, as the per-socket buffer does
+    assert ring.delays[0] == 1
+
+
 def test_frame_ring_rejects_a_delay_outside_the_ring() -> None:
     with pytest.raises(RtpError):
         FrameRing(1, depth=4, delay=4)
