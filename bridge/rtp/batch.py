@@ -388,6 +388,7 @@ class FrameRing:
         self.out: U8 = np.zeros((legs, frame), dtype=np.uint8)
         self.late_run: I64 = np.zeros(legs, dtype=np.int64)
         self._late_runs = 0  # legs whose late_run is not 0 (none: the steady push skips the late checks)
+        self._starting: set[int] = set()  # adaptive: legs (re)started since the last pop (see _anchor)
         self._row_base: I64 = np.arange(legs, dtype=np.int64) * depth
         self.played: I64 = self._row_base.copy()
         self.late = 0
@@ -443,7 +444,8 @@ class FrameRing:
         """:meth:`push` for packets of distinct legs."""
         next_seq = self.next_seq[legs]
         ahead = (seq - next_seq) % SEQ_MOD
-        if self._late_runs == 0 and ((ahead < self.depth) & (next_seq >= 0)).all():  # the steady case
+        steady = self._late_runs == 0 and not self._starting
+        if steady and ((ahead < self.depth) & (next_seq >= 0)).all():
             slots = seq % self.depth
             self.frames[legs, slots] = payloads[:, : self.frame]
             self.slot_seq[legs, slots] = seq
@@ -469,12 +471,25 @@ class FrameRing:
             self.next_seq[restarted] = (seq[restart] - self.delays[restarted]) % SEQ_MOD
             self.slot_seq[restarted] = -1
             self.resyncs += len(restarted)
+            if self.adapt is not None:
+                self._starting.update(restarted.tolist())
         self.late += int(np.count_nonzero(late))
         keep = ~late
         legs, seq = legs[keep], seq[keep]
         slots = seq % self.depth
         self.frames[legs, slots] = payloads[keep, : self.frame]
         self.slot_seq[legs, slots] = seq
+        if self._starting:
+            self._anchor(legs, seq)
+
+    def _anchor(self, legs: I64, seq: I64) -> None:
+        """Legs (re)started since the last pop play ``delay`` frames behind their newest packet, not their
+        first: two packets in the first batch must not leave a frame of delay for good."""
+        starting = np.isin(legs, np.fromiter(self._starting, dtype=np.int64))
+        legs, seq = legs[starting], seq[starting]
+        ahead = (seq - self.next_seq[legs]) % SEQ_MOD
+        early = (ahead > self.delays[legs]) & (ahead < self.depth)
+        self.next_seq[legs[early]] = (seq[early] - self.delays[legs[early]]) % SEQ_MOD
 
     def pop(self) -> tuple[U8, BoolArray]:
         """This tick's frame for every leg (``out``, reused) and whether it is a received one. ``played``
@@ -491,6 +506,7 @@ class FrameRing:
         self.next_seq += started
         self.next_seq[self.next_seq == SEQ_MOD] = 0
         self.played = played
+        self._starting.clear()
         if self.adapt is not None:
             self.calm += hit
             if (self.calm >= CALM_POPS).any():

@@ -220,6 +220,18 @@ def test_an_adaptive_frame_ring_drains_a_burst_back_to_its_delay() -> None:
     assert ring.delays[0] == 1
 
 
+def test_an_adaptive_frame_ring_starts_behind_the_newest_packet_of_the_first_batch() -> None:
+    ring = FrameRing(1, depth=8, delay=1, frame=1, adapt=(0, 3))
+    leg = np.zeros(2, np.int64)
+    ring.push(leg, np.array([10, 11]), np.array([[10], [11]], np.uint8))  # two packets in the first batch
+    played = []
+    for seq in range(12, 16):
+        out, hit = ring.pop()
+        played.append(int(out[0, 0]) if hit[0] else None)
+        ring.push(leg[:1], np.array([seq]), np.array([[seq]], np.uint8))
+    assert played == [10, 11, 12, 13]  # one frame behind the newest from the start, as later on
+
+
 def test_frame_ring_rejects_a_delay_outside_the_ring() -> None:
     with pytest.raises(RtpError):
         FrameRing(1, depth=4, delay=4)
