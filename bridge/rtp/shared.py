@@ -5,18 +5,19 @@ Theory of operation. :class:`BatchedMedia` owns *socket groups* (:class:`SocketG
 odd port above it). Every leg on a *shared* group advertises that group's port in its SDP; legs are told apart
 by the remote address their packets come from (symmetric RTP, RFC 4961). Per tick:
 
-1. :meth:`BatchedMedia.receive` reads each group with ``recvmmsg`` into numpy, parses the batch
-   (:func:`~bridge.rtp.batch.parse_rtp`) and looks every source up in the group's table of *latched*
-   addresses. A packet from a latched address, of the leg's audio payload type, with its current SSRC and a
-   plain 160-byte payload is the steady path: it is accounted (RFC 3550 A.1/A.8 counters, vectorised) and
-   stored in the :class:`~bridge.rtp.batch.FrameRing` by timestamp -- no Python per packet.
+1. :meth:`BatchedMedia.receive` reads each group with ``recvmmsg`` into numpy and looks every source up in
+   the group's table of *latched* addresses. A packet from a latched address whose first header word and
+   SSRC match the leg's signature (:mod:`bridge.rtp.legtables`: version 2, no padding/extension/CSRC, the
+   leg's audio payload type and current SSRC) and that carries 160 bytes is the steady path: it is
+   accounted (RFC 3550 A.1/A.8 counters, vectorised) and stored in the :class:`~bridge.rtp.batch.FrameRing`
+   by timestamp (adaptive depth) -- no Python per packet.
 2. Everything else that *may* belong to a leg (a known address with another payload type: RFC 4733 events,
    RTCP multiplexed on the RTP port; a new SSRC; padding/CSRC/extension; a leg's SDP address; the first
    packets of a leg not yet latched) goes to that leg's Python handler
    (:meth:`bridge.rtp.sharedleg.BatchedLeg.side_rtp`). The rest is counted (``foreign``) and dropped.
 3. :meth:`BatchedMedia.pop` plays out one frame per leg (concealment of up to three lost frames, 6 dB
-   quieter each, as :mod:`bridge.rtp.jitterbuffer` does) and :meth:`BatchedMedia.send` builds all packets
-   in one array and sends them with ``sendmmsg``.
+   quieter each, as :mod:`bridge.rtp.jitterbuffer` does) and :meth:`BatchedMedia.send` writes the payloads
+   into each leg's kept packet and sends those rows with ``sendmmsg``.
 
 Latching on a shared socket (the per-leg rule of :mod:`bridge.rtp.session`, made safe for a shared port):
 a leg first accepts its SDP address; before it latched it also accepts another port of its SDP *host* when
