@@ -130,6 +130,7 @@ def crm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Crm]:
     try:
         wait_for(lambda: proc.poll() is None and smsc.bound() == 1, timeout=60, what="bridge run to bind SMPP")
         wait_for(lambda: _answers(state), timeout=60, what="the CRM API to answer")
+        wait_for(lambda: _portal_answers(state), timeout=60, what="the portal to answer")  # a child of its own
         state.smsc = smsc  # type: ignore[attr-defined]
         state.proc = proc  # type: ignore[attr-defined]
         yield state
@@ -159,6 +160,13 @@ def _same_bridge_after_each_test(crm: Crm) -> Iterator[None]:
 def _answers(crm: Crm) -> bool:
     try:
         return requests.get(crm.url + ".xsd", verify=crm.ca, cert=crm.cert, timeout=5).status_code == 200
+    except requests.exceptions.RequestException:
+        return False
+
+
+def _portal_answers(crm: Crm) -> bool:
+    try:
+        return requests.get(crm.portal + "/login", verify=False, timeout=5).status_code == 200
     except requests.exceptions.RequestException:
         return False
 
