@@ -106,7 +106,11 @@ class LinkChanged(HaEvent):
 
 @dataclass(frozen=True)
 class WitnessAnswered(HaEvent):
-    """The witness answered a probe."""
+    """The witness answered a probe, sent at ``probed_at`` (default: ``now``). The promotion rule asks for a
+    probe *sent* after the peer went silent: an answer to an earlier probe that is only handled later (a busy
+    node) must not count as news of the witness from after the silence."""
+
+    probed_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -256,7 +260,8 @@ class RoleMachine:
         elif isinstance(event, LinkChanged):
             self.link_up = event.up
         elif isinstance(event, WitnessAnswered):
-            self.witness_at = now
+            sent = now if event.probed_at is None else event.probed_at
+            self.witness_at = sent if self.witness_at is None else max(self.witness_at, sent)
         return self._decide(now)
 
     # ---- queries --------------------------------------------------------------------------------------

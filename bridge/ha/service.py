@@ -144,8 +144,8 @@ class HaService:
         if s.witness is not None:
             witness_address = s.witness
 
-            def answered() -> None:
-                self._feed(WitnessAnswered(loop.time()))
+            def answered(probed_at: float | None = None) -> None:
+                self._feed(WitnessAnswered(loop.time(), probed_at))
 
             factory = self._witness_factory
             self.witness = factory(answered) if factory else IcmpWitness(witness_address, answered)

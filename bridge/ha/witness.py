@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 ICMP_ECHO_REPLY = 0
 ICMP_ECHO_REQUEST = 8
+PROBES_KEPT = 64  # probes whose send time is kept for their answer
 _ECHO = struct.Struct("!BBHHH")
 
 
@@ -56,9 +57,10 @@ def parse_echo_reply(data: bytes, *, with_ip_header: bool) -> tuple[int, int] | 
 
 
 class IcmpWitness:
-    """Sends echo requests to ``address``; calls ``on_answer()`` for each matching reply."""
+    """Sends echo requests to ``address``; calls ``on_answer(sent_at)`` for each matching reply, with the loop
+    time its request was sent."""
 
-    def __init__(self, address: str, on_answer: Callable[[], None]) -> None:
+    def __init__(self, address: str, on_answer: Callable[[float], None]) -> None:
         self.address = address
         self.on_answer = on_answer
         try:
@@ -71,6 +73,7 @@ class IcmpWitness:
         # A ping socket's identifier is its port, set by the kernel; a raw socket's is ours to choose.
         self.ident = (os.getpid() ^ id(self)) & 0xFFFF
         self.seq = 0
+        self._sent: dict[int, float] = {}  # seq -> loop time, the last PROBES_KEPT probes
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
@@ -84,6 +87,9 @@ class IcmpWitness:
 
     def probe(self) -> None:
         self.seq = (self.seq + 1) & 0xFFFF
+        if self._loop is not None:
+            self._sent[self.seq] = self._loop.time()
+            self._sent.pop((self.seq - PROBES_KEPT) & 0xFFFF, None)
         try:
             self.sock.sendto(echo_request(self.ident, self.seq), (self.address, 0))
         except OSError as exc:  # no route while our link is down: simply no answer
@@ -103,4 +109,6 @@ class IcmpWitness:
                 continue
             if self.raw and reply[0] != self.ident:
                 continue  # another process's ping: a raw socket sees every echo reply
-            self.on_answer()
+            sent_at = self._sent.pop(reply[1], None)
+            if sent_at is not None:  # an answer to a probe we did not send (or forgot) proves nothing
+                self.on_answer(sent_at)

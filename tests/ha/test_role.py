@@ -282,6 +282,17 @@ def test_witness_answer_must_come_after_the_peer_went_silent() -> None:
     assert lab.b.role is Role.STANDBY and lab.b.machine.healthy(lab.now)
 
 
+def test_a_late_answer_to_a_probe_sent_before_the_silence_does_not_promote() -> None:
+    """A busy node may handle an answer long after it came: what counts is when its probe was sent."""
+    lab = booted()
+    before = lab.now - INTERVAL  # a probe sent while the peer was still heard
+    lab.cut_path(0)
+    lab.cut_path(1)
+    lab.b.witness_ok = False
+    lab.run(MISS * INTERVAL * 3, check=lambda: lab.b.feed(WitnessAnswered(lab.now, probed_at=before)))
+    assert lab.b.role is Role.STANDBY and not lab.b.vip
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_heartbeat_loss_on_one_path_does_not_fail_over(path: int) -> None:
     lab = booted()
