@@ -10,10 +10,11 @@ restarted, and it will find us active when its hold-down ends.
 
 A standby becomes ``ACTIVE`` when
 
-- the peer is silent on *every* path for the miss window *and* the witness answered a probe sent after
-  the peer went silent. Silence on one path only is a broken cable, not a dead peer; a node that cannot
-  reach the witness either is the isolated one and must not promote (no split brain), in the spirit of a
-  quorum device (Pacemaker's qdevice, VRRP's tracked gateway);
+- the peer is silent on *every* path for the miss window *and* the witness answered a probe sent in its
+  last interval or later (the peer already silent that long: an answer from just after the peer's last
+  heartbeat is what an isolated node also has). Silence on one path only is a broken cable, not a dead
+  peer; a node that cannot reach the witness either is the isolated one and must not promote (no split
+  brain), in the spirit of a quorum device (Pacemaker's qdevice, VRRP's tracked gateway);
 - or the peer yields: it says ``FAILED`` (its service link broke) or sets the resign flag (a graceful
   switchover or shutdown): the standby takes over at once, without waiting for a miss window;
 - or nobody is active and both are healthy standbys (both came back from ``FAILED``): the node with the
@@ -339,7 +340,7 @@ class RoleMachine:
             silent_since = self._last_heard()
             if now - silent_since < self.miss_window_s:
                 return None
-            if self.witness and (self.witness_at is None or self.witness_at <= silent_since):
+            if self.witness and (self.witness_at is None or self.witness_at < silent_since + self._late_by):
                 return None  # cannot tell a dead peer from our own isolation: stay standby
             return Cause.PEER_LOST
         if peer.role is Role.ACTIVE:
@@ -393,6 +394,13 @@ class RoleMachine:
         if self.peer is None:
             return self.listen_from
         return max(self.listen_from, *self.peer.heard_at.values())
+
+    @property
+    def _late_by(self) -> float:
+        """How long the peer must have been silent when the witness probe that lets us promote was sent: the
+        last tick before the miss deadline. A probe sent just after the peer's last heartbeat and answered
+        before our own link went (an isolated node's last answer) proves nothing about the peer."""
+        return self.miss_window_s - self.interval_s
 
     def _witness_probe_due(self, now: float) -> bool:
         if not self.witness:

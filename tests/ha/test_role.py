@@ -282,6 +282,18 @@ def test_witness_answer_must_come_after_the_peer_went_silent() -> None:
     assert lab.b.role is Role.STANDBY and lab.b.machine.healthy(lab.now)
 
 
+def test_an_answer_from_just_after_the_last_heartbeat_does_not_promote() -> None:
+    """Isolated right after a probe was answered: that answer is newer than the peer's last heartbeat, but
+    it is what any isolated node has; only a probe from near the miss deadline tells a dead peer."""
+    lab = booted()
+    lab.cut_path(0)
+    lab.cut_path(1)
+    lab.b.witness_ok = False
+    lab.b.feed(WitnessAnswered(lab.now + STEP, probed_at=lab.now + STEP))
+    lab.run(MISS * INTERVAL * 3)
+    assert lab.b.role is Role.STANDBY and not lab.b.vip
+
+
 def test_a_late_answer_to_a_probe_sent_before_the_silence_does_not_promote() -> None:
     """A busy node may handle an answer long after it came: what counts is when its probe was sent."""
     lab = booted()
