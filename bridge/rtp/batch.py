@@ -290,9 +290,15 @@ class RtpHeaders:
     payload_length: I64
 
 
-_FIXED_HEADER: Final = np.dtype(
-    [("first", np.uint8), ("second", np.uint8), ("seq", ">u2"), ("ts", ">u4"), ("ssrc", ">u4")]
-)
+def header_dtype(itemsize: int = RTP_HEADER_SIZE) -> np.dtype[np.void]:
+    """The fixed RTP header's fields (big-endian, as on the wire) over a record of ``itemsize`` bytes: a
+    ``(n, itemsize)`` uint8 array viewed with it gives each row's ``first``/``second``/``seq``/``ts``/``ssrc``."""
+    fields = [("first", "u1"), ("second", "u1"), ("seq", ">u2"), ("ts", ">u4"), ("ssrc", ">u4")]
+    rest = [("rest", f"V{itemsize - RTP_HEADER_SIZE}")] if itemsize > RTP_HEADER_SIZE else []
+    return np.dtype([*fields, *rest])
+
+
+_FIXED_HEADER: Final = header_dtype()
 
 
 def parse_rtp(data: U8, lengths: I64) -> RtpHeaders:

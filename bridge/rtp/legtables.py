@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from bridge.rtp.batch import I64, RTP_HEADER_SIZE, U8, BoolArray, FrameRing
+from bridge.rtp.batch import I64, RTP_HEADER_SIZE, U8, BoolArray, FrameRing, header_dtype
 
 __all__ = ["DELAY_FRAMES", "FRAME", "PACKET", "LegTables", "swap32"]
 
@@ -34,9 +34,7 @@ ADAPT = (0, 3)
 RING_DEPTH = 8
 F64 = npt.NDArray[np.float64]
 U32 = npt.NDArray[np.uint32]
-_HEADER = np.dtype(
-    [("first", np.uint8), ("second", np.uint8), ("seq", ">u2"), ("ts", ">u4"), ("ssrc", ">u4"), ("rest", f"V{FRAME}")]
-)
+_HEADER = header_dtype(PACKET)
 
 
 def swap32(value: int) -> int:

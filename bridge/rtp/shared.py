@@ -45,13 +45,13 @@ from typing import Protocol
 import numpy as np
 
 from bridge.mixer.g711 import DECODE_TABLES, ENCODE_TABLES
-from bridge.rtp.batch import I64, U8, U64, BatchSocket, BoolArray, address_key, size_buffers
+from bridge.rtp.batch import I64, U8, U64, BatchSocket, BoolArray, address_key, header_dtype, size_buffers
 from bridge.rtp.errors import PortsExhausted
-from bridge.rtp.legtables import DELAY_FRAMES, FRAME, PACKET, LegTables
+from bridge.rtp.legtables import FRAME, PACKET, LegTables
 from bridge.rtp.ports import PortAllocator
 from bridge.rtp.session import MediaSession
 
-__all__ = ["DELAY_FRAMES", "FRAME", "BatchedMedia", "SocketGroup"]
+__all__ = ["BatchedMedia", "SocketGroup"]
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,6 @@ def _halve(codec: str) -> U8:
 
 _HALVE = np.stack([_halve("PCMU"), _halve("PCMA")])  # row 0: PCMU, row 1: PCMA
 _SILENCE = np.array([0xFF, 0xD5], dtype=np.uint8)
-
-
-def _receive_header(datagram: int) -> np.dtype[np.void]:
-    fields = [("first", "u1"), ("second", "u1"), ("seq", ">u2"), ("ts", ">u4"), ("ssrc", ">u4")]
-    return np.dtype([*fields, ("rest", f"V{datagram - 12}")])
 
 
 class BatchedLeg(Protocol):
@@ -105,7 +100,7 @@ class SocketGroup:
         self.rtp = rtp
         self.rtcp = rtcp
         self.words = rtp.data.view("<u4")  # each received datagram as 32-bit words: the steady-path check
-        self.heads = rtp.data.view(_receive_header(rtp.datagram))[:, 0]  # ... and its RTP header fields
+        self.heads = rtp.data.view(header_dtype(rtp.datagram))[:, 0]  # ... and its RTP header fields
         self.port = port
         self.shared = shared
         self.legs: dict[int, BatchedLeg] = {}  # slot -> leg
@@ -352,8 +347,7 @@ class BatchedMedia:
     def _take(self, group: SocketGroup, slots: I64, rows: I64, now: float) -> None:
         """The steady packets ``rows`` of the group's last batch, of the legs ``slots``."""
         tables = self.tables
-        heads = group.heads[rows]
-        seq, ts = heads["seq"].astype(np.int64), heads["ts"].astype(np.int64)
+        seq, ts = group.heads["seq"][rows].astype(np.int64), group.heads["ts"][rows].astype(np.int64)
         for pick in _rounds(slots):  # a leg's k-th packet of the batch in round k (a += per slot counts once)
             tables.account(slots[pick], seq[pick], ts[pick], now)
             tables.fast_in[slots[pick]] += 1
