@@ -25,7 +25,6 @@ the remote party does not want our audio (it is ``sendonly``/``inactive``: on ho
 
 from __future__ import annotations
 
-import struct
 from collections import deque
 from typing import Any
 
@@ -36,7 +35,7 @@ from bridge.rtp.dtmf import DtmfReceiver, DtmfSender
 from bridge.rtp.errors import EndpointError, PacketError
 from bridge.rtp.inband import InbandDtmfDetector, dtmf_tone
 from bridge.rtp.jitterbuffer import JitterBuffer
-from bridge.rtp.packet import RtpPacket
+from bridge.rtp.packet import RTP_HEADER, RtpPacket
 from bridge.rtp.rtcp import ReceptionStats, RtcpSession
 from bridge.rtp.sdp import MediaDescription
 
@@ -45,7 +44,6 @@ __all__ = ["Address", "MediaSession"]
 Address = tuple[str, int]
 FRAME_SAMPLES = 160
 PT_COMFORT_NOISE = 13
-_HEADER = struct.Struct("!BBHII")
 _MASK = 0xFFFFFFFF
 
 
@@ -141,7 +139,7 @@ class MediaSession:
         if len(data) < 12:
             self.malformed += 1
             return
-        first, second, seq, ts, ssrc = _HEADER.unpack_from(data)
+        first, second, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
         pt = second & 0x7F
         if pt != self._audio_pt and pt != self._dtmf_pt:
             # RTCP multiplexed on the RTP port (RFC 5761) uses 192-223, which no negotiated type can match.
@@ -255,7 +253,7 @@ class MediaSession:
             second |= 0x80
             self._marker = False
         seq, ts = self._seq, self._ts
-        packet = _HEADER.pack(0x80, second, seq, ts, self.ssrc) + payload
+        packet = RTP_HEADER.pack(0x80, second, seq, ts, self.ssrc) + payload
         self._seq = (seq + 1) & 0xFFFF
         self._ts = (ts + FRAME_SAMPLES) & _MASK
         self.packets_out += 1
@@ -280,7 +278,7 @@ class MediaSession:
         packets = []
         for marker, ts, event in events:
             seq = self._seq
-            packets.append(_HEADER.pack(0x80, (0x80 if marker else 0) | self._dtmf_pt, seq, ts, self.ssrc) + event)
+            packets.append(RTP_HEADER.pack(0x80, (0x80 if marker else 0) | self._dtmf_pt, seq, ts, self.ssrc) + event)
             self._seq = (seq + 1) & 0xFFFF
             self.packets_out += 1
             self.bytes_out += len(packets[-1])

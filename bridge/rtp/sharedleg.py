@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import random
 import secrets
-import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +22,7 @@ import numpy as np
 from bridge.rtp.batch import address_key, key_address
 from bridge.rtp.errors import EndpointError, PacketError
 from bridge.rtp.legtables import FRAME
-from bridge.rtp.packet import RtpPacket
+from bridge.rtp.packet import RTP_HEADER, RtpPacket
 from bridge.rtp.rtcp import ReceptionStats
 from bridge.rtp.sdp import MediaDescription
 from bridge.rtp.session import MediaSession
@@ -34,7 +33,6 @@ __all__ = ["BatchedLeg"]
 log = logging.getLogger(__name__)
 
 RTCP_INTERVAL_S = 5.0
-_HEADER = struct.Struct("!BBHII")
 
 
 class BatchedLeg:
@@ -181,7 +179,7 @@ class BatchedLeg:
         if len(data) < 12:
             self.malformed += 1
             return
-        first, second, seq, ts, ssrc = _HEADER.unpack_from(data)
+        first, second, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
         pt = second & 0x7F
         media = session.media
         if media is None:
