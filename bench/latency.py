@@ -55,6 +55,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for bench.* and tests.* helpers
 
 from bench.capture import IPPROTO_UDP, Capture, Packet, Rule  # noqa: E402
+from tests.integration.rtp_peers import lin2ulaw as ulaw_encode  # noqa: E402 - the independent G.711 reference
+from tests.integration.rtp_peers import ulaw2lin as ulaw_decode  # noqa: E402
 
 RATE = 8000
 FRAME = 160
@@ -106,26 +108,6 @@ def jittered_times(packets: int, jitter_s: float, seed: int = 7) -> list[float]:
         t = i * PTIME + (rng.uniform(0.0, jitter_s) if jitter_s > 0 else 0.0)
         times.append(max(t, times[-1]) if times else t)
     return times
-
-
-_SEG_END = np.array([0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF])
-
-
-def ulaw_encode(pcm: Array) -> bytes:
-    """G.711 µ-law (the reference algorithm, written here independently of ``bridge.mixer.g711``)."""
-    x = np.asarray(pcm, dtype=np.int32) >> 2
-    mask = np.where(x < 0, 0x7F, 0xFF)
-    x = np.minimum(np.abs(x), 8159) + 33
-    seg = np.searchsorted(_SEG_END, x)
-    u = np.where(seg >= 8, 0x7F, (seg << 4) | ((x >> (seg + 1)) & 0x0F))
-    return bytes((u ^ mask).astype(np.uint8))
-
-
-def ulaw_decode(data: bytes) -> Array:
-    u = ~np.frombuffer(data, dtype=np.uint8).astype(np.int32) & 0xFF
-    exp, mant = (u >> 4) & 7, u & 0x0F
-    x = (((mant << 3) + 0x84) << exp) - 0x84
-    return np.where(u & 0x80, -x, x).astype(np.int16)
 
 
 @dataclass(frozen=True)
