@@ -6,9 +6,7 @@ import pytest
 from flask import Flask
 
 from bridge.config import Config  # noqa: E402
-from bridge.db import make_engine, make_session_factory  # noqa: E402
-from bridge.provisioning import load_configured_dnis  # noqa: E402
-from tests.api.crm_fixtures import NOW, CrmClient, FakeRole  # noqa: E402  (after the path)
+from tests.api.crm_fixtures import NOW, CrmClient, FakeRole, seed_dnis  # noqa: E402  (after the path)
 from web.crm import create_crm_app  # noqa: E402
 
 
@@ -19,11 +17,7 @@ def role() -> FakeRole:
 
 @pytest.fixture
 def crm_app(config: Config, db_url: str, role: FakeRole) -> Flask:
-    engine = make_engine(db_url)
-    with make_session_factory(engine)() as session:
-        load_configured_dnis(session, config)
-        session.commit()
-    engine.dispose()
+    seed_dnis(config, db_url)
     return create_crm_app({"BRIDGE": config, "DATABASE_URL": db_url, "CLOCK": lambda: NOW, "ROLE": role})
 
 

@@ -7,8 +7,21 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
+from bridge.config import Config
+from bridge.db import make_engine, make_session_factory
+from bridge.provisioning import load_configured_dnis
+
 NOW = dt.datetime(2026, 11, 22, 12, 0, 0)
 SUBJECT = "CN=crm-1,O=bridge CRM API"
+
+
+def seed_dnis(config: Config, db_url: str) -> None:
+    """The configured DNIS pool into the test database (what ``bridge run`` does at start)."""
+    engine = make_engine(db_url)
+    with make_session_factory(engine)() as session:
+        load_configured_dnis(session, config)
+        session.commit()
+    engine.dispose()
 
 
 class FakeRole:

@@ -9,10 +9,8 @@ from typing import Any
 from bridge.api import role
 from bridge.config import Config, from_dict
 from bridge.control_client import EngineUnreachable
-from bridge.db import make_engine, make_session_factory
-from bridge.provisioning import load_configured_dnis
 from tests.api import crm_docs as docs
-from tests.api.crm_fixtures import NOW, CrmClient
+from tests.api.crm_fixtures import NOW, CrmClient, seed_dnis
 from tests.api.test_crm import NS, nack_code, parsed
 from web.crm import create_crm_app
 
@@ -76,11 +74,7 @@ def test_without_ha_the_node_is_active_and_the_engine_is_not_asked(config: Confi
 
 
 def _crm(config: Config, db_url: str, engine: FakeEngine) -> CrmClient:
-    session_engine = make_engine(db_url)
-    with make_session_factory(session_engine)() as session:
-        load_configured_dnis(session, config)
-        session.commit()
-    session_engine.dispose()
+    seed_dnis(config, db_url)
     config = dataclasses.replace(config, ha=from_dict({"ha": HA}).ha)
     app = create_crm_app({"BRIDGE": config, "DATABASE_URL": db_url, "CLOCK": lambda: NOW, "CONTROL_CLIENT": engine})
     return CrmClient(app.test_client())
