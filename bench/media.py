@@ -51,7 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bridge.mixer import Mixer, g711  # noqa: E402
 from bridge.mixer.clock import LatenessStats, Tick, run_ticks  # noqa: E402
 from bridge.rtp import MediaDescription, PortAllocator, RtpEndpoint  # noqa: E402
-from bridge.rtp.batch import BatchSocket, FrameRing, LegTable, address_key, size_buffers  # noqa: E402
+from bridge.rtp.batch import BatchSocket, FrameRing, address_key, size_buffers  # noqa: E402
+from bridge.rtp.legtables import LegTable  # noqa: E402
 
 RTP_HEADER = struct.Struct("!BBHII")
 PT_PCMU = 0

@@ -128,8 +128,7 @@ class MixerMedia:
     # --- the tick ------------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
-        """Send the previous tick's frames, read the sockets, mix this tick (bench/engine_tick.py measures it)."""
-        self.flush(now)
+        """Read the sockets, mix this tick, send its frames (bench/engine_tick.py measures it)."""
         poller = self.poller
         if poller is not None and len(poller):
             poller.poll(now)
@@ -141,15 +140,17 @@ class MixerMedia:
             self._dirty = False
         if self._endpoints or len(self.mixer):  # an idle node does not mix silence
             self.mix(now)
+            self.flush(now)
 
     def mix(self, now: float) -> None:
         """Every endpoint's frame in, one batched mix, the output kept for :meth:`flush`.
 
         Whole frames go to the mixer in one ``write_rows`` (one join + one array copy instead of a numpy
         call per leg); a leg with nothing this tick is silent (the mixer clears consumed input), and the
-        output is sliced from one ``bytes`` copy of the mixed rows and sent by :meth:`flush` at the start of
-        the next tick: the packets then leave at the tick's steady instant, not after a receive and mix
-        whose duration varies with the load (one tick of latency buys even inter-arrival times).
+        output is kept for :meth:`flush`, which sends it right after the mix: a frame leaves in the tick it
+        was played out in (sending it at the start of the next tick, at a steadier instant, cost a whole
+        frame of mouth-to-ear delay; the batched legs' ``sendmmsg`` runs in a thread of its own, so the
+        instant varies only with this tick's receive and mix).
         """
         if self._dirty:
             self._items = list(self._generic.items())
@@ -184,8 +185,8 @@ class MixerMedia:
                 self.on_talking(event.pid, isinstance(event, TalkingStarted))
 
     def flush(self, now: float = 0.0) -> None:
-        """Send the frames mixed by the previous tick: the batched legs' in one go, then one packet per
-        other endpoint."""
+        """Send the frames of the last :meth:`mix`: the batched legs' in one go, then one packet per other
+        endpoint."""
         if self._outbox is None:
             return
         out, pid_array = self._outbox

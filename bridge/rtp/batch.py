@@ -36,7 +36,6 @@ from bridge.rtp.errors import RtpError
 __all__ = [
     "BatchSocket",
     "FrameRing",
-    "LegTable",
     "RtpHeaders",
     "address_key",
     "key_address",
@@ -160,6 +159,7 @@ class BatchSocket:
         self._siov = np.zeros(0, dtype=_IOVEC)
         self._smsg = np.zeros(0, dtype=_MMSGHDR)
         self._scmsg = np.zeros(0, dtype=_PKTINFO_CMSG)
+        self._staged: U8 = np.zeros((0, 0), dtype=np.uint8)
         self.send_errors = 0
         self.send_dropped = 0
 
@@ -217,6 +217,20 @@ class BatchSocket:
 
         ``source_hosts`` (IPv4 addresses as integers) picks each datagram's source address on a socket
         bound to the wildcard address (``IP_PKTINFO``), e.g. a load generator playing many callers."""
+        return self.transmit(self._stage(packets, destinations, lengths, source_hosts, rows))
+
+    def prepare(self, packets: U8, destinations: U64 | I64, rows: I64) -> int:
+        """:meth:`send` of rows ``rows`` of ``packets``, copied into this socket's own buffer, without sending:
+        :meth:`transmit` sends them, e.g. in :class:`bridge.rtp.sender.SendThread` while the caller goes on
+        changing ``packets``. Returns how many were staged."""
+        n = len(rows)
+        if len(self._staged) < n or self._staged.shape[1] != packets.shape[1]:
+            self._staged = np.zeros((max(n, 2 * len(self._staged)), packets.shape[1]), dtype=np.uint8)
+        np.take(packets, rows, axis=0, out=self._staged[:n])
+        return self._stage(self._staged, destinations, None, None, None)
+
+    def _stage(self, packets: U8, destinations: U64 | I64, lengths: int | I64 | None,
+               source_hosts: npt.NDArray[np.uint32] | None, rows: I64 | None) -> int:  # fmt: skip
         n = len(destinations)
         if packets.dtype != np.uint8 or packets.ndim != 2 or not packets.flags.c_contiguous:
             raise RtpError("send needs a C-contiguous uint8 (n, size) array")
@@ -242,6 +256,11 @@ class BatchSocket:
             cmsgs["spec_dst"] = source_hosts
             msgs["control"] = self._scmsg.ctypes.data + np.arange(n, dtype=np.uint64) * _PKTINFO_CMSG.itemsize
             msgs["controllen"] = _PKTINFO_CMSG.itemsize
+        return n
+
+    def transmit(self, n: int) -> int:
+        """``sendmmsg`` the ``n`` datagrams staged last; touches no numpy array, only this socket's counters
+        (it runs without the GIL but for a few lines, so it may run in another thread)."""
         sent = done = 0
         base = self._smsg.ctypes.data
         while done < n:
@@ -542,47 +561,3 @@ class FrameRing:
         """Drop the frame ``legs`` would play next (one frame less delay now)."""
         self.slot_seq[legs, self.next_seq[legs] % self.depth] = -1
         self.next_seq[legs] = (self.next_seq[legs] + 1) % SEQ_MOD
-
-
-class LegTable:
-    """Which leg each remote address is: routes the audio packets of received batches into a :class:`FrameRing`.
-
-    ``keys[i]`` is leg ``i``'s remote RTP address (:func:`address_key`). A datagram is taken when it comes
-    from a known address and is valid RTP of ``payload_type`` with a ``frame``-byte payload; anything else
-    is counted (``foreign``: unknown source; ``rejected``: known source, not such a packet).
-    """
-
-    def __init__(self, keys: U64, *, payload_type: int = 0, frame: int = 160) -> None:
-        keys = np.asarray(keys, dtype=np.uint64)
-        order = np.argsort(keys)
-        self._sorted, self._leg_of = keys[order], order.astype(np.int64)
-        self.payload_type = payload_type
-        self.frame = frame
-        self.taken = self.foreign = self.rejected = 0
-
-    def receive(self, io: BatchSocket, ring: FrameRing) -> int:
-        """Read everything waiting on ``io`` into ``ring``; returns how many packets were taken."""
-        taken = 0
-        keys = self._sorted
-        while len(keys) and (n := io.recv()) > 0:
-            heads = parse_rtp(io.data[:n], io.lengths[:n])
-            sources = io.sources[:n]
-            pos = np.minimum(np.searchsorted(keys, sources), len(keys) - 1)
-            known = keys[pos] == sources
-            ok = known & heads.valid & (heads.payload_type == self.payload_type)
-            ok &= heads.payload_length == self.frame
-            rows = np.nonzero(ok)[0]
-            offsets = heads.payload_offset[rows]
-            if np.all(offsets == RTP_HEADER_SIZE):
-                payloads = io.data[rows, RTP_HEADER_SIZE : RTP_HEADER_SIZE + self.frame]
-            else:
-                payloads = io.data[rows[:, None], offsets[:, None] + np.arange(self.frame)]
-            ring.push(self._leg_of[pos[rows]], heads.seq[rows], payloads)
-            foreign = int(np.count_nonzero(~known))
-            self.foreign += foreign
-            self.rejected += n - foreign - len(rows)
-            taken += len(rows)
-            if n < io.batch:
-                break
-        self.taken += taken
-        return taken

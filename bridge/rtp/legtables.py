@@ -14,6 +14,8 @@ its state is columns, not objects:
   ``seq_out``, ``ts_out`` and ``ssrc_out`` are big-endian views into it, so a tick writes the payloads,
   sends the rows where they lie and advances the two counters in place (``uint16``/``uint32`` wrap-around is
   RTP's). ``fast_out`` counts those packets (the Python path: ``packets_out``/``bytes_out``).
+
+:class:`LegTable` is the minimal demultiplexer of ``bench/media.py``: address -> leg -> ring, nothing else.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from bridge.rtp.batch import I64, RTP_HEADER_SIZE, U8, BoolArray, FrameRing, header_dtype
+from bridge.rtp.batch import I64, RTP_HEADER_SIZE, U8, U64, BatchSocket, BoolArray, FrameRing, header_dtype, parse_rtp
 
-__all__ = ["DELAY_FRAMES", "FRAME", "PACKET", "LegTables", "swap32"]
+__all__ = ["DELAY_FRAMES", "FRAME", "PACKET", "LegTable", "LegTables", "swap32"]
 
 FRAME = 160
 PACKET = RTP_HEADER_SIZE + FRAME
@@ -187,3 +189,47 @@ class LegTables:
         """(packets, bytes) sent, both paths."""
         fast = int(self.fast_out[slot])
         return int(self.packets_out[slot]) + fast, int(self.bytes_out[slot]) + fast * PACKET
+
+
+class LegTable:
+    """Which leg each remote address is: routes the audio packets of received batches into a :class:`FrameRing`.
+
+    ``keys[i]`` is leg ``i``'s remote RTP address (:func:`address_key`). A datagram is taken when it comes
+    from a known address and is valid RTP of ``payload_type`` with a ``frame``-byte payload; anything else
+    is counted (``foreign``: unknown source; ``rejected``: known source, not such a packet).
+    """
+
+    def __init__(self, keys: U64, *, payload_type: int = 0, frame: int = 160) -> None:
+        keys = np.asarray(keys, dtype=np.uint64)
+        order = np.argsort(keys)
+        self._sorted, self._leg_of = keys[order], order.astype(np.int64)
+        self.payload_type = payload_type
+        self.frame = frame
+        self.taken = self.foreign = self.rejected = 0
+
+    def receive(self, io: BatchSocket, ring: FrameRing) -> int:
+        """Read everything waiting on ``io`` into ``ring``; returns how many packets were taken."""
+        taken = 0
+        keys = self._sorted
+        while len(keys) and (n := io.recv()) > 0:
+            heads = parse_rtp(io.data[:n], io.lengths[:n])
+            sources = io.sources[:n]
+            pos = np.minimum(np.searchsorted(keys, sources), len(keys) - 1)
+            known = keys[pos] == sources
+            ok = known & heads.valid & (heads.payload_type == self.payload_type)
+            ok &= heads.payload_length == self.frame
+            rows = np.nonzero(ok)[0]
+            offsets = heads.payload_offset[rows]
+            if np.all(offsets == RTP_HEADER_SIZE):
+                payloads = io.data[rows, RTP_HEADER_SIZE : RTP_HEADER_SIZE + self.frame]
+            else:
+                payloads = io.data[rows[:, None], offsets[:, None] + np.arange(self.frame)]
+            ring.push(self._leg_of[pos[rows]], heads.seq[rows], payloads)
+            foreign = int(np.count_nonzero(~known))
+            self.foreign += foreign
+            self.rejected += n - foreign - len(rows)
+            taken += len(rows)
+            if n < io.batch:
+                break
+        self.taken += taken
+        return taken

@@ -17,7 +17,8 @@ by the remote address their packets come from (symmetric RTP, RFC 4961). Per tic
    (:meth:`bridge.rtp.sharedleg.BatchedLeg.side_rtp`). The rest is counted (``foreign``) and dropped.
 3. :meth:`BatchedMedia.pop` plays out one frame per leg (concealment of up to three lost frames, 6 dB
    quieter each, as :mod:`bridge.rtp.jitterbuffer` does) and :meth:`BatchedMedia.send` writes the payloads
-   into each leg's kept packet and sends those rows with ``sendmmsg``.
+   into each leg's kept packet and stages those rows; a thread of its own sends them with ``sendmmsg``
+   (:mod:`bridge.rtp.sender`) while the loop goes on.
 
 Latching on a shared socket (the per-leg rule of :mod:`bridge.rtp.session`, made safe for a shared port):
 a leg first accepts its SDP address; before it latched it also accepts another port of its SDP *host* when
@@ -49,6 +50,7 @@ from bridge.rtp.batch import I64, U8, U64, BatchSocket, BoolArray, address_key, 
 from bridge.rtp.errors import PortsExhausted
 from bridge.rtp.legtables import FRAME, PACKET, LegTables
 from bridge.rtp.ports import PortAllocator
+from bridge.rtp.sender import SendThread
 from bridge.rtp.session import MediaSession
 
 __all__ = ["BatchedMedia", "SocketGroup"]
@@ -158,6 +160,7 @@ class BatchedMedia:
         self.host = host
         self.legs_per_socket = legs_per_socket
         self.groups: list[SocketGroup] = []
+        self.sender = SendThread()
         self.tables = LegTables(64)
         self._free: list[int] = list(range(63, -1, -1))
         self._legs: dict[int, BatchedLeg] = {}
@@ -254,6 +257,7 @@ class BatchedMedia:
         raise PortsExhausted(f"could not bind an RTP/RTCP port pair on {self.host} ({last})")
 
     def _close_group(self, group: SocketGroup) -> None:
+        self.sender.wait()  # not while its packets are being sent (the descriptor could be reused)
         index = self.groups.index(group)
         self.groups.remove(group)
         group.close()
@@ -457,8 +461,9 @@ class BatchedMedia:
             self._send_audio(slots[rows], frames[rows], now)
 
     def _send_audio(self, slots: I64, payloads: U8, now: float) -> None:
-        """Steady audio: the payloads into each leg's packet, the packets sent where they lie, the sequence
-        number and timestamp advanced in place (see :mod:`bridge.rtp.legtables`)."""
+        """Steady audio: the payloads into each leg's packet, the packets staged and sent by the send thread
+        (:mod:`bridge.rtp.sender`), the sequence number and timestamp advanced in place at once (see
+        :mod:`bridge.rtp.legtables`)."""
         tables = self.tables
         packets = tables.packets
         packets[slots, PACKET - FRAME :] = payloads
@@ -467,13 +472,17 @@ class BatchedMedia:
         if marked_slots is not None:
             packets[marked_slots, 1] |= 0x80
         destinations = tables.remote_key[slots]
+        self.sender.wait()  # the last tick's packets are out: their staging buffers may be reused
         if len(self.groups) == 1:
-            self.groups[0].rtp.send(packets, destinations, rows=slots)
+            job = [(self.groups[0].rtp, self.groups[0].rtp.prepare(packets, destinations, slots))]
         else:
             groups = tables.group[slots]
+            job = []
             for index in np.unique(groups).tolist():
                 pick = groups == index
-                self.groups[index].rtp.send(packets, destinations[pick], rows=slots[pick])
+                rtp = self.groups[index].rtp
+                job.append((rtp, rtp.prepare(packets, destinations[pick], slots[pick])))
+        self.sender.submit(job)
         if marked_slots is not None:
             packets[marked_slots, 1] &= 0x7F
             tables.marker[marked_slots] = False
@@ -487,6 +496,7 @@ class BatchedMedia:
             leg.close()
         for group in list(self.groups):
             self._close_group(group)
+        self.sender.close()
 
     def stats(self) -> dict[str, int]:
         """Whole-path counters (``/status``, the bench)."""

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridge.rtp.batch import BatchSocket, FrameRing, LegTable, address_key
+from bridge.rtp.batch import BatchSocket, FrameRing, address_key
+from bridge.rtp.legtables import LegTable
 from tests.integration.rtp_peers import (
     HOST,
     dominant_freq,

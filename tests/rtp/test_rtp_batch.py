@@ -16,12 +16,12 @@ from bridge.rtp.batch import (
     SEQ_MOD,
     BatchSocket,
     FrameRing,
-    LegTable,
     address_key,
     key_address,
     parse_rtp,
 )
 from bridge.rtp.errors import PacketError, RtpError
+from bridge.rtp.legtables import LegTable
 from bridge.rtp.packet import RtpPacket
 from tests.rtp.test_rtp_packet import rtp_packets  # tests/rtp is on sys.path (pytest rootdir-relative import)
 
