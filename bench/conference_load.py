@@ -62,7 +62,9 @@ def free_tcp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(data_dir: Path, sip_port: int, control_port: int, media_path: str | None = None) -> Path:
+def write_config(
+    data_dir: Path, sip_port: int, control_port: int, media_path: str | None = None, media_priority: int = 0
+) -> Path:
     """Rooms 1001..1040 without PIN. The bridge's RTP range 20000-29999 stays below the kernel's ephemeral
     range (32768-60999: every other program's port-0 sockets land there and made whole calls fail with
     PortsExhausted when the range was 40000-49999) and away from SIPp's media ports 30000-39999."""
@@ -82,6 +84,7 @@ listen = "127.0.0.1:{sip_port}"
 public_address = "127.0.0.1"
 rtp_ports = "20000-29999"
 {f'media_path = "{media_path}"' if media_path else ""}
+media_priority = {media_priority}
 antiflood_requests = 100000
 rtp_timeout_s = 120
 [[trunk_group]]
@@ -245,6 +248,9 @@ def main() -> None:
     parser.add_argument(
         "--media-path", choices=("batched", "socket"), default=None,
         help="sip.media_path of the engine (default: the engine's default); run both for a same-window ratio",
+    )
+    parser.add_argument(
+        "--media-priority", type=int, default=0, help="sip.media_priority of the engine (SCHED_RR 1-99; 0: off)"
     )  # fmt: skip
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -267,9 +273,8 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
     )
     sip_port, control_port = free_udp_port(), free_tcp_port()
-    config = write_config(work, sip_port, control_port, args.media_path)
-    if args.media_path:
-        print(f"sip.media_path = {args.media_path}", flush=True)
+    config = write_config(work, sip_port, control_port, args.media_path, args.media_priority)
+    print(f"sip.media_path = {args.media_path or 'default'}, sip.media_priority = {args.media_priority}", flush=True)
     env = {**os.environ, "BRIDGE_CONFIG": str(config)}
     command = [str(BRIDGE)]
     if args.bridge_src is not None:  # another checkout of bridge/ (e.g. `git archive <rev> bridge web | tar -x`)

@@ -70,11 +70,11 @@ HZ = os.sysconf("SC_CLK_TCK")
 
 
 def large_config(
-    work: Path, sip_port: int, control_port: int, metrics_port: int, rooms: int, media: str | None
+    work: Path, sip_port: int, control_port: int, metrics_port: int, rooms: int, media: str | None, priority: int
 ) -> Path:
     """``conference_load``'s config (rooms 1001..1040, 2,500 members each), plus rooms up to ``rooms`` and
     the Prometheus exporter."""
-    path = write_config(work, sip_port, control_port, media)
+    path = write_config(work, sip_port, control_port, media, priority)
     extra = "".join(
         f'\n[[room]]\nnumber = "{1000 + r}"\nname = "Load room {r}"\nmax_members = 2500\n' for r in range(41, rooms + 1)
     )
@@ -370,6 +370,7 @@ def main() -> None:
     parser.add_argument("--sipp", type=int, default=2, help="SIPp processes sharing the calls")
     parser.add_argument("--idle-window", type=int, default=10, help="idle-engine baseline window (s)")
     parser.add_argument("--media-path", choices=("batched", "socket"), default=None)
+    parser.add_argument("--media-priority", type=int, default=0, help="sip.media_priority (SCHED_RR 1-99; 0: off)")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy each window into this directory")
     parser.add_argument(
         "--nice", type=int, default=0,
@@ -384,7 +385,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="largeconf-"))
     ports = {"sip": free_udp_port(), "control": free_tcp_port(), "metrics": free_tcp_port()}
     config = large_config(
-        work, ports["sip"], ports["control"], ports["metrics"], max(r for r, _ in sizes), args.media_path
+        work, ports["sip"], ports["control"], ports["metrics"], max(r for r, _ in sizes), args.media_path,
+        args.media_priority,
     )
     env = {**os.environ, "BRIDGE_CONFIG": str(config)}
     subprocess.run([str(BRIDGE), "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -410,7 +412,8 @@ def main() -> None:
             baseline = idle_cpu(bridge.pid, args.idle_window, LOAD)
         revision = engine_revision()
         print(f"idle engine (baseline, same run): {baseline:.2f} % of one core; media_path "
-              f"{args.media_path or 'default'}; engine {revision}", flush=True)  # fmt: skip
+              f"{args.media_path or 'default'}, media_priority {args.media_priority}; engine {revision}",
+              flush=True)  # fmt: skip
         for rooms, per_room in sizes:
             with open(LOCK, "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
@@ -432,6 +435,7 @@ def main() -> None:
                 row["net_pct_per_leg"] = round((row["bridge_cpu_pct"] - baseline) / row["legs"], 4)
                 row["idle_baseline_pct"] = baseline
                 row["engine"], row["media_path"], row["nice"] = revision, args.media_path or "default", args.nice
+                row["media_priority"] = args.media_priority
             print(json.dumps(row), flush=True)
     finally:
         bridge.send_signal(signal.SIGTERM)

@@ -229,6 +229,8 @@ def _check_sip(sip: SipConfig) -> None:
     parse_port_range(sip.rtp_ports, "sip.rtp_ports")
     if sip.media_path not in ("batched", "socket"):
         raise ConfigError(f"sip.media_path: {sip.media_path!r} is not 'batched' or 'socket'")
+    if not 0 <= sip.media_priority <= 99:
+        raise ConfigError(f"sip.media_priority: {sip.media_priority} is not 0 (off) or a priority 1-99")
     _at_least(sip, "sip", 1, "antiflood_requests")
     _positive(sip, "sip", "antiflood_window_s", "rtp_timeout_s", "options_interval_s", "invite_timeout_s")
     _not_empty(sip.user_agent, "sip.user_agent")

@@ -98,6 +98,12 @@ class SipConfig:
     ``recvmmsg``/``sendmmsg`` per tick for all of them; an IPv6 ``listen`` uses ``socket``); ``socket``: one
     RTP socket per leg (also for phones behind a NAT that advertise a private address). See "Batched RTP in
     the engine" in docs/design/sip-media.md."""
+    media_priority: int = 0
+    """Real-time priority (``SCHED_RR``, 1-99) of the media threads: the engine's event loop, which runs the
+    20 ms tick, and the batched path's send thread; 0: ordinary scheduling. On a machine where other
+    processes keep the cores busy it keeps the tick on time (see "Tick lateness" in docs/design/sip-media.md).
+    Needs root or CAP_SYS_NICE, else a warning and ordinary scheduling; threads and processes the engine
+    starts do not inherit it, and the kernel's RT throttling leaves other tasks 5 % of each core."""
     antiflood_requests: int = 30
     """Requests allowed per source IP within ``antiflood_window_s``; more are dropped."""
     antiflood_window_s: float = 2.0

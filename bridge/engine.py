@@ -58,6 +58,7 @@ from bridge.mixer.mixer import Mixer
 from bridge.ops.runtime import Operations
 from bridge.prompts import load_prompt
 from bridge.rtp.poller import RtpPoller
+from bridge.rtp.sender import prioritise
 from bridge.sip.leg import SipLeg
 from bridge.sip.media import batched_media
 
@@ -189,6 +190,7 @@ class Engine:
         except ConfigError as exc:  # the HA key could not be read
             raise StartError(str(exc)) from exc
         await self.ha.start()  # a single node serves now; one of an HA pair on takeover
+        prioritise(self.config.sip.media_priority, "the engine's event loop")  # this thread runs the tick
         ticks = run_ticks(self.ops.timed(self._tick), stats=self.lateness, stop=self._stop)  # timed: watchdog, metrics
         self._tasks.append(loop.create_task(ticks, name="tick"))
         self._tasks.append(loop.create_task(self._housekeeping(), name="housekeeping"))

@@ -287,6 +287,7 @@ BAD: dict[str, dict[str, list[dict[str, Any]]]] = {
         "options_interval_s": [{"options_interval_s": 0}],
         "user_agent": [{"user_agent": ""}],
         "media_path": [{"media_path": "fast"}],
+        "media_priority": [{"media_priority": -1}, {"media_priority": 100}],
         "invite_timeout_s": [{"invite_timeout_s": 0}],
     },
     "trunk_group": {

@@ -8,24 +8,50 @@ goes on with signalling and the next receive. The packets are staged by
 :meth:`~bridge.rtp.batch.BatchSocket.prepare` (a copy of the rows), so the caller may change its own
 packet table at once; the only rule is :meth:`SendThread.wait` before staging on the same sockets again or
 closing one of them, and :meth:`SendThread.submit` waits itself.
+
+:func:`realtime` gives the calling thread real-time scheduling (``sip.media_priority``): the engine's event
+loop, which runs the tick, this thread and the SIP thread then preempt ordinary processes when a tick is
+due (all three take the GIL often: one of them preempted while holding it would hold the tick up).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 from bridge.rtp.batch import BatchSocket
 
-__all__ = ["SendThread"]
+__all__ = ["SendThread", "prioritise", "realtime"]
 
 log = logging.getLogger(__name__)
 
 
-class SendThread:
-    """One daemon thread that transmits what was staged on some :class:`BatchSocket`; one job at a time."""
+def realtime(priority: int) -> str | None:
+    """``SCHED_RR`` at ``priority`` (1-99) for the calling thread, not inherited by the threads and processes
+    it starts (``SCHED_RESET_ON_FORK``); 0 does nothing. Returns why it could not, or None."""
+    if priority <= 0:
+        return None
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
+    except (OSError, AttributeError) as exc:  # no CAP_SYS_NICE / RLIMIT_RTPRIO, or not Linux
+        return str(exc)
+    return None
 
-    def __init__(self, name: str = "rtp-send") -> None:
+
+def prioritise(priority: int, thread: str) -> None:
+    """:func:`realtime` for ``sip.media_priority``; a warning naming the key and ``thread`` when refused."""
+    refused = realtime(priority)
+    if refused:
+        log.warning("sip.media_priority = %d: %s keeps ordinary scheduling (%s)", priority, thread, refused)
+
+
+class SendThread:
+    """One daemon thread that transmits what was staged on some :class:`BatchSocket`; one job at a time.
+    ``priority``: see :func:`realtime`."""
+
+    def __init__(self, name: str = "rtp-send", *, priority: int = 0) -> None:
+        self.priority = priority
         self._cond = threading.Condition()
         self._job: list[tuple[BatchSocket, int]] = []
         self._busy = False
@@ -59,6 +85,7 @@ class SendThread:
         self._thread.join(timeout=5.0)
 
     def _run(self) -> None:
+        prioritise(self.priority, "the RTP send thread")
         while True:
             with self._cond:
                 while not self._busy and not self._closed:

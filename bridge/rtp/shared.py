@@ -155,12 +155,14 @@ class BatchedMedia:
     """Legs on shared sockets; :class:`~bridge.conference.media.MixerMedia` drives :meth:`receive`,
     :meth:`pop` and :meth:`send` each tick. Create legs with :meth:`open_leg` (:mod:`bridge.rtp.sharedleg`)."""
 
-    def __init__(self, allocator: PortAllocator, *, host: str, legs_per_socket: int = LEGS_PER_SOCKET) -> None:
+    def __init__(
+        self, allocator: PortAllocator, *, host: str, legs_per_socket: int = LEGS_PER_SOCKET, priority: int = 0
+    ) -> None:
         self.allocator = allocator
         self.host = host
         self.legs_per_socket = legs_per_socket
         self.groups: list[SocketGroup] = []
-        self.sender = SendThread()
+        self.sender = SendThread(priority=priority)  # priority: sip.media_priority
         self.tables = LegTables(64)
         self._free: list[int] = list(range(63, -1, -1))
         self._legs: dict[int, BatchedLeg] = {}

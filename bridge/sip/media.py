@@ -204,7 +204,8 @@ def batched_media(config: Config) -> BatchedMedia | None:
         log.warning("sip.media_path = batched needs an IPv4 sip.listen: one RTP socket per leg instead")
         return None
     low, high = parse_port_range(config.sip.rtp_ports, "sip.rtp_ports")
-    return BatchedMedia(PortAllocator(low, high), host=config.sip.listen.rpartition(":")[0])
+    host = config.sip.listen.rpartition(":")[0]
+    return BatchedMedia(PortAllocator(low, high), host=host, priority=config.sip.media_priority)
 
 
 def open_rtp_media(

@@ -20,20 +20,12 @@ from typing import Any
 
 from bridge.config import Config, TrunkGroupConfig, parse_host_port
 from bridge.dnis.served import ServedNumbers
+from bridge.rtp.sender import prioritise
 from bridge.sip import PeerError, SipError
 from bridge.sip.antiflood import Antiflood
 from bridge.sip.calls import SPAN_CHANNEL_HEADER, Attempt, LegRuntime, invite_request
 from bridge.sip.dtmf import parse_info_dtmf
-from bridge.sip.events import (
-    IncomingCall,
-    LegAnswered,
-    LegDtmf,
-    LegEnded,
-    LegEvent,
-    LegFailed,
-    LegHold,
-    LegRinging,
-)
+from bridge.sip.events import IncomingCall, LegAnswered, LegDtmf, LegEnded, LegEvent, LegFailed, LegHold, LegRinging
 from bridge.sip.leg import LegState, SipLeg
 from bridge.sip.media import MediaEndpoint, MediaFactory, open_rtp_media
 from bridge.sip.routing import NO_RESPONSE, GatewayHealth, PortMap, RouteAttempt, advances, plan_routes
@@ -112,6 +104,7 @@ class SipService:
         """Bind ``[sip] listen`` and start the OPTIONS keepalive. Raises :class:`SipError` if the port is taken."""
         self._loop = loop = asyncio.get_running_loop()
         self._thread.ensure()
+        self._thread.call(prioritise, self.config.sip.media_priority, "the SIP thread")  # sip.media_priority
         stack = self._stack_factory(
             host=self.host,
             port=self.port,
