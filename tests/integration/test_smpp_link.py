@@ -253,7 +253,12 @@ def test_a_person_repeating_a_command_is_answered_but_a_redelivery_after_a_lost_
     queue(factory, "marker")  # everything queued before the marker has been submitted once it arrives
     wait_for(lambda: "marker" in smsc.messages(to=MOBILE), what="marker")
     assert [m.text for m in mos(factory)] == ["UL", "UL", "GL"] and running.service.status()["duplicates"] == 1
-    assert len(smsc.messages(to=MOBILE)) == 4  # two UL replies, one GL reply, the marker
+    replies = smsc.messages(to=MOBILE)
+    gl = [text for text in replies if text.startswith("GL")]
+    assert [text for text in replies if text not in gl] == [replies[0], replies[0], "marker"]  # two UL replies
+    # One GL reply; two when its submit_sm was in flight as the SMSC dropped the link: the SMSC kept it, the
+    # response never came, it goes again after the rebind (MT at-least-once, README "Delivery guarantees").
+    assert len(gl) in (1, 2) and len(set(gl)) == 1
 
 
 def test_garbage_from_the_smsc_means_reconnect(running: Running, smsc: Smsc, factory: sessionmaker[Session]) -> None:
