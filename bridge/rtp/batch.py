@@ -207,17 +207,15 @@ class BatchSocket:
         lengths: int | I64 | None = None,
         *,
         source_hosts: npt.NDArray[np.uint32] | None = None,
-        rows: I64 | None = None,
     ) -> int:
         """Send row ``i`` of ``packets`` (C-contiguous uint8, ``lengths[i]`` bytes, default the row) to
-        ``destinations[i]`` (keys, unsigned or not); returns how many left. With ``rows``, datagram ``i`` is
-        row ``rows[i]`` instead, sent where it lies (no gather into a new array). When the socket buffer is
+        ``destinations[i]`` (keys, unsigned or not); returns how many left. When the socket buffer is
         full the rest of the batch is dropped (counted in ``send_dropped``), as a congested network would; a
         datagram the kernel refuses is skipped and counted in ``send_errors``.
 
         ``source_hosts`` (IPv4 addresses as integers) picks each datagram's source address on a socket
         bound to the wildcard address (``IP_PKTINFO``), e.g. a load generator playing many callers."""
-        return self.transmit(self._stage(packets, destinations, lengths, source_hosts, rows))
+        return self.transmit(self._stage(packets, destinations, lengths, source_hosts))
 
     def prepare(self, packets: U8, destinations: U64 | I64, rows: I64) -> int:
         """:meth:`send` of rows ``rows`` of ``packets``, copied into this socket's own buffer, without sending:
@@ -227,14 +225,14 @@ class BatchSocket:
         if len(self._staged) < n or self._staged.shape[1] != packets.shape[1]:
             self._staged = np.zeros((max(n, 2 * len(self._staged)), packets.shape[1]), dtype=np.uint8)
         np.take(packets, rows, axis=0, out=self._staged[:n])
-        return self._stage(self._staged, destinations, None, None, None)
+        return self._stage(self._staged, destinations, None, None)
 
     def _stage(self, packets: U8, destinations: U64 | I64, lengths: int | I64 | None,
-               source_hosts: npt.NDArray[np.uint32] | None, rows: I64 | None) -> int:  # fmt: skip
+               source_hosts: npt.NDArray[np.uint32] | None) -> int:  # fmt: skip
         n = len(destinations)
         if packets.dtype != np.uint8 or packets.ndim != 2 or not packets.flags.c_contiguous:
             raise RtpError("send needs a C-contiguous uint8 (n, size) array")
-        if (len(packets) if rows is None else len(rows)) < n:
+        if len(packets) < n:
             raise RtpError("send: fewer packets than destinations")
         if n == 0:
             return 0
@@ -245,8 +243,7 @@ class BatchSocket:
         names["addr"] = keys >> np.uint64(16)
         names["port"] = keys & np.uint64(0xFFFF)
         iov = self._siov[:n]
-        index = np.arange(n, dtype=np.uint64) if rows is None else rows.astype(np.uint64)
-        iov["base"] = packets.ctypes.data + index * np.uint64(packets.strides[0])
+        iov["base"] = packets.ctypes.data + np.arange(n, dtype=np.uint64) * np.uint64(packets.strides[0])
         iov["len"] = packets.shape[1] if lengths is None else lengths
         msgs = self._smsg[:n]
         if source_hosts is None:

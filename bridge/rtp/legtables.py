@@ -12,8 +12,8 @@ its state is columns, not objects:
   its own in ``packets_in``/``bytes_in``).
 - **send**: each leg's next packet is kept whole in ``packets`` (version, payload type, SSRC written once);
   ``seq_out``, ``ts_out`` and ``ssrc_out`` are big-endian views into it, so a tick writes the payloads,
-  sends the rows where they lie and advances the two counters in place (``uint16``/``uint32`` wrap-around is
-  RTP's). ``fast_out`` counts those packets (the Python path: ``packets_out``/``bytes_out``).
+  stages a copy of the rows for the send thread and advances the two counters in place (``uint16``/``uint32``
+  wrap-around is RTP's). ``fast_out`` counts those packets (the Python path: ``packets_out``/``bytes_out``).
 
 :class:`LegTable` is the minimal demultiplexer of ``bench/media.py``: address -> leg -> ring, nothing else.
 """

@@ -63,8 +63,7 @@ class SendThread:
     def submit(self, job: list[tuple[BatchSocket, int]]) -> None:
         """Transmit ``(socket, staged count)`` pairs in the thread, in order; returns at once."""
         with self._cond:
-            while self._busy:
-                self._cond.wait()
+            self._cond.wait_for(lambda: not self._busy)
             if self._closed:
                 raise RuntimeError("SendThread is closed")
             self._job, self._busy = job, True
@@ -73,13 +72,11 @@ class SendThread:
     def wait(self) -> None:
         """Return once the last submitted job has been sent."""
         with self._cond:
-            while self._busy:
-                self._cond.wait()
+            self._cond.wait_for(lambda: not self._busy)
 
     def close(self) -> None:
         with self._cond:
-            while self._busy:
-                self._cond.wait()
+            self._cond.wait_for(lambda: not self._busy)
             self._closed = True
             self._cond.notify_all()
         self._thread.join(timeout=5.0)
@@ -88,8 +85,7 @@ class SendThread:
         prioritise(self.priority, "the RTP send thread")
         while True:
             with self._cond:
-                while not self._busy and not self._closed:
-                    self._cond.wait()
+                self._cond.wait_for(lambda: self._busy or self._closed)
                 if not self._busy:
                     return
                 job = self._job
