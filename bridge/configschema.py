@@ -100,7 +100,7 @@ class SipConfig:
     the engine" in docs/design/sip-media.md."""
     media_priority: int = 0
     """Real-time priority (``SCHED_RR``, 1-99) of the media threads: the engine's event loop, which runs the
-    20 ms tick, and the batched path's send thread; 0: ordinary scheduling. On a machine where other
+    20 ms tick, the batched path's send thread and the SIP thread; 0: ordinary scheduling. On a machine where other
     processes keep the cores busy it keeps the tick on time (see "Tick lateness" in docs/design/sip-media.md).
     Needs root or CAP_SYS_NICE, else a warning and ordinary scheduling; threads and processes the engine
     starts do not inherit it, and the kernel's RT throttling leaves other tasks 5 % of each core."""
