@@ -368,6 +368,18 @@ def _variable_parts(
     return offset, end, valid
 
 
+def rounds(keys: I64) -> list[I64]:
+    """Indexes of ``keys`` split into rounds of distinct keys, each in arrival order: a key's k-th
+    occurrence is in round k (one round, ``arange``, when the keys are already distinct)."""
+    if len(keys) < 2 or np.bincount(keys).max() == 1:
+        return [np.arange(len(keys))]
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[order] = np.arange(len(keys)) - np.searchsorted(ordered, ordered)  # position within its key's run
+    return [np.nonzero(rank == r)[0] for r in range(int(rank.max()) + 1)]
+
+
 class FrameRing:
     """A fixed-delay jitter buffer for ``legs`` legs at once: per leg a ring of ``depth`` frames of
     ``frame`` bytes, indexed by RTP sequence number, played out ``delay`` frames after the first packet.
@@ -450,16 +462,11 @@ class FrameRing:
             return
         legs = np.asarray(legs, dtype=np.int64)
         seq = np.asarray(seq, dtype=np.int64) % SEQ_MOD
-        if np.bincount(legs).max() == 1:  # the usual batch: one packet per leg
+        picks = rounds(legs)
+        if len(picks) == 1:  # the usual batch: one packet per leg
             self._push_round(legs, seq, payloads)
             return
-        order = np.argsort(legs, kind="stable")
-        sorted_legs = legs[order]
-        first = np.searchsorted(sorted_legs, sorted_legs)  # where each leg's run starts
-        rounds = np.empty(len(legs), dtype=np.int64)
-        rounds[order] = np.arange(len(legs)) - first
-        for r in range(int(rounds.max()) + 1):
-            pick = rounds == r
+        for pick in picks:
             self._push_round(legs[pick], seq[pick], payloads[pick])
 
     def _push_round(self, legs: I64, seq: I64, payloads: U8) -> None:

@@ -46,7 +46,7 @@ from typing import Protocol
 import numpy as np
 
 from bridge.mixer.g711 import DECODE_TABLES, ENCODE_TABLES
-from bridge.rtp.batch import I64, U8, U64, BatchSocket, BoolArray, address_key, header_dtype, size_buffers
+from bridge.rtp.batch import I64, U8, U64, BatchSocket, BoolArray, address_key, header_dtype, rounds, size_buffers
 from bridge.rtp.errors import PortsExhausted
 from bridge.rtp.legtables import FRAME, PACKET, LegTables
 from bridge.rtp.ports import PortAllocator
@@ -138,17 +138,6 @@ class SocketGroup:
     def close(self) -> None:
         self.rtp.close()
         self.rtcp.close()
-
-
-def _rounds(slots: I64) -> list[I64]:
-    """Indexes of ``slots`` split into rounds of distinct slots, each in arrival order."""
-    if len(slots) < 2 or np.bincount(slots).max() == 1:
-        return [np.arange(len(slots))]
-    order = np.argsort(slots, kind="stable")
-    ordered = slots[order]
-    rank = np.empty(len(slots), dtype=np.int64)
-    rank[order] = np.arange(len(slots)) - np.searchsorted(ordered, ordered)
-    return [np.nonzero(rank == r)[0] for r in range(int(rank.max()) + 1)]
 
 
 class BatchedMedia:
@@ -354,7 +343,7 @@ class BatchedMedia:
         """The steady packets ``rows`` of the group's last batch, of the legs ``slots``."""
         tables = self.tables
         seq, ts = group.heads["seq"][rows].astype(np.int64), group.heads["ts"][rows].astype(np.int64)
-        for pick in _rounds(slots):  # a leg's k-th packet of the batch in round k (a += per slot counts once)
+        for pick in rounds(slots):  # a leg's k-th packet of the batch in round k (a += per slot counts once)
             tables.account(slots[pick], seq[pick], ts[pick], now)
             tables.fast_in[slots[pick]] += 1
         tables.ring.push(slots, (ts // FRAME) & 0xFFFF, group.rtp.data[rows, PACKET - FRAME : PACKET])

@@ -19,6 +19,7 @@ from bridge.rtp.batch import (
     address_key,
     key_address,
     parse_rtp,
+    rounds,
 )
 from bridge.rtp.errors import PacketError, RtpError
 from bridge.rtp.legtables import LegTable
@@ -375,3 +376,17 @@ def test_leg_table_routes_each_known_source_to_its_leg_and_counts_the_rest() -> 
         io.close()
         for s in (*legs, stranger):
             s.close()
+
+
+@given(st.lists(st.integers(0, 5), max_size=20))
+def test_rounds_split_keys_into_rounds_of_distinct_keys_in_arrival_order(keys: list[int]) -> None:
+    picks = rounds(np.array(keys, dtype=np.int64))
+    expected: list[list[int]] = []
+    seen: dict[int, int] = {}
+    for index, key in enumerate(keys):  # a key's k-th occurrence belongs to round k
+        k = seen.get(key, 0)
+        seen[key] = k + 1
+        if k == len(expected):
+            expected.append([])
+        expected[k].append(index)
+    assert [pick.tolist() for pick in picks] == (expected or [[]])
